@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: install dev extras, prove notebooks and package agree, run the notebooks' tests, then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q -e ".[dev]"
+nbdev-export
+git diff --exit-code -- churnops || { echo "nbdev-export changed churnops/: notebooks and package are out of sync"; exit 1; }
+nbdev-clean
+git diff --exit-code -- nbs || { echo "nbdev-clean changed nbs/: commit cleaned notebooks"; exit 1; }
+nbdev-test --n-workers 2
+python -m pytest tests
