@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[dev]"
 nbdev-export
 git diff --exit-code -- churnops || { echo "nbdev-export changed churnops/: notebooks and package are out of sync"; exit 1; }
+[ -z "$(git status --porcelain -- churnops)" ] || { git status --porcelain -- churnops; echo "nbdev-export left untracked files in churnops/"; exit 1; }
 nbdev-clean
 git diff --exit-code -- nbs || { echo "nbdev-clean changed nbs/: commit cleaned notebooks"; exit 1; }
 nbdev-test --n-workers 2
