@@ -17,7 +17,8 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 GOOD = {"accuracy": .91, "precision": .86, "recall": .81, "roc_auc": .93, "precision_at_recall_80": .86,
-        "f1": .83, "pr_auc": .8, "log_loss": .3, "brier": .1, "threshold_at_recall_80": .4}
+        "f1": .83, "pr_auc": .8, "log_loss": .3, "brier": .1, "threshold_at_recall_80": .4,
+        "p99_latency_ms": 3.0, "model_size_mb": 0.01}   # logged so gates do not depend on this machine's load
 BAD = {**GOOD, "accuracy": .70, "recall": .50, "roc_auc": .75}
 
 # (features, data build, family, hyper-parameter, metrics): the seed's semantic-version table, plus a failing and an unmeasured one
@@ -62,6 +63,7 @@ def log_version(home, features, build, family="logreg", hp=1.0, metrics=None, mo
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from churnops.config import artifact_location, tracking_uri
+    from churnops.train import TRUSTED_TYPES
     mlflow.set_tracking_uri(tracking_uri(home)); mlflow.set_registry_uri(tracking_uri(home))
     if mlflow.get_experiment_by_name(model) is None:
         mlflow.create_experiment(model, artifact_location=artifact_location(home))
@@ -85,14 +87,20 @@ def log_version(home, features, build, family="logreg", hp=1.0, metrics=None, mo
             if metrics: mlflow.log_metrics(metrics)
             mlflow.set_tags(tags)
             info = mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops", registered_model_name=model,
-                                            input_example=X.head(3), pip_requirements=["scikit-learn"])
+                                            input_example=X.head(3), pip_requirements=["scikit-learn"],
+                                            skops_trusted_types=TRUSTED_TYPES)
     return int(info.registered_model_version)
 
 
-def build_home(home: Path, versions=VERSIONS) -> list[int]:
+def build_home(home: Path, versions=VERSIONS, model="churn") -> list[int]:
+    "Register `versions` under `home`. `mlflow.set_tracking_uri` also sets $MLFLOW_TRACKING_URI: restore it afterwards."
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
     home.mkdir(parents=True, exist_ok=True)
     write_data_manifests(home)
-    return [log_version(home, f, b, fam, hp, m) for f, b, fam, hp, m in versions]
+    try: return [log_version(home, f, b, fam, hp, m, model=model) for f, b, fam, hp, m in versions]
+    finally:
+        if saved is None: os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else: os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 @pytest.fixture(scope="session")

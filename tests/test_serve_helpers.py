@@ -51,7 +51,7 @@ def register_version(home, pipe, df, threshold=0.3, semver=None, alias=None):
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops", skops_trusted_types=train.TRUSTED_TYPES,
                                         signature=infer_signature(df, pipe.predict_proba(df)[:, 1]), input_example=df.head(2),
-                                        registered_model_name="churn")
+                                        registered_model_name="churn", pip_requirements=["scikit-learn", "skops"])
         mlflow.log_metric("threshold_at_recall_80", threshold)
     client = MlflowClient()
     v = int(info.registered_model_version)
@@ -130,7 +130,7 @@ def running_server(home, port, extra_env=None, timeout=60):
 
 class LoadLoop:
     "`threads` clients posting records as fast as they can until stopped; records every status and exception."
-    def __init__(self, url, threads=4, customers=200, max_seconds=30):
+    def __init__(self, url, threads=4, customers=200, max_seconds=120):
         self.url, self.threads, self.customers, self.max_seconds = url, threads, customers, max_seconds
         self.results = []          # (status, version, variant, request_id)
         self.failures = []         # descriptions of non-200 answers and transport errors

@@ -131,4 +131,4 @@ def test_cli_evaluate_runs_the_report_notebook(registry, capsys):
         assert section in html, section
     assert "data:image/png;base64" in html                      # the curves are rendered
     assert summary["model"] == "churn/2" and summary["champion_version"] == 1 and not summary["gates"]["passed"]
-    assert not list(reports.glob("*.tmp"))
+    assert not list(reports.glob(".*tmp*"))
