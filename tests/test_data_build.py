@@ -143,3 +143,19 @@ def test_simulate_writes_lake_to_memory(tmp_path):
     assert len(fs.glob("/sim-lake/events/date=*/part-0.parquet")) == 5
     assert len(data.extract_lake("memory://sim-lake")) == w.counts["sessions"]
     fs.rm("/sim-lake", recursive=True)
+
+
+from hypothesis import given, settings, strategies as st
+import numpy as np
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=False, width=32), st.sampled_from(["a", "b", None])),
+                min_size=1, max_size=30), st.randoms())
+def test_content_hash_is_order_independent_and_content_sensitive(rows, rnd):
+    df = pd.DataFrame(rows, columns=["i", "x", "s"]).astype({"i": "int64", "x": "float64", "s": "str"})
+    perm = list(range(len(df))); rnd.shuffle(perm)
+    assert data.content_hash(df) == data.content_hash(df.iloc[perm].reset_index(drop=True))
+    changed = df.copy(); changed.loc[0, "i"] = changed.loc[0, "i"] + 100
+    assert data.content_hash(changed) != data.content_hash(df)
+    assert data.content_hash(df.iloc[1:]) != data.content_hash(df)          # a dropped row (the multiset counts duplicates)

@@ -60,7 +60,8 @@ def write_world(home, rng, n, end, shift=0.0, wrong=0.0, prefix="a"):
     with sqlite3.connect(d / "feedback.db") as con:
         con.execute("CREATE TABLE IF NOT EXISTS feedback(customer_id TEXT NOT NULL, churned INTEGER NOT NULL, ts TEXT NOT NULL)")
         con.executemany("INSERT INTO feedback VALUES (?, ?, ?)",
-                        [(cids[i], int(y[i]), (ts[i] + pd.Timedelta(seconds=30)).isoformat()) for i in np.flatnonzero(lab)])
+                        [(cids[i], int(y[i]), (ts[i] + pd.Timedelta(days=rng.uniform(0, 29) if y[i] else 31)).isoformat())
+                         for i in np.flatnonzero(lab)])    # churns reported within the horizon, stayers once it is over
     return log
 
 

@@ -65,7 +65,7 @@ def test_repro_skips_unchanged_and_reruns_dependents(workspace):
 
 def test_failing_stage_stops_later_stages_and_keeps_notebook(workspace):
     spec = yaml.safe_load((workspace / "training_pipeline.yaml").read_text())
-    spec["stages"]["a"]["params"]["fail"] = True
+    spec["stages"]["a"]["params"]["fail"] = True         # the first stage fails: the second must not run
     (workspace / "training_pipeline.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(pipeline.PipelineError) as e:
         pipeline.run_pipeline(workspace, quiet=True)
@@ -76,11 +76,14 @@ def test_failing_stage_stops_later_stages_and_keeps_notebook(workspace):
     assert "stage asked to fail" in kept[0].read_text()
 
 
-def test_cli_pipeline_run_exit_codes(workspace):
-    r = subprocess.run([sys.executable, "-m", "churnops.cli", "pipeline", "run", "--home", str(workspace)],
+def test_cli_status_and_errors(workspace):
+    r = subprocess.run([sys.executable, "-m", "churnops.cli", "pipeline", "status", "--home", str(workspace)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "ran ['a', 'b']" in r.stdout
+    assert "a:" in r.stdout and "b:" in r.stdout            # both stages are stale before the first run
     r = subprocess.run([sys.executable, "-m", "churnops.cli", "pipeline", "run", "--home", str(workspace / "nope")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "not a churnops workspace" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "churnops.cli", "schedule", "install", "--print-only", "--home", str(workspace)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("0 2 * * * ") and "pipeline run --home" in r.stdout

@@ -12,16 +12,14 @@ import pandas as pd
 import pytest
 
 from conftest import free_port_number
-from test_serve_helpers import build_template, copy_home, record, running_server, churn_frame, churn_pipeline
+from test_serve_helpers import template_home, build_template, copy_home, record, running_server, churn_frame, churn_pipeline
 
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="session")
-def serve_template(tmp_path_factory):
-    home = tmp_path_factory.mktemp("serve_template")
-    versions = build_template(home)
-    return home, versions
+def serve_template():
+    return template_home()
 
 
 @pytest.fixture(scope="module")

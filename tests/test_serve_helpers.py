@@ -73,6 +73,18 @@ def build_template(home: Path):
     return {"champion": 1, "challenger": 2, "broken": v3}
 
 
+_TEMPLATE = {}
+
+def template_home():
+    "One registry with the three versions per test process (built once, shared by every serve test module)."
+    if "home" not in _TEMPLATE:
+        import atexit, tempfile
+        home = Path(tempfile.mkdtemp(prefix="churnops-serve-template-"))
+        atexit.register(shutil.rmtree, home, True)
+        _TEMPLATE["home"], _TEMPLATE["versions"] = home, build_template(home)
+    return _TEMPLATE["home"], _TEMPLATE["versions"]
+
+
 def copy_home(template: Path, dest: Path) -> Path:
     "A fresh home sharing the template's registry (the SQLite DB is copied; artifacts are read from the template)."
     dest.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,32 @@
+"""The scale configuration: an `mlflow server` backed by PostgreSQL, and two tuning worker processes sharing one Optuna
+RDB study on the same PostgreSQL server; the study then resumes with one more trial."""
+import optuna
+import pytest
+
+from churnops import train
+from churnops.config import Paths
+
+
+@pytest.mark.postgres
+@pytest.mark.server
+def test_postgres_mlflow_server_and_shared_optuna_study(mlflow_server_postgres, postgres_url, tracking_env, tmp_path):
+    tracking_env(mlflow_server_postgres)
+    csv = tmp_path / "telco.csv"
+    train.make_telco_table(400, seed=5).to_csv(csv, index=False)
+    res = train.train_table(csv, "Churn", "telco-pg", home=tmp_path, id_column="customerID", trials=6, families=["logreg"],
+                            storage=postgres_url, study_name="shared", workers=2, quiet=True)
+    assert res.version == 1 and res.metrics["roc_auc"] > 0.6
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    done = [t for t in study.trials if t.state.is_finished()]
+    assert len(done) >= 6
+    assert len({t.user_attrs.get("pid") for t in done}) == 2, "both worker processes ran trials of the one study"
+    from mlflow.tracking import MlflowClient
+    children = MlflowClient().search_runs([MlflowClient().get_run(res.run_id).info.experiment_id],
+                                          f"tags.mlflow.parentRunId = '{res.run_id}'")
+    assert len(children) == len(done)                        # every trial, from either worker, is a nested run
+    # resume: the same study with a larger total runs only the missing trial
+    X, y, _, spec = train.prepare_table(train.read_table(csv), "Churn", "customerID")
+    s2 = train.tune(X, y, train.stratified_folds(y, 3), train.make_table_preprocessor(spec.numeric, spec.categorical),
+                    study_name="shared", storage=postgres_url, families=["logreg"], n_trials=len(done) + 1, quiet=True)
+    assert len([t for t in s2.trials if t.state.is_finished()]) == len(done) + 1
+    assert not Paths(tmp_path).mlflow_db.exists() and not Paths(tmp_path).optuna.exists()
