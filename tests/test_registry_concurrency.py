@@ -22,7 +22,7 @@ from churnops import registry
 home, version, sync = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 (sync / f"ready-{version}").touch()
 while not (sync / "go").exists(): time.sleep(0.002)
-ev = registry.promote(home, "churn", version, actor=f"proc-{version}")
+ev = registry.promote(home, os.environ.get("CHURNOPS_TEST_MODEL", "churn"), version, actor=f"proc-{version}")
 print(ev["seq"], ev["from_version"], ev["to_version"], ev["semver"])
 """
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import free_port_number
-from test_serve_helpers import template_home, build_template, copy_home, record, running_server, churn_frame, churn_pipeline
+from test_serve_helpers import template_home, churn_frame as _cf, ONLINE_CUSTOMERS, build_template, copy_home, record, running_server, churn_frame, churn_pipeline
 
 pytestmark = pytest.mark.server
 
@@ -144,3 +144,21 @@ def test_prediction_log_has_every_answer(server):
     assert json.loads(row.features_json)["plan"] == record(3)["plan"]
     assert 0 <= row.churn_probability <= 1 and row.latency_ms > 0
     assert (log.status == 422).any()             # failures are logged too
+
+
+def test_customer_id_only_reads_the_online_store(server, serve_template):
+    from churnops import train
+    pipe, _ = train.load_model(serve_template[0], "churn", "champion")
+    df, _ = churn_frame(seed=0)                       # the store holds the first 50 rows for customers 1..50
+    r = post(server, [{"customer_id": 1}, {"customer_id": 7}])
+    assert r.status_code == 200, r.text
+    expected = pipe.predict_proba(df.iloc[[0, 6]])[:, 1]
+    np.testing.assert_allclose([x["churn_probability"] for x in r.json()], expected, rtol=0, atol=1e-12)
+    assert [x["customer_id"] for x in r.json()] == [1, 7]
+
+
+def test_unknown_customer_id_gets_404_with_the_id(server):
+    r = post(server, [{"customer_id": 3}, {"customer_id": 987654}])
+    assert r.status_code == 404, r.text
+    assert r.json()["customer_id"] == 987654 and "987654" in r.json()["detail"]
+    assert post(server, {"customer_id": [1]}).status_code == 422

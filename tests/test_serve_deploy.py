@@ -55,8 +55,8 @@ def wait_state(srv, pred, timeout=15):
 def test_blue_green_switch_failed_load_and_rollback_under_load(server, serve_template):
     with LoadLoop(server.url, threads=4) as load:
         load.wait_for(50)
-        r = cli(server.home, "deploy", "--strategy", "blue-green", "--version", str(serve_template[1]["broken"]))
-        assert r.returncode == 1 and "could not load" in r.stderr, r.stderr       # corrupt model file: refused
+        r = server.admin("POST", "/admin/deploy", {"strategy": "blue-green", "version": serve_template[1]["broken"]})
+        assert r.status_code == 409 and "could not load" in r.json()["detail"], r.text   # corrupt model file: refused
         load.wait_for(50)
         r = cli(server.home, "deploy", "--strategy", "blue-green", "--version", "2")
         assert r.returncode == 0, r.stderr

@@ -70,7 +70,30 @@ def build_template(home: Path):
     # corrupt v3's model file: the newest model.skops under the artifact store
     newest = max(Path(home, "mlartifacts").rglob("model.skops"), key=lambda p: p.stat().st_mtime)
     newest.write_bytes(b"not a skops file")
+    online_store(home, df)
     return {"champion": 1, "challenger": 2, "broken": v3}
+
+
+ONLINE_CUSTOMERS = range(1, 51)
+
+
+def online_store(home, df):
+    "Customers 1..50 materialised into the home's online store (a real `store` feature view over a parquet source)."
+    from datetime import timedelta
+    from churnops import store
+    snap = df.head(len(ONLINE_CUSTOMERS)).copy()
+    snap.insert(0, "customer_id", list(ONLINE_CUSTOMERS))
+    snap.insert(1, "event_timestamp", pd.Timestamp("2026-11-01", tz="UTC"))
+    snap.insert(2, "created", pd.Timestamp("2026-11-01", tz="UTC"))
+    src = Path(home) / "online_source" / "part-0.parquet"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    snap.to_parquet(src)
+    feats = [store.Feature(name=c, dtype="int64" if c in ("tenure_days", "tickets_30d") else "float64") for c in NUMERIC] + \
+            [store.Feature(name=c, dtype="string") for c in CATEGORICAL]
+    fs = store.FeatureStore(home)
+    fs.apply([store.FeatureView(name="serve_test", features=feats, source=str(src.parent), ttl=timedelta(days=3650))])
+    fs.materialize()
+    fs.online.close()
 
 
 _TEMPLATE = {}
@@ -90,6 +113,7 @@ def copy_home(template: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(template / "mlflow.db", dest / "mlflow.db")
     if (template / "online.db").exists(): shutil.copy2(template / "online.db", dest / "online.db")
+    if (template / "features").exists(): shutil.copytree(template / "features", dest / "features")
     return dest
 
 
