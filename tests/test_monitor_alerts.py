@@ -101,3 +101,21 @@ def test_trigger_reads_thresholds_from_the_home_config(tmp_path):
     trig = monitor.RetrainingTrigger(tmp_path)
     assert trig.config.min_accuracy == 0.95
     assert trig.evaluate(accuracy=0.93).reasons == ["accuracy_degradation"]
+
+
+def test_process_metrics_of_a_real_process_and_gpu_absent():
+    import subprocess
+    proc = subprocess.Popen([sys.executable, "-c", "x = bytearray(50 * 2**20)\nwhile True: pass"])
+    try:
+        import time; time.sleep(1.0)
+        m = monitor.process_metrics(proc.pid, interval=0.5)
+        assert m["pid"] == proc.pid and m["rss_mb"] > 40 and m["cpu_percent"] > 1 and m["threads"] >= 1
+    finally:
+        proc.kill(); proc.wait()
+    with pytest.raises(ValueError, match="no process with pid"):
+        monitor.process_metrics(proc.pid)
+    s = monitor.system_metrics()
+    if monitor.gpu_metrics() is None:
+        assert s["gpu"] == "absent" and s["gpu_utilization_percent"] is None      # absent, not 0 %
+    else:
+        assert isinstance(s["gpu"], list) and s["gpu_utilization_percent"] is not None

@@ -77,3 +77,34 @@ def test_cli_build_register_materialize_get(world):
     got = cli(world, "store", "get", "--customer-id", str(ids[0]), "--customer-id", "999999")
     assert got["customer_id"] == [ids[0], 999999] and got["_status"] == ["PRESENT", "NOT_FOUND: churn_features"]
     assert got["tenure_days"][0] == pytest.approx(float(last.loc[ids[0], "tenure_days"])) and got["tenure_days"][1] is None
+
+
+def test_view_over_a_data_version(world):
+    """A view whose source is a data version (`data:<table>@<hash>`): point-in-time plan and charges from subscriptions."""
+    build = D.read_build(world)
+    version = build["tables"]["subscriptions"]
+    view = S.FeatureView(name="plan", features=[S.Feature(name="plan", dtype="string"), S.Feature(name="monthly_charges")],
+                         source=f"data:subscriptions@{version}", ttl=pd.Timedelta(days=3650).to_pytimedelta(),
+                         created_timestamp_field=None, owner="billing")
+    subs = D.load_table(world, "subscriptions")
+    ent = subs[["customer_id"]].assign(event_timestamp=subs["event_timestamp"] + pd.Timedelta(hours=1)).head(40)
+    got = S.get_historical_features(ent, ["plan:*"], [view], home=world)
+    # reference: the latest subscription row at or before each entity timestamp, by a plain loop
+    for (_, e), p, m in zip(ent.iterrows(), got["plan"], got["monthly_charges"]):
+        rows = subs[(subs.customer_id == e.customer_id) & (subs.event_timestamp <= e.event_timestamp)]
+        last = rows.iloc[np.lexsort((np.arange(len(rows)), rows["event_timestamp"].to_numpy()))[-1]]
+        assert p == last["plan"] and m == last["monthly_charges"]
+    assert S.feature_set_version([view]) != S.feature_set_version([view.model_copy(update={"source": "data:subscriptions"})])
+
+
+def test_home_option_before_the_action(world, tmp_path, capsys):
+    """`churnops store --home H views` and `churnops store views --home H` name the same home (sub-subcommand defaults do not win)."""
+    from churnops.cli import main
+    S.register_churn_features(world, F.default_as_of_dates(D.load_build(world), 30)[:2])
+    outs = []
+    for argv in (["store", "--home", str(world), "views"], ["store", "views", "--home", str(world)]):
+        assert main(argv) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0] == outs[1] and outs[0]["feature_set_version"] == S.FeatureStore(world).version
+    assert main(["store", "views", "--home", str(tmp_path)]) == 0          # an empty home really is another home
+    assert json.loads(capsys.readouterr().out)["views"] == []
