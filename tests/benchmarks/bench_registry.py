@@ -17,7 +17,7 @@ from test_registry_support import GOOD, build_home  # noqa: E402
 from churnops import registry  # noqa: E402
 
 
-def main(n: int = 20, trail_rows: int = 10_000) -> None:
+def main(n: int = 20, trail_rows: int = 2_000) -> None:
     home = Path(tempfile.mkdtemp()) / "home"
     build_home(home, [(["a", "b"], f"build-{i}", "logreg", 1.0, GOOD) for i in range(2)])
     c = registry.tracking_client(home)
