@@ -112,7 +112,7 @@ def test_stable_world_does_not_fire(worlds):
 def test_drifted_world_flags_features_performance_and_fires(worlds, tmp_path):
     home, end = worlds["drifted"]
     marker = tmp_path / "pipeline-started"
-    cmd = [sys.executable, "-c", f"import os; open({str(marker)!r}, 'w').write(os.environ['CHURNOPS_RETRAIN_REASONS'])"]
+    cmd = [sys.executable, "-c", f"import os; p = {str(marker)!r}; open(p + '.tmp', 'w').write(os.environ['CHURNOPS_RETRAIN_REASONS']); os.replace(p + '.tmp', p)"]
     out = subprocess.run([sys.executable, "-c", "from churnops.cli import main; raise SystemExit(main())", "monitor",
                           "--home", str(home), "--window-start", (end - pd.Timedelta(days=2, minutes=1)).isoformat(),
                           "--window-end", end.isoformat(), "--retrain", "--retrain-command", " ".join(cmd[:2]) + ' "' + cmd[2].replace('"', '\\"') + '"',
@@ -125,19 +125,32 @@ def test_drifted_world_flags_features_performance_and_fires(worlds, tmp_path):
     assert res["drift"]["dataset_drift"] and res["metrics"]["accuracy"] < 0.85
     assert {a["metric"] for a in res["alerts"]} >= {"accuracy", "psi"}
     assert res["trigger"]["retrain"] and res["trigger"]["reasons"] == ["accuracy_degradation", "data_drift"]
-    for _ in range(50):
-        if marker.exists(): break
-        time.sleep(0.1)
+    deadline = time.monotonic() + 60                      # the pipeline command runs in the background
+    while not marker.exists() and time.monotonic() < deadline: time.sleep(0.1)
     assert marker.read_text() == "accuracy_degradation,data_drift"
     alerts = [json.loads(l) for l in (Paths(home).reports / "alerts.jsonl").read_text().splitlines()]
     assert {a["metric"] for a in alerts} >= {"accuracy", "psi"}
 
 
-def test_empty_window_fails_clearly_and_keeps_the_notebook(worlds):
+def test_empty_window_fails_clearly_without_a_report(worlds):
     home, end = worlds["stable"]
-    with pytest.raises(RuntimeError, match="no predictions in the prediction log") as e:
+    before = set(Paths(home).reports.glob("monitor-*"))
+    with pytest.raises(ValueError, match="no predictions in the prediction log .* between 2020-01-01"):
         monitor.run_monitor(home, "2020-01-01", "2020-01-02")
-    nb = str(e.value).rsplit("executed notebook: ", 1)[1]
-    assert Path(nb).exists() and Path(nb).with_suffix(".html").exists()
     with pytest.raises(ValueError, match="is not before window end"):
         monitor.run_monitor(home, "2020-01-02", "2020-01-01")
+    assert set(Paths(home).reports.glob("monitor-*")) == before
+    out = subprocess.run([sys.executable, "-c", "from churnops.cli import main; raise SystemExit(main())", "monitor",
+                          "--home", str(home), "--window-start", "2020-01-01", "--window-end", "2020-01-02"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "no predictions in the prediction log" in out.stderr
+
+
+def test_job_notebook_fails_clearly_on_a_bad_reference(worlds, tmp_path):
+    "A failing job cell: RuntimeError naming the cell, with the executed notebook and HTML kept for inspection."
+    home, end = worlds["stable"]
+    bad = tmp_path / "bad.json"; bad.write_text('{"format": "something else"}')
+    with pytest.raises(RuntimeError, match="not a churnops reference profile") as e:
+        monitor.run_monitor(home, end - pd.Timedelta(days=2, minutes=1), end, reference_profile=bad)
+    nb = Path(str(e.value).rsplit("executed notebook: ", 1)[1])
+    assert nb.exists() and nb.with_suffix(".html").exists()

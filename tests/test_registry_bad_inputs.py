@@ -98,8 +98,10 @@ def test_registry_lock_held_by_another_process(home):
 
 
 def test_no_tracking_store(tmp_path):
-    with pytest.raises(registry.RegistryError, match="no tracking store at .*mlflow.db: train and register a model first"):
-        registry.promote(tmp_path / "empty", "churn", 1)
+    for fn in (registry.promote, registry.history):
+        with pytest.raises(registry.RegistryError, match="no tracking store at .*mlflow.db: train and register a model first"):
+            fn(tmp_path / "empty", "churn", *([1] if fn is registry.promote else []))
+    assert not Paths(tmp_path / "empty").audit_db.exists()
 
 
 def test_unreachable_tracking_server(home, tracking_env, free_port, capsys):

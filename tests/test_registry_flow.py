@@ -2,6 +2,7 @@
 forced promotions, challenger alias, deploy records, and the CLI."""
 import json
 
+import pandas as pd
 import pytest
 
 from test_registry_support import home, registry_template  # noqa: F401  (fixtures)
@@ -91,6 +92,8 @@ def test_challenger_alias_and_records(home):
     assert (ev["action"], ev["to_version"]) == ("set_alias", 3) and _alias(home, "challenger") == 3
     registry.promote(home, "churn", "challenger")                   # promote by alias
     assert _alias(home) == 3
+    registry.set_challenger(home, "churn", 4, reason="shadow", actor="pipeline")
+    assert _alias(home, "challenger") == 4
     registry.set_alias(home, "churn", "challenger", None)           # remove
     with pytest.raises(registry.RegistryError, match="has no alias 'challenger'"):
         registry.promote(home, "churn", "challenger")
@@ -100,8 +103,9 @@ def test_challenger_alias_and_records(home):
     with pytest.raises(registry.RegistryError, match="reserved"):
         registry.record(home, "churn", "promote", to_version=2)
     h = registry.history(home, "churn")
-    assert h.action.tolist() == ["promote", "set_alias", "promote", "remove_alias", "deploy"]
-    assert h.alias.tolist()[:4] == ["champion", "challenger", "champion", "challenger"]
+    assert h.action.tolist() == ["promote", "set_alias", "promote", "set_alias", "remove_alias", "deploy"]
+    assert h.alias.tolist()[:5] == ["champion", "challenger", "champion", "challenger", "challenger"]
+    assert h.from_version.iloc[4] == 4 and pd.isna(h.to_version.iloc[4])          # removal: 4 → nothing
     assert registry.rollback(home, "churn")["to_version"] == 1       # deploy/challenger events do not disturb the champion stack
 
 

@@ -103,13 +103,20 @@ def build_home(home: Path, versions=VERSIONS, model="churn") -> list[int]:
         else: os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
+_TEMPLATE: dict = {}   # one template per session, shared by every module that imports the fixture
+
+
 @pytest.fixture(scope="session")
 def registry_template(tmp_path_factory):
     "A home with the seven versions of VERSIONS registered as `churn` (built once per session)."
-    home = tmp_path_factory.mktemp("registry_template") / "home"
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    build_home(home)
-    return home
+    if "home" not in _TEMPLATE:
+        home = tmp_path_factory.mktemp("registry_template") / "home"
+        saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+        try: build_home(home)
+        finally:
+            if saved is not None: os.environ["MLFLOW_TRACKING_URI"] = saved
+        _TEMPLATE["home"] = home
+    return _TEMPLATE["home"]
 
 
 @pytest.fixture

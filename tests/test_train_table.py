@@ -176,3 +176,19 @@ def test_train_table_against_mlflow_server(mlflow_server, tracking_env, telco_cs
     pipe, mv = train.load_model(tmp_path, "telco-srv", res.version)
     pred, info = train.predict_table(tmp_path, f"telco-srv/{res.version}", telco_csv)
     assert info["rows"] == 500 and not Paths(tmp_path).mlflow_db.exists()   # nothing went to the embedded store
+
+
+def test_tune_cli_resumes_the_study_and_registers_next_version(trained, telco_csv, capsys):
+    "`churnops tune --data` on the same table and settings resumes the journal study: 2 trials before, 1 more now."
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    capsys.readouterr()
+    rc = main(["tune", "--home", str(trained), "--data", str(telco_csv), "--target", "Churn", "--id", "customerID",
+               "--name", "telco", "--trials", "3", "--families", "logreg", "--quiet"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["version"] == 2
+    storage = JournalStorage(JournalFileBackend(str(Paths(trained).optuna / "journal.log")))
+    [summary] = [s for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("telco-")]
+    assert summary.n_trials == 3

@@ -105,3 +105,29 @@ def test_bootstrap_and_slices_bad_inputs():
         V.slice_metrics(pd.DataFrame({"region": list("abab")}), y, {"c": p}, segments=["plan"])
     with pytest.raises(ValueError, match="integer version"):
         V.parse_model_ref("churn/v2")
+
+
+def test_ab_guardrails_from_a_prediction_log_and_cli_errors(tmp_path, capsys):
+    from churnops.cli import main
+    rng = np.random.default_rng(1)
+    n = 8000
+    ids = np.arange(n)
+    shares = {"control": 50, "treatment": 50}
+    variant = np.array([V.assign_variant("g", i, shares) for i in ids])
+    out = pd.DataFrame({"customer_id": ids, "variant": variant, "churned": rng.binomial(1, np.where(variant == "control", 0.12, 0.08))})
+    log = pd.DataFrame({"variant": variant, "latency_ms": rng.gamma(2, 5, n),
+                        "status": np.where((variant == "treatment") & (rng.random(n) < 0.05), 503, 200)})
+    ab = V.ABTestConfig(experiment="g", variants=VARIANTS, min_sample_size=500, baseline_rate=0.12, mde=0.04)
+    res = V.analyze_ab(out, ab, requests=log)
+    g = res.guardrails.set_index(["variant", "guardrail"])
+    assert not g.loc[("treatment", "error_rate"), "passed"] and g.loc[("control", "error_rate"), "passed"]
+    assert res.comparisons.loc["treatment", "verdict"] == "better"
+    assert res.decision == "guardrail breached: treatment is better on churned but fails error_rate"
+    cfg = tmp_path / "ab.yaml"
+    cfg.write_text(yaml.safe_dump(ab.model_dump(mode="json")))
+    out.assign(variant=np.where(ids == 0, "c", variant)).to_csv(tmp_path / "o.csv", index=False)
+    assert main(["ab", "analyze", "--home", str(tmp_path), "--config", str(cfg), "--outcomes", str(tmp_path / "o.csv")]) == 1
+    assert "unknown variant(s) ['c']" in capsys.readouterr().err
+    assert main(["ab", "assign", "--home", str(tmp_path), "--config", str(cfg), "17", "42"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[0] == f"17\t{V.assign_variant('g', 17, shares)}" and lines[1] == f"42\t{V.assign_variant('g', 42, shares)}"

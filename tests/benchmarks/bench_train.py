@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
@@ -30,15 +29,20 @@ def bench_tuning(trials: int, rows: int) -> None:
     rates = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as d:
+            from threadpoolctl import threadpool_limits
             t0 = time.perf_counter()
-            study = train.tune(X, y, folds, pre, study_name=f"bench-{workers}", home=d, families=["logreg", "rf", "hgb"],
-                               n_trials=trials, seed=0, workers=workers, quiet=True)
+            with threadpool_limits(1):
+                study = train.tune(X, y, folds, pre, study_name=f"bench-{workers}", home=d, families=["logreg", "rf", "hgb"],
+                                   n_trials=trials, seed=0, workers=workers, quiet=True)
             dt = time.perf_counter() - t0
-            n = len([t for t in study.trials if t.state.is_finished()])
-            rates[workers] = n / dt
-            print(f"tuning workers={workers}: {n} trials in {dt:.1f} s = {rates[workers]:.3f} trials/s "
-                  f"(best cv ROC AUC {study.best_value:.4f})")
-    print(f"tuning speed-up 2 workers vs 1: {rates[2] / rates[1]:.2f}x (goal >= 1.7x)")
+            done = [t for t in study.trials if t.state.is_finished()]
+            span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+            rates[workers] = (len(done) / dt, len(done) / span)
+            print(f"tuning workers={workers}: {len(done)} trials in {dt:.1f} s wall incl. process start-up = "
+                  f"{rates[workers][0]:.3f} trials/s; steady state (first trial start to last end, {span:.1f} s) "
+                  f"{rates[workers][1]:.3f} trials/s (best cv ROC AUC {study.best_value:.4f})")
+    print(f"tuning speed-up 2 workers vs 1: wall {rates[2][0] / rates[1][0]:.2f}x, steady state "
+          f"{rates[2][1] / rates[1][1]:.2f}x (goal >= 1.7x); load average now {os.getloadavg()}")
 
 
 def bench_predict(rows: int) -> None:
@@ -50,9 +54,12 @@ def bench_predict(rows: int) -> None:
         pipe = train.make_pipeline(pre, family, params).fit(X, y)
         Xs = train.scoring_frame(big_raw, pipe)
         train.predict_proba_fast(pipe, Xs.head(1000))
-        t0 = time.perf_counter(); train.predict_proba_fast(pipe, Xs); dt = time.perf_counter() - t0
+        t0 = time.perf_counter(); fast = train.predict_proba_fast(pipe, Xs); dt = time.perf_counter() - t0
+        t0 = time.perf_counter(); ref = pipe.predict_proba(Xs)[:, 1]; dref = time.perf_counter() - t0
+        assert np.allclose(fast, ref)
         rate = rows / dt
-        print(f"predict {family}: {rows} rows in {dt:.2f} s = {rate:,.0f} rows/s = {rate / 500_000:.2f}x the 500k rows/s goal")
+        print(f"predict {family}: {rows} rows in {dt:.2f} s = {rate:,.0f} rows/s = {rate / 500_000:.2f}x the 500k rows/s goal; "
+              f"{dref / dt:.2f}x plain pipeline.predict_proba ({rows / dref:,.0f} rows/s); load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as d:
         csv = Path(d) / "telco.csv"; df.to_csv(csv, index=False)
         res = train.train_table(csv, "Churn", "bench", home=d, id_column="customerID", trials=1, families=["hgb"], quiet=True)
