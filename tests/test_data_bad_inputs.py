@@ -223,3 +223,20 @@ def test_config_with_unknown_key(home, tmp_path):
         load_config(bad)
     (Path(home) / "churnops.yaml").write_text("data_requirements:\n  max_null_ratio: lots\n")
     build_fails(home, ConfigError, r"data_requirements\.max_null_ratio")
+
+
+def test_lake_partition_with_nulls_or_other_schema(home):
+    """Partitions that are not uniform take the general Arrow path: nulls are counted and filled, extra columns reported."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    p = Paths(home).lake / "events/date=2024-01-02/part-0.parquet"
+    t = pq.read_table(p)
+    dur = pa.array([None] + t.column("session_duration_min").to_pylist()[1:], pa.float64())
+    pq.write_table(t.set_column(2, "session_duration_min", dur).append_column("device", pa.array(["ios"] * t.num_rows)), p)
+    fast = data.extract_lake(str(Paths(home).lake), "2024-01-03", "2024-01-05")       # uniform range: the fast path
+    mixed = data.extract_lake(str(Paths(home).lake), "2024-01-01", "2024-01-05")
+    assert "device" in mixed and mixed.session_duration_min.isna().sum() == 1
+    pd.testing.assert_frame_equal(mixed[mixed.event_timestamp >= "2024-01-03"].reset_index(drop=True)[fast.columns], fast)
+    b = data.build(home)
+    r = b.reports["sessions"]
+    assert r["extra_columns"] == ["device"] and r["filled"] == {"session_duration_min": 1}

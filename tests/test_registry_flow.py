@@ -77,7 +77,17 @@ def test_gate_refusal_force_and_missing_metrics(home):
     assert registry.champion(home, "churn") == 6
 
 
-def test_latency_and_size_are_measured_when_not_logged(home):
+def test_latency_and_size_are_measured_when_not_logged(home, tmp_path):
+    import mlflow
+    saved = mlflow.get_registry_uri()
+    mlflow.set_registry_uri((tmp_path / "elsewhere").as_uri())     # the process-wide registry points elsewhere:
+    try:                                                           # the home's client must still be used
+        _measured(home)
+    finally:
+        mlflow.set_registry_uri(saved)
+
+
+def _measured(home):
     c = registry.tracking_client(home)
     metrics, source = registry.gate_metrics(c, c.get_model_version("churn", "7"))   # v7 logged no metrics
     assert source == {"p99_latency_ms": "measured at promote", "model_size_mb": "measured at promote"}

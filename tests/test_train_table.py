@@ -170,7 +170,7 @@ def test_unreachable_tracking_uri_is_named(tmp_path, telco_csv, tracking_env):
 def test_train_table_against_mlflow_server(mlflow_server, tracking_env, telco_csv, tmp_path):
     "The same path against a real `mlflow server` process on 127.0.0.1: logs, registers, loads back."
     tracking_env(mlflow_server)
-    res = train.train_table(telco_csv, "Churn", "telco-srv", home=tmp_path, id_column="customerID", trials=2,
+    res = train.train_table(telco_csv, "Churn", "telco-srv", home=tmp_path, id_column="customerID", trials=1,
                             families=["logreg"], quiet=True)
     assert res.version >= 1
     pipe, mv = train.load_model(tmp_path, "telco-srv", res.version)

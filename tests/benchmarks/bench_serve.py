@@ -190,6 +190,11 @@ def main():
         procs.append(ml)
         u1, u2 = f"http://127.0.0.1:{p1}", f"http://127.0.0.1:{p2}"
         wait_ready(u1, "/ready", ours); wait_ready(u2, "/ping", ml)
+        ok, deadline = 0, time.monotonic() + 120          # every worker process ready (each answers /ready for itself)
+        while ok < 20 * args.workers and time.monotonic() < deadline:
+            code = httpx.post(u1 + "/predict", content=body_ours, headers={"content-type": "application/json"}).status_code
+            ok = ok + 1 if code == 200 else 0
+            if code != 200: time.sleep(0.2)
         a = httpx.post(u1 + "/predict", content=body_ours, headers={"content-type": "application/json"}).json()
         b = httpx.post(u2 + "/invocations", content=body_mlflow, headers={"content-type": "application/json"}).json()
         print(f"\nsame answer: churnops {a['churn_probability']:.12f}   mlflow {b['predictions'][0]}")
