@@ -106,12 +106,10 @@ def start_mlflow_server(backend_uri: str, artifact_root: Path, port: int, log: P
     return proc
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 backed by SQLite; yields its URL."""
-    d = tmp_path_factory.mktemp("mlflow_server")
+def _serve_mlflow(backend_uri: str, d: Path):
+    "Run an `mlflow server` on a free port for as long as the generator is open; yields its URL."
     port = free_port_number()
-    proc = start_mlflow_server(f"sqlite:///{d}/mlflow.db", d / "artifacts", port, d / "server.log")
+    proc = start_mlflow_server(backend_uri, d / "artifacts", port, d / "server.log")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -120,23 +118,20 @@ def mlflow_server(tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 backed by SQLite; yields its URL."""
+    d = tmp_path_factory.mktemp("mlflow_server")
+    yield from _serve_mlflow(f"sqlite:///{d}/mlflow.db", d)
 
 
 @pytest.fixture(scope="session")
 def mlflow_server_postgres(tmp_path_factory, postgres_server):
     """A real `mlflow server` backed by the session's PostgreSQL; yields its URL."""
     d = tmp_path_factory.mktemp("mlflow_pg")
-    port = free_port_number()
-    url = postgres_server("mlflow").replace("postgresql+psycopg://", "postgresql://")
-    proc = start_mlflow_server(url, d / "artifacts", port, d / "server.log")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    yield from _serve_mlflow(postgres_server("mlflow").replace("postgresql+psycopg://", "postgresql://"), d)
 
 
 @pytest.fixture
