@@ -13,12 +13,12 @@ def test_postgres_mlflow_server_and_shared_optuna_study(mlflow_server_postgres, 
     tracking_env(mlflow_server_postgres)
     csv = tmp_path / "telco.csv"
     train.make_telco_table(400, seed=5).to_csv(csv, index=False)
-    res = train.train_table(csv, "Churn", "telco-pg", home=tmp_path, id_column="customerID", trials=6, families=["logreg"],
+    res = train.train_table(csv, "Churn", "telco-pg", home=tmp_path, id_column="customerID", trials=4, families=["logreg"],
                             storage=postgres_url, study_name="shared", workers=2, quiet=True)
     assert res.version == 1 and res.metrics["roc_auc"] > 0.6
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     done = [t for t in study.trials if t.state.is_finished()]
-    assert len(done) >= 6
+    assert len(done) >= 4
     assert len({t.user_attrs.get("pid") for t in done}) == 2, "both worker processes ran trials of the one study"
     from mlflow.tracking import MlflowClient
     children = MlflowClient().search_runs([MlflowClient().get_run(res.run_id).info.experiment_id],
