@@ -152,5 +152,5 @@ def test_job_notebook_fails_clearly_on_a_bad_reference(worlds, tmp_path):
     bad = tmp_path / "bad.json"; bad.write_text('{"format": "something else"}')
     with pytest.raises(RuntimeError, match="not a churnops reference profile") as e:
         monitor.run_monitor(home, end - pd.Timedelta(days=2, minutes=1), end, reference_profile=bad)
-    nb = Path(str(e.value).rsplit("executed notebook: ", 1)[1])
+    nb = e.value.notebook
     assert nb.exists() and nb.with_suffix(".html").exists()
