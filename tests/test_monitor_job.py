@@ -101,8 +101,8 @@ def test_stable_world_does_not_fire(worlds):
     assert len(images) >= 3                                  # distributions, performance over time, latency over time
     assert html.read_text().count("data:image/png;base64") >= 3
     import mlflow
-    from churnops.config import tracking_uri
-    mlflow.set_tracking_uri(tracking_uri(home))
+    from churnops.config import use_tracking
+    use_tracking(home)
     run = mlflow.get_run(res["mlflow_run_id"])
     assert mlflow.get_experiment(run.info.experiment_id).name == "churn-monitoring"
     assert run.data.metrics["accuracy"] == pytest.approx(res["metrics"]["accuracy"])
