@@ -1,0 +1,83 @@
+"""Benchmark: the full training pipeline at scale — wall time per stage and peak memory.
+
+    python tests/benchmarks/bench_pipeline.py [--customers 100000] [--days 730] [--trials 4] [--home DIR]
+
+Simulates a world, makes a workspace, runs `churnops pipeline run` (data → features → train → evaluate → promote) and prints,
+per stage, the wall time DVC's stage took and the peak resident memory of the process tree that ran it (sampled with
+psutil every 0.2 s), beside the goals (whole pipeline < 10 minutes, peak RSS < 4 GB). A second run with nothing changed is
+timed too: its ratio to the first is the cost of a no-op `dvc repro`.
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+
+def peak_rss_of_tree(proc: subprocess.Popen, out: dict, every: float = 0.2) -> None:
+    "Sample the summed RSS of `proc` and its descendants until it exits; keep the maximum in out['peak']."
+    p = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            rss = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
+            out["peak"] = max(out.get("peak", 0), rss)
+        except psutil.Error:
+            pass
+        time.sleep(every)
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    mem: dict = {}
+    th = threading.Thread(target=peak_rss_of_tree, args=(proc, mem), daemon=True); th.start()
+    out, _ = proc.communicate(); th.join()
+    if proc.returncode: raise SystemExit(f"{' '.join(cmd)} failed:\n{out[-4000:]}")
+    return time.perf_counter() - t0, mem.get("peak", 0), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=730)
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--families", default="logreg,hgb")
+    ap.add_argument("--home", default=None)
+    a = ap.parse_args()
+    home = Path(a.home or tempfile.mkdtemp(prefix="churnops-bench-pipeline-"))
+    if home.exists(): shutil.rmtree(home)
+    cli = [sys.executable, "-m", "churnops.cli"]
+    t_init, m_init, _ = run(cli + ["init", "--home", str(home), "--quiet"])
+    spec = home / "training_pipeline.yaml"
+    import yaml
+    d = yaml.safe_load(spec.read_text())
+    d["stages"]["train"]["params"].update(trials=a.trials, families=a.families)
+    d["promotion"] = "none"          # the default gates are the seed project's; promotion is not what is measured
+    spec.write_text(yaml.safe_dump(d, sort_keys=False))
+    t_sim, m_sim, _ = run(cli + ["simulate", "--home", str(home), "--customers", str(a.customers), "--days", str(a.days), "--quiet"])
+    t_run, m_run, _ = run(cli + ["pipeline", "run", "--home", str(home)])
+    stages = {}
+    for s in d["stages"]:
+        r = json.loads((home / "outputs" / f"{s}.json").read_text())
+        stages[s] = r.get("seconds")
+    t_noop, _, _ = run(cli + ["pipeline", "run", "--home", str(home)])
+    gb = 1024 ** 3
+    print(f"world: {a.customers:,} customers × {a.days} days; trials {a.trials} ({a.families})")
+    print(f"{'step':<22}{'seconds':>10}")
+    print(f"{'init':<22}{t_init:>10.1f}")
+    print(f"{'simulate':<22}{t_sim:>10.1f}   peak RSS {m_sim / gb:.2f} GB")
+    for s, sec in stages.items():
+        print(f"{'  ' + s:<22}{sec:>10.1f}")
+    print(f"{'pipeline run':<22}{t_run:>10.1f}   peak RSS {m_run / gb:.2f} GB (process tree)")
+    print(f"{'no-op pipeline run':<22}{t_noop:>10.1f}   ratio to the first run {t_noop / t_run:.3f}")
+    print(f"goal: pipeline < 600 s → {t_run / 600:.2f}× the budget; peak RSS < 4 GB → {m_run / (4 * gb):.2f}× the budget")
+
+
+if __name__ == "__main__":
+    main()
