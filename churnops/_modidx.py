@@ -135,7 +135,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.features.label_frame': ('features.html#label_frame', 'churnops/features.py'),
                                    'churnops.features.make_preprocessor': ('features.html#make_preprocessor', 'churnops/features.py'),
                                    'churnops.features.monthly_as_of_dates': ('features.html#monthly_as_of_dates', 'churnops/features.py'),
-                                   'churnops.features.nested_parent': ('features.html#nested_parent', 'churnops/features.py'),
                                    'churnops.features.population': ('features.html#population', 'churnops/features.py'),
                                    'churnops.features.to_utc': ('features.html#to_utc', 'churnops/features.py'),
                                    'churnops.features.utc_ns': ('features.html#utc_ns', 'churnops/features.py'),
