@@ -240,7 +240,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'churnops.monitor.process_metrics': ('monitor.html#process_metrics', 'churnops/monitor.py'),
                                   'churnops.monitor.read_alerts': ('monitor.html#read_alerts', 'churnops/monitor.py'),
                                   'churnops.monitor.read_labels': ('monitor.html#read_labels', 'churnops/monitor.py'),
-                                  'churnops.monitor.read_prediction_log': ('monitor.html#read_prediction_log', 'churnops/monitor.py'),
                                   'churnops.monitor.read_window': ('monitor.html#read_window', 'churnops/monitor.py'),
                                   'churnops.monitor.record_alerts': ('monitor.html#record_alerts', 'churnops/monitor.py'),
                                   'churnops.monitor.reference_profile': ('monitor.html#reference_profile', 'churnops/monitor.py'),
