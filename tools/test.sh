@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: install dev extras, prove notebooks and package agree, run the notebooks' tests, then pytest.
+# The whole test suite: install dev extras, prove notebooks and package agree (and README and index), build the docs,
+# run the notebooks' tests, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[dev]"
@@ -8,5 +9,7 @@ git diff --exit-code -- churnops || { echo "nbdev-export changed churnops/: note
 [ -z "$(git status --porcelain -- churnops)" ] || { git status --porcelain -- churnops; echo "nbdev-export left untracked files in churnops/"; exit 1; }
 nbdev-clean
 git diff --exit-code -- nbs || { echo "nbdev-clean changed nbs/: commit cleaned notebooks"; exit 1; }
+python tools/readme.py --check   # README.md is rendered from nbs/index.ipynb
+bash tools/docs.sh               # the docs site into _docs/, broken links are errors
 nbdev-test --n-workers 2
 python -m pytest tests
