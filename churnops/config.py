@@ -17,8 +17,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 __all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME',
            'parse_quantity', 'ProjectDefinition', 'MLProblem', 'Constraints', 'DataRequirements', 'Gate',
            'OnlineMetrics', 'SystemMetrics', 'MonitoringRule', 'RetrainConfig', 'DriftConfig', 'ComparisonConfig',
-           'Config', 'ConfigError', 'config_from_dict', 'load_config', 'default_config_yaml', 'resolve_home', 'Paths',
-           'write_text_atomic', 'tracking_uri', 'artifact_location', 'use_tracking']
+           'OnlineStoreConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config', 'default_config_yaml',
+           'resolve_home', 'Paths', 'write_text_atomic', 'tracking_uri', 'artifact_location', 'use_tracking']
 
 # %% ../nbs/00_config.ipynb #88874623
 _UNIT_FACTORS = {
@@ -151,6 +151,22 @@ class ComparisonConfig(_Strict):
     bootstrap_samples: int = Field(1000, ge=10)
     seed: int = 0
 
+# %% ../nbs/00_config.ipynb #118fa591
+class OnlineStoreConfig(_Strict):
+    "Where the online feature store lives: `sqlite` (Paths(home).online_db) or `redis` (at `url`)."
+    kind: Literal["sqlite", "redis"] = "sqlite"
+    url: str | None = None       # redis://[:password@]host:port/db, rediss:// (TLS) or unix:///path.sock; kind redis only
+    prefix: str = Field("churnops", min_length=1)  # key namespace in Redis
+
+    @model_validator(mode="after")
+    def _url_matches_kind(self):
+        from urllib.parse import urlsplit
+        if self.kind == "redis" and not self.url: raise ValueError("url is required when kind is redis, e.g. redis://127.0.0.1:6379/0 (found none)")
+        if self.kind == "sqlite" and self.url: raise ValueError("url is only read when kind is redis (found a url with kind sqlite)")
+        scheme = urlsplit(self.url).scheme if self.url else "redis"
+        if scheme not in ("redis", "rediss", "unix"): raise ValueError(f"url: expected redis://, rediss:// or unix://, found scheme {scheme!r}")
+        return self
+
 # %% ../nbs/00_config.ipynb #52f38dfd
 class Config(_Strict):
     project: ProjectDefinition = ProjectDefinition()
@@ -159,6 +175,7 @@ class Config(_Strict):
     data_requirements: DataRequirements = DataRequirements()
     offline_gates: dict[str, Gate] = Field(default_factory=_default_gates)
     online_metrics: OnlineMetrics = OnlineMetrics()
+    online_store: OnlineStoreConfig = OnlineStoreConfig()
     system_metrics: SystemMetrics = SystemMetrics()
     monitoring: list[MonitoringRule] = Field(default_factory=_default_monitoring)
     retrain: RetrainConfig = RetrainConfig()

@@ -3,6 +3,7 @@
     python tests/benchmarks/bench_store.py                 # everything
     python tests/benchmarks/bench_store.py --part pit      # PIT join: ours vs brute force (sample) vs Feast
     python tests/benchmarks/bench_store.py --part online   # online lookup latency
+    python tests/benchmarks/bench_store.py --part redis    # online lookups, SQLite vs Redis (starts redis-server, or --redis-url)
     python tests/benchmarks/bench_store.py --part features # 100k customers x 24 monthly snapshots: time and peak memory
 
 Figures are printed as ratios against references measured in the same run.
@@ -230,6 +231,62 @@ def bench_online(n_keys, n_feat, lookups):
           f"{np.percentile(lat, 99) / np.percentile(cal, 99):.2f})")
 
 
+def _start_redis():
+    "A throwaway redis-server on a free 127.0.0.1 port (Debian's `redis-server`); returns (process, url)."
+    import shutil, socket, subprocess
+    if shutil.which("redis-server") is None: raise SystemExit("redis-server not found: apt-get install redis-server, or pass --redis-url")
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0: return proc, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    proc.kill(); raise SystemExit("redis-server did not start")
+
+
+def bench_online_redis(n_keys, n_feat, lookups, redis_url=None):
+    """`get_online_features` p50/p99 through SQLite and through Redis on the same materialised rows and the same random keys,
+    one entity per call and 100 per call, interleaved so both see the same machine load."""
+    rng = np.random.default_rng(3)
+    src = pd.DataFrame({"customer_id": np.arange(n_keys), "event_timestamp": T0, "created": T0})
+    for i in range(n_feat): src[f"feature_{i:02d}"] = rng.normal(size=n_keys)
+    view = S.FeatureView(name="v", features=[S.Feature(name=f"feature_{i:02d}") for i in range(n_feat)], source="unused", ttl=timedelta(days=30))
+    proc, url = (None, redis_url) if redis_url else _start_redis()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            stores = {"sqlite": S.SQLiteOnlineStore(Path(d) / "online.db"), "redis": S.RedisOnlineStore(url, prefix=f"bench{os.getpid()}")}
+            mat = {}
+            for name, st in stores.items():
+                t = time.perf_counter(); S.materialize([view], None, None, st, sources={"v": src}); mat[name] = time.perf_counter() - t
+            lat = {}
+            for batch in (1, 100):
+                ids = rng.integers(0, n_keys, (lookups if batch == 1 else lookups // 10, batch))
+                rows = [[{"customer_id": int(c)} for c in b] for b in ids]
+                for st in stores.values():
+                    for r in rows[:100]: S.get_online_features(["v:*"], r, [view], st)           # warm-up
+                got = {n: np.empty(len(rows)) for n in stores}
+                for i, r in enumerate(rows):
+                    for n, st in stores.items():
+                        t = time.perf_counter(); out = S.get_online_features(["v:*"], r, [view], st); got[n][i] = time.perf_counter() - t
+                        assert out["_status"] == ["PRESENT"] * batch
+                lat[batch] = got
+            same = S.get_online_features(["v:*"], rows[0], [view], stores["sqlite"]) == S.get_online_features(["v:*"], rows[0], [view], stores["redis"])
+            stores["redis"].r.delete(*stores["redis"].r.keys(f"{stores['redis'].prefix}:*"))
+            for st in stores.values(): st.close()
+    finally:
+        if proc is not None: proc.terminate(); proc.wait()
+    ms = lambda a, q: np.percentile(a, q) * 1000
+    print(f"\n== online lookup, SQLite vs Redis: {n_keys:,} entities x {n_feat} features, Redis at {S._masked(url)} "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores) ==")
+    print(f"materialize         : SQLite {mat['sqlite']:.2f} s  Redis {mat['redis']:.2f} s  -> Redis/SQLite x{mat['redis'] / mat['sqlite']:.2f}")
+    for batch, got in lat.items():
+        s, r = got["sqlite"], got["redis"]
+        print(f"{batch:>3} key(s) per call : SQLite p50 {ms(s, 50):.3f} ms p99 {ms(s, 99):.3f} ms | Redis p50 {ms(r, 50):.3f} ms p99 {ms(r, 99):.3f} ms "
+              f"-> Redis/SQLite x{np.percentile(r, 50) / np.percentile(s, 50):.2f} at p50, x{np.percentile(r, 99) / np.percentile(s, 99):.2f} at p99 ({len(s):,} calls)")
+    print(f"same answers from both stores: {same}")
+
+
 def synthetic_tables(n, days, seed=0, sessions_per_day=0.66, tx_per_day=0.07, tickets_per_day=0.035):
     """A world at the simulator's event rates (measured on simulate_world: ~0.66 sessions, 0.07 purchases, 0.035 tickets per customer-day)."""
     rng = np.random.default_rng(seed)
@@ -310,7 +367,8 @@ def bench_features(n, snapshots, sample):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=["pit", "online", "features", "all"], default="all")
+    ap.add_argument("--part", choices=["pit", "online", "redis", "features", "all"], default="all")
+    ap.add_argument("--redis-url", default=None, help="a Redis server to use (default: start redis-server on a free port)")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--entities", type=int, default=100_000)
     ap.add_argument("--sample", type=int, default=2000)
@@ -324,4 +382,5 @@ if __name__ == "__main__":
         try:                       # the same at raised priority: on a shared, overloaded machine p99 measures the neighbours' load
             os.nice(-10); print("(again at nice -10)"); bench_online(100_000, 20, 20_000)
         except PermissionError: pass
+    if a.part in ("redis", "all"): bench_online_redis(100_000, 20, 20_000, a.redis_url)
     if a.part in ("features", "all"): bench_features(a.customers, a.snapshots, 5)
