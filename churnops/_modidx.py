@@ -146,6 +146,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.features._days_since': ('features.html#_days_since', 'churnops/features.py'),
                                    'churnops.features._default': ('features.html#_default', 'churnops/features.py'),
                                    'churnops.features._event_time': ('features.html#_event_time', 'churnops/features.py'),
+                                   'churnops.features._example_declaration': ('features.html#_example_declaration', 'churnops/features.py'),
                                    'churnops.features._features_build': ('features.html#_features_build', 'churnops/features.py'),
                                    'churnops.features._first_label_event': ('features.html#_first_label_event', 'churnops/features.py'),
                                    'churnops.features._mean': ('features.html#_mean', 'churnops/features.py'),

@@ -209,7 +209,10 @@ def perturb_future(tables, declaration, as_of, seed):
         changed[num] = changed[num] * rng.uniform(0.1, 9) + 1
         changed[tc] = as_of + pd.to_timedelta(rng.integers(0, 40 * 86400, len(changed)), "s")
         extra = df[~fut].sample(frac=0.2, random_state=seed).assign(**{tc: as_of})    # new events exactly at as_of
-        out[name] = pd.concat([df[~fut], changed[rng.random(len(changed)) < 0.5], extra]).sample(frac=1, random_state=seed)
+        both = pd.concat([df[~fut], changed[rng.random(len(changed)) < 0.5], extra])
+        order = rng.random(len(both))
+        order[:(~fut).sum()] = np.sort(order[:(~fut).sum()])   # new rows anywhere; past rows keep their order (it breaks time ties)
+        out[name] = both.iloc[np.argsort(order, kind="stable")]
     for f in declaration.features:
         if getattr(f, "delay", None) is None: continue
         df, tc = out[f.table], declaration.tables[f.table].time
