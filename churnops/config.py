@@ -181,6 +181,7 @@ class Config(_Strict):
     retrain: RetrainConfig = RetrainConfig()
     drift: DriftConfig = DriftConfig()
     comparison: ComparisonConfig = ComparisonConfig()
+    declaration: dict[str, Any] | str | None = None  # the data declaration: a mapping, or a YAML file relative to the home (default HOME/declaration.yaml)
 
     @model_validator(mode="after")
     def _gates_are_metrics(self):

@@ -14,9 +14,12 @@ import sqlalchemy as sa
 
 from churnops import data
 from churnops.config import Paths
+from churnops.declaration import load_declaration
 from churnops.simulate import ApiServer, simulate_world
 
 import conftest
+
+DAILY = "date={date:%Y-%m-%d}"                   # the simulated lake's partitions
 
 
 def churnops(*args, check=True):
@@ -37,7 +40,7 @@ def test_cli_simulate_and_build(cli_home):
     r = churnops("data", "build", "--home", str(cli_home), "--quiet")
     latest = json.loads((Paths(cli_home).data / "latest.json").read_text())
     assert f"build {latest['build_id']}" in r.stdout
-    assert set(latest["tables"]) == set(data.TABLES)
+    assert list(latest["tables"]) == list(load_declaration(cli_home).tables)
     # every version is a folder named by its hash, with parquet parts and a manifest
     for t, v in latest["tables"].items():
         d = Paths(cli_home).data / t / v
@@ -123,17 +126,17 @@ def test_incremental_equals_full(tmp_path):
 def test_lake_through_memory_filesystem(tmp_path):
     home = tmp_path / "mem"
     w = simulate_world(home, customers=60, days=12, seed=2)
-    local = data.extract_lake(w.lake_url)
+    local = data.extract_lake(w.lake_url + "/events", DAILY)
     fs = fsspec.filesystem("memory")
     fs.put(str(Path(w.lake_url) / "events"), "/lake-copy/events", recursive=True)
-    mem = data.extract_lake("memory://lake-copy")
+    mem = data.extract_lake("memory://lake-copy/events", DAILY)
     pd.testing.assert_frame_equal(local, mem)
     b_local = data.build(home)
     b_mem = data.build(home, lake_url="memory://lake-copy")
     assert b_mem.tables["sessions"] == b_local.tables["sessions"]
     fs.rm("/lake-copy/events/date=2024-01-04", recursive=True)
     with pytest.raises(data.SourceError, match="date=2024-01-04"):
-        data.extract_lake("memory://lake-copy", "2024-01-01", "2024-01-13")
+        data.extract_lake("memory://lake-copy/events", DAILY, "2024-01-01", "2024-01-13")
     fs.rm("/lake-copy", recursive=True)
 
 
@@ -141,7 +144,7 @@ def test_simulate_writes_lake_to_memory(tmp_path):
     w = simulate_world(tmp_path / "m2", customers=40, days=5, seed=1, lake_url="memory://sim-lake")
     fs = fsspec.filesystem("memory")
     assert len(fs.glob("/sim-lake/events/date=*/part-0.parquet")) == 5
-    assert len(data.extract_lake("memory://sim-lake")) == w.counts["sessions"]
+    assert len(data.extract_lake("memory://sim-lake/events", DAILY)) == w.counts["sessions"]
     fs.rm("/sim-lake", recursive=True)
 
 

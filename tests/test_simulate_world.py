@@ -148,3 +148,14 @@ def test_cli_simulate_with_drift(tmp_path):
     assert "simulated 100 customers × 30 days" in r.stdout
     w = json.loads((Paths(tmp_path).sources / "world.json").read_text())
     assert w["drift"]["price_rise"] == 0.2 and w["drift_day"] == 14
+
+
+def test_world_writes_its_declaration(tmp_path):
+    from churnops.declaration import load_declaration
+    w = S.simulate_world(tmp_path, customers=30, days=3, seed=1)
+    d = load_declaration(tmp_path)
+    assert w.declaration == tmp_path / "declaration.yaml" and d == S.world_declaration()
+    assert list(d.tables) == ["customers", "subscriptions", "transactions", "support_tickets", "cancellations", "sessions", "external"]
+    assert (d.entity.key, d.population.table, d.population.since, d.label.table) == ("customer_id", "customers", "signup_date", "cancellations")
+    elsewhere = S.simulate_world(tmp_path / "h2", customers=30, days=3, seed=1, lake_url=str(tmp_path / "lake2"))
+    assert load_declaration(elsewhere.home).sources["lake"].url == str(tmp_path / "lake2")   # outside the home: absolute
