@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import boto3
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -23,8 +24,6 @@ from conftest import free_port_number, wait_for_port
 
 pytestmark = pytest.mark.server
 
-boto3 = pytest.importorskip("boto3")
-pytest.importorskip("s3fs")
 
 KEY, SECRET, REGION = "churnops-test-key", "churnops-test-secret", "us-east-1"
 
@@ -184,7 +183,7 @@ def test_mlflow_artifacts_on_s3(mode, s3, tmp_path, monkeypatch):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         if mode == "proxied":                       # the client needs no S3 access at all: take it away
             for k in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-                monkeypatch.delenv(k)
+                monkeypatch.delenv(k, raising=False)
         table = train.make_telco_table(300, seed=3)
         home = tmp_path / "home"
         res = train.train_table(table, "Churn", f"telco-s3-{mode}", home=home, id_column="customerID", trials=1,
