@@ -126,7 +126,9 @@ def lake_partitions(url: str,                 # fsspec URL of the folder holding
     if not fmts: raise SourceError(f"lake {url}: partition pattern {partition!r} has no {{date:...}} field")
     glob = re.sub(r"\{date:[^}]*\}", "*", partition)
     out: dict[date, list[str]] = {}
-    for f in sorted(fs.glob(f"{root}/{glob}/*.{fmt}")):
+    try: files = sorted(fs.glob(f"{root}/{glob}/*.{fmt}"))
+    except Exception as e: raise SourceError(f"lake {_safe_url(url)}: cannot list partitions: {type(e).__name__}: {e}") from None
+    for f in files:
         rel = f.rstrip("/")[len(root) + 1:].rsplit("/", 1)[0]
         m = rx.fullmatch(rel)
         try: d = datetime.strptime(" ".join(m.groups()), " ".join(fmts)).date() if m else None

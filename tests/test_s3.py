@@ -139,9 +139,6 @@ def test_cli_build_with_the_endpoint_in_fsspec_config(s3, tmp_path):
     assert f"build {local.build_id}" in r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="an S3 endpoint that does not answer surfaces as botocore's raw EndpointConnectionError "
-                   "(naming the endpoint, not the lake). Needs nbs/02_data.ipynb lake_partitions: wrap the fs.glob listing in "
-                   "try/except and raise SourceError(f'lake {lake_url}: cannot list partitions: ...') like the reads already do.")
 def test_unreachable_s3_endpoint_is_named(s3, tmp_path, monkeypatch):
     endpoint, bucket, client = s3
     simulate_world(tmp_path / "h", customers=30, days=3, seed=2)
