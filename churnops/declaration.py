@@ -177,7 +177,8 @@ def _names_in(code: str, mode="eval") -> set[str]:
 
 def _calls_in(code: str) -> list[str]:
     "The functions `code` calls, as written (`ast.unparse` of anything that is not a plain name)."
-    return [n.func.id if isinstance(n.func, ast.Name) else ast.unparse(n.func) for n in ast.walk(ast.parse(code, mode="eval")) if isinstance(n, ast.Call)]
+    calls = [n.func for n in ast.walk(ast.parse(code, mode="eval")) if isinstance(n, ast.Call)]
+    return [f.id if isinstance(f, ast.Name) else ast.unparse(f) for f in calls]
 
 def _check_table(name: str, t: Table, decl: Declaration) -> list[dict]:
     "Problems of one table against the sources and the entity."
