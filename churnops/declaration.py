@@ -17,9 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto #0
-__all__ = ['ColumnType', 'AGGREGATES', 'NUMERIC_AGGREGATES', 'parse_duration', 'Entity', 'Source', 'Rules', 'Table', 'Population',
-           'Label', 'Feature', 'Declaration', 'FeatureName', 'window_name', 'expand_feature', 'feature_names',
-           'check_declaration', 'DeclarationError', 'declaration_from_dict', 'load_declaration', 'source_url']
+__all__ = ['ColumnType', 'AGGREGATES', 'NUMERIC_AGGREGATES', 'EXPR_FUNCTIONS', 'CLOCK_COLUMNS', 'parse_duration', 'Entity',
+           'Source', 'Rules', 'Table', 'Population', 'Label', 'Feature', 'Declaration', 'FeatureName', 'window_name',
+           'expand_feature', 'feature_names', 'check_declaration', 'DeclarationError', 'declaration_from_dict',
+           'load_declaration', 'source_url']
 
 # %% ../nbs/00b_declaration.ipynb #2c66de09
 _DURATION_UNITS = {"h": 1 / 24, "d": 1.0, "w": 7.0}
@@ -86,6 +87,8 @@ class Label(_Strict):
 # %% ../nbs/00b_declaration.ipynb #9f57f235
 AGGREGATES = ("count", "sum", "mean", "min", "max", "nunique", "share", "trend", "latest", "days_since_last", "days_since")
 NUMERIC_AGGREGATES = ("sum", "mean", "min", "max")   # need an int or float column
+EXPR_FUNCTIONS = ("max", "min", "where")             # the functions an `expr` may call
+CLOCK_COLUMNS = ("hour", "weekday")                  # of the event time (UTC), in every event table
 
 class Feature(_Strict):
     name: str | None = None                        # the feature's name (only for an entry that makes one feature)
@@ -96,6 +99,10 @@ class Feature(_Strict):
     windows: list[str | float] = []                # durations; none: the whole history before as_of
     where: str | None = None                       # filter on events before aggregating
     expr: str | None = None                        # arithmetic over other features' names
+    time: str | None = None                        # another timestamp column as the event time (default: the table's `time`)
+    delay: str | None = None                       # a duration column added to the event time (rows without it left out)
+    delay_unit: Literal["s", "m", "h", "d"] = "h"  # unit of `delay`
+    hidden: bool = False                           # computed only for use in `expr`, not a model input
 
     @field_validator("aggregate")
     @classmethod
@@ -118,11 +125,13 @@ class Declaration(_Strict):
 
 # %% ../nbs/00b_declaration.ipynb #2440711f
 class FeatureName(BaseModel):
-    "One concrete feature of an entry: its name, and the aggregate and window it computes (None for profile and expr features)."
+    "One concrete feature of an entry: its name, the column, aggregate and window it computes (None for expr features)."
     name: str
-    aggregate: str | None = None
+    aggregate: str | None = None                   # None for a profile attribute or an expr
+    column: str | None = None                      # the column read: the aggregated one, or the profile attribute
     window: str | None = None                      # as written in the declaration, e.g. "30d"
     days: float | None = None                      # the window in days
+    hidden: bool = False                           # only for use in `expr`, not a model input
 
 def window_name(w: str | float) -> str:
     "How a window appears in a feature name: as written (`30d`, `12h`), a plain number of days as `{n}d`."
@@ -131,8 +140,8 @@ def window_name(w: str | float) -> str:
 def expand_feature(f: Feature,  # one entry of `Declaration.features`
                   ) -> list[FeatureName]:
     "The concrete features an entry makes, in order."
-    if f.expr is not None: return [FeatureName(name=f.name or "")]
-    if f.columns is not None: return [FeatureName(name=c) for c in f.columns]
+    if f.expr is not None: return [FeatureName(name=f.name or "", hidden=f.hidden)]
+    if f.columns is not None: return [FeatureName(name=c, column=c, hidden=f.hidden) for c in f.columns]
     out = []
     for agg in f.aggregates:
         for w in (f.windows or [None]):
@@ -141,14 +150,16 @@ def expand_feature(f: Feature,  # one entry of `Declaration.features`
             if w is not None:
                 try: days = parse_duration(w)
                 except ValueError: pass
-            out.append(FeatureName(name="_".join(p for p in parts if p), aggregate=agg,
-                                   window=None if w is None else window_name(w), days=days))
+            out.append(FeatureName(name="_".join(p for p in parts if p), aggregate=agg, column=f.column,
+                                   window=None if w is None else window_name(w), days=days, hidden=f.hidden))
     if f.name is not None and len(out) == 1: out[0].name = f.name
     return out
 
-def feature_names(decl: Declaration) -> list[str]:
+def feature_names(decl: Declaration,  # the declaration
+                  hidden: bool = True,  # include the hidden features (False: only the model's inputs)
+                 ) -> list[str]:
     "Every feature name of the declaration, entries expanded, in order."
-    return [n.name for f in decl.features for n in expand_feature(f)]
+    return [n.name for f in decl.features for n in expand_feature(f) if hidden or not n.hidden]
 
 # %% ../nbs/00b_declaration.ipynb #6ef2ed32
 _NEEDS_COLUMN = ("sum", "mean", "min", "max", "nunique", "latest", "days_since")
@@ -159,7 +170,15 @@ def _problem(key, found, expected) -> dict:
     return {"key": key if isinstance(key, str) else ".".join(str(k) for k in key), "found": found, "expected": expected}
 
 def _names_in(code: str, mode="eval") -> set[str]:
-    return {n.id for n in ast.walk(ast.parse(code, mode=mode)) if isinstance(n, ast.Name)}
+    "The names `code` reads (not the functions it calls)."
+    tree = ast.parse(code, mode=mode)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
+
+def _calls_in(code: str) -> list[str]:
+    "The functions `code` calls, as written (`ast.unparse` of anything that is not a plain name)."
+    calls = [n.func for n in ast.walk(ast.parse(code, mode="eval")) if isinstance(n, ast.Call)]
+    return [f.id if isinstance(f, ast.Name) else ast.unparse(f) for f in calls]
 
 def _check_table(name: str, t: Table, decl: Declaration) -> list[dict]:
     "Problems of one table against the sources and the entity."
@@ -191,15 +210,27 @@ def _check_table(name: str, t: Table, decl: Declaration) -> list[dict]:
     return P
 
 # %% ../nbs/00b_declaration.ipynb #d89ad2b7
+def _check_event_time(k: str, f: Feature, t: Table) -> list[dict]:
+    "Problems of an entry's `time` and `delay`: columns of an event table, a timestamp and a number."
+    P = []
+    for a, want in (("time", ("timestamp",)), ("delay", _NUMERIC)):
+        c = getattr(f, a)
+        if c is None: continue
+        if t.time is None: P.append(_problem(f"{k}.{a}", c, f"no {a}: {f.table} has no time column (it has no events)"))
+        elif c not in t.columns: P.append(_problem(f"{k}.{a}", c, f"a column of {f.table}: {sorted(t.columns)}"))
+        elif t.columns[c] not in want: P.append(_problem(f"{k}.{a}", f"{c} ({t.columns[c]})", f"a {' or '.join(want)} column"))
+    return P
+
 def _check_entry(i: int, f: Feature, decl: Declaration) -> list[dict]:
     "Problems of one feature entry (except names, checked across entries)."
     P, k = [], f"features.{i}"
     if f.expr is not None:
         if f.name is None: P.append(_problem(f"{k}.name", None, "a name for the expr feature"))
-        extra = {a: getattr(f, a) for a in ("table", "column", "columns", "aggregate", "where") if getattr(f, a) is not None}
-        if extra or f.windows: P.append(_problem(k, extra or {"windows": f.windows}, "an expr entry takes only name and expr"))
-        try: _names_in(f.expr)
-        except SyntaxError as e: P.append(_problem(f"{k}.expr", f.expr, f"an arithmetic expression ({e.msg})"))
+        extra = {a: getattr(f, a) for a in ("table", "column", "columns", "aggregate", "where", "time", "delay") if getattr(f, a) is not None}
+        if extra or f.windows: P.append(_problem(k, extra or {"windows": f.windows}, "an expr entry takes only name, expr and hidden"))
+        try: unknown = [c for c in _calls_in(f.expr) if c not in EXPR_FUNCTIONS]
+        except SyntaxError as e: return P + [_problem(f"{k}.expr", f.expr, f"an arithmetic expression ({e.msg})")]
+        if unknown: P.append(_problem(f"{k}.expr", f.expr, f"only the functions {list(EXPR_FUNCTIONS)}; found {unknown}"))
         return P
     if not f.aggregates and f.columns is None: P.append(_problem(f"{k}.aggregate", None, f"one or more of {list(AGGREGATES)}"))
     for j, w in enumerate(f.windows):
@@ -212,6 +243,7 @@ def _check_entry(i: int, f: Feature, decl: Declaration) -> list[dict]:
     if f.table is None: return P + [_problem(f"{k}.table", None, "a table (or an expr)")]
     if t is None: return P + [_problem(f"{k}.table", f.table, f"one of the tables {sorted(decl.tables)}")]
     if f.table == decl.label.table: P.append(_problem(f"{k}.table", f.table, "not the label table (its events are the answer)"))
+    P += _check_event_time(k, f, t)
     if f.columns is not None:
         for j, c in enumerate(f.columns):
             if c not in t.columns: P.append(_problem(f"{k}.columns.{j}", c, f"a column of {f.table}: {sorted(t.columns)}"))
@@ -221,8 +253,10 @@ def _check_entry(i: int, f: Feature, decl: Declaration) -> list[dict]:
         return P
     ctype = None
     if f.column is not None:
-        if f.column not in t.columns: P.append(_problem(f"{k}.column", f.column, f"a column of {f.table}: {sorted(t.columns)}"))
-        else: ctype = t.columns[f.column]
+        if f.column in t.columns: ctype = t.columns[f.column]
+        elif f.column in CLOCK_COLUMNS and t.time is not None: ctype = "int"
+        else: P.append(_problem(f"{k}.column", f.column, f"a column of {f.table}: {sorted(t.columns)}"
+                                + (" (hour and weekday only on a table with a time column)" if f.column in CLOCK_COLUMNS else "")))
     for a in f.aggregates:
         if a in _NEEDS_COLUMN and f.column is None: P.append(_problem(f"{k}.aggregate", a, "a column to aggregate (set column)"))
         if a in NUMERIC_AGGREGATES and ctype is not None and ctype not in _NUMERIC:
@@ -230,7 +264,8 @@ def _check_entry(i: int, f: Feature, decl: Declaration) -> list[dict]:
         if a == "days_since" and ctype is not None and ctype != "timestamp":
             P.append(_problem(f"{k}.aggregate", a, f"a timestamp column; {f.column} is {ctype}"))
     if f.windows and t.time is None: P.append(_problem(f"{k}.windows", f.windows, f"no windows: {f.table} has no time column"))
-    if f.where is not None:
+    if f.where is not None and t.time is None: P.append(_problem(f"{k}.where", f.where, f"no where: {f.table} has no time column (where filters events)"))
+    elif f.where is not None:
         try:
             unknown = _names_in(f.where) - set(t.columns) - {"hour", "weekday", "True", "False", "None"}
             if unknown: P.append(_problem(f"{k}.where", f.where, f"only columns of {f.table} (and hour, weekday); unknown {sorted(unknown)}"))
@@ -239,7 +274,7 @@ def _check_entry(i: int, f: Feature, decl: Declaration) -> list[dict]:
 
 # %% ../nbs/00b_declaration.ipynb #19cfb905
 def _check_names(decl: Declaration) -> list[dict]:
-    "Duplicate names after expansion, names equal to the entity key, exprs over unknown features or in a cycle."
+    "Duplicate names after expansion, names equal to the entity key, exprs over unknown features or in a cycle, hidden features no expr uses."
     P, seen, graph = [], {}, {}
     for i, f in enumerate(decl.features):
         for n in expand_feature(f):
@@ -256,6 +291,10 @@ def _check_names(decl: Declaration) -> list[dict]:
         graph[f.name] = refs & set(seen) - {f.name}
     try: list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as e: P.append(_problem("features", e.args[1], "exprs without a cycle"))
+    used = set().union(*graph.values())
+    for i, f in enumerate(decl.features):
+        names = [n.name for n in expand_feature(f)]
+        if f.hidden and not used & set(names): P.append(_problem(f"features.{i}.hidden", names, "an expr that uses it (a hidden feature is not a model input)"))
     return P
 
 def check_declaration(decl: Declaration) -> list[dict]:

@@ -10,23 +10,23 @@ import functools
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from .declaration import Declaration, Feature, parse_duration
+from .declaration import Declaration, Feature, FeatureName, declaration_from_dict, expand_feature, load_declaration
+from .simulate import world_declaration
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'NAT', 'DAY_NS', 'EXAMPLE_DECLARATION', 'FEATURE_COLUMNS', 'NUMERIC_COLUMNS', 'CATEGORICAL_COLUMNS',
-           'PREPROCESSOR_TRUSTED_TYPES', 'to_utc', 'utc_ns', 'monthly_as_of_dates', 'GroupTimeIndex', 'FeatureEntry',
-           'FeatureDeclaration', 'parse_declaration', 'FeatureSpec', 'expand_features', 'categorical_columns',
-           'numeric_columns', 'feature_columns', 'eval_expr', 'example_tables', 'example_declaration', 'check_tables',
-           'population', 'label_frame', 'compute_features', 'build_features', 'build_training_set', 'make_preprocessor',
-           'frame_hash', 'write_frame_version', 'data_end', 'data_start', 'default_as_of_dates', 'add_commands']
+           'PREPROCESSOR_TRUSTED_TYPES', 'to_utc', 'utc_ns', 'monthly_as_of_dates', 'GroupTimeIndex',
+           'categorical_columns', 'numeric_columns', 'feature_columns', 'eval_expr', 'example_tables',
+           'example_declaration', 'check_tables', 'population', 'label_frame', 'compute_features', 'build_features',
+           'build_training_set', 'make_preprocessor', 'frame_hash', 'write_frame_version', 'data_end', 'data_start',
+           'default_as_of_dates', 'add_commands']
 
 # %% ../nbs/03_features.ipynb #d3d2e245
 NAT = np.iinfo(np.int64).min
@@ -105,58 +105,23 @@ class GroupTimeIndex:
         bottom = np.where(lo > start, c[lo], 0.0)
         return np.where(hi > lo, top - bottom, 0.0)
 
-# %% ../nbs/03_features.ipynb #3fbf7902
-class FeatureEntry(Feature):
-    time: str | None = None                        # another timestamp column as the event time (default: the table's `time`)
-    delay: str | None = None                       # a duration column added to the event time (missing: not in the stream)
-    delay_unit: Literal["s", "m", "h", "d"] = "h"  # unit of `delay`
-    hidden: bool = False                           # only for use in `expr`, not a model input
-
-class FeatureDeclaration(Declaration):
-    features: list[FeatureEntry] = []
-
-def parse_declaration(text: str | dict,  # YAML text, or the parsed mapping
-                     ) -> FeatureDeclaration:
-    "A declaration whose feature entries may use `time`, `delay` and `hidden`."
-    return FeatureDeclaration.model_validate(yaml.safe_load(text) if isinstance(text, str) else text)
-
 # %% ../nbs/03_features.ipynb #44dcc20b
-class FeatureSpec(NamedTuple):
-    name: str                 # the feature's column name
-    entry: Feature            # the declared entry it comes from
-    agg: str | None           # the aggregate; None for a profile attribute or an `expr`
-    column: str | None        # the column aggregated (or the profile attribute)
-    window: float | None      # window length in days; None: the whole history
-
-def _window_label(w) -> str: return w.strip() if isinstance(w, str) else f"{w:g}d"
-
-def expand_features(declaration: Declaration) -> list[FeatureSpec]:
-    "Every concrete feature of the declaration, in declaration order; `ValueError` on a duplicate name."
-    out = []
-    for f in declaration.features:
-        if f.expr is not None: out.append(FeatureSpec(f.name, f, None, None, None)); continue
-        if f.columns: out += [FeatureSpec(c, f, None, c, None) for c in f.columns]; continue
-        made = [(a, w) for a in f.aggregates for w in (f.windows or [None])]
-        for a, w in made:
-            parts = [f.table, *([f.column] if f.column else []), a, *([_window_label(w)] if w is not None else [])]
-            name = f.name if f.name and len(made) == 1 else "_".join(parts)
-            out.append(FeatureSpec(name, f, a, f.column, None if w is None else parse_duration(w)))
-    seen = pd.Series([s.name for s in out])
-    if seen.duplicated().any(): raise ValueError(f"duplicate feature names: {sorted(set(seen[seen.duplicated()]))}")
-    return out
+def _specs(declaration: Declaration) -> list[tuple[Feature, FeatureName]]:
+    "Every concrete feature of the declaration with its entry, in declaration order."
+    return [(f, n) for f in declaration.features for n in expand_feature(f)]
 
 # %% ../nbs/03_features.ipynb #7431a920
-def _categorical(spec: FeatureSpec, declaration: Declaration) -> bool:
-    if spec.entry.expr is not None or spec.agg not in (None, "latest"): return False
-    return declaration.tables[spec.entry.table].columns.get(spec.column) in ("str", "bool")
+def _categorical(f: Feature, n: FeatureName, declaration: Declaration) -> bool:
+    if f.expr is not None or n.aggregate not in (None, "latest"): return False
+    return declaration.tables[f.table].columns.get(n.column) in ("str", "bool")
 
 def categorical_columns(declaration: Declaration) -> list[str]:
     "Names of the declared categorical features (model inputs only)."
-    return [s.name for s in expand_features(declaration) if not getattr(s.entry, "hidden", False) and _categorical(s, declaration)]
+    return [n.name for f, n in _specs(declaration) if not n.hidden and _categorical(f, n, declaration)]
 
 def numeric_columns(declaration: Declaration) -> list[str]:
     "Names of the declared numeric features (model inputs only)."
-    return [s.name for s in expand_features(declaration) if not getattr(s.entry, "hidden", False) and not _categorical(s, declaration)]
+    return [n.name for f, n in _specs(declaration) if not n.hidden and not _categorical(f, n, declaration)]
 
 def feature_columns(declaration: Declaration) -> list[str]:
     "The model's input columns: numeric features, then categorical ones."
@@ -221,7 +186,7 @@ def example_tables() -> dict[str, pd.DataFrame]:
 # %% ../nbs/03_features.ipynb #09027e51
 EXAMPLE_DECLARATION = """
 entity: {key: customer_id, dtype: int}
-sources: {memory: {kind: sql, url: "sqlite://"}}
+sources: {memory: {kind: lake, url: "memory://example"}}
 tables:
   customers: {source: memory, key: [customer_id], columns: {customer_id: int, signup_date: timestamp, age: int, gender: str, region: str, segment: str}}
   subscriptions: {source: memory, time: event_timestamp, columns: {customer_id: int, plan: str, contract_type: str, monthly_charges: float, event_timestamp: timestamp}}
@@ -234,53 +199,31 @@ population: {table: customers, since: signup_date}
 label: {table: cancellations, horizon_days: 30}
 features:
   - {table: customers, column: signup_date, aggregate: days_since, name: tenure_days}
-  - {table: customers, columns: [age, gender, region, segment]}
+  - {table: customers, columns: [segment]}
   - {table: subscriptions, column: plan, aggregate: latest, name: plan}
-  - {table: subscriptions, column: contract_type, aggregate: latest, name: contract_type}
-  - {table: subscriptions, column: monthly_charges, aggregate: latest, name: monthly_charges}
-  - {table: subscriptions, aggregate: count, hidden: true}
-  - {name: plan_changes, expr: "max(subscriptions_count - 1, 0)"}
-  - {table: sessions, aggregate: count, windows: [7d], name: sessions_7d}
-  - {table: sessions, aggregate: count, windows: [30d], name: sessions_30d}
-  - {table: sessions, aggregate: count, windows: [90d], name: sessions_90d}
-  - {table: sessions, aggregate: trend, windows: [30d]}
-  - {table: sessions, column: session_duration_min, aggregate: mean, windows: [7d], name: avg_session_duration_7d}
-  - {table: sessions, column: session_duration_min, aggregate: mean, windows: [30d], name: avg_session_duration_30d}
-  - {table: sessions, column: pages, aggregate: mean, windows: [30d], name: pages_per_session_30d}
-  - {table: sessions, aggregate: days_since_last, name: days_since_last_session}
-  - {table: sessions, aggregate: share, windows: [90d], where: "weekday >= 5", name: weekend_session_share_90d}
-  - {table: sessions, aggregate: share, windows: [90d], where: "hour < 6 or hour >= 22", name: night_session_share_90d}
+  - {table: sessions, aggregate: [count, trend], windows: [7d, 30d]}
+  - {table: sessions, aggregate: share, windows: [90d], where: "weekday >= 5", name: weekend_share_90d}
   - {table: sessions, column: hour, aggregate: mean, windows: [90d], name: mean_session_hour_90d}
-  - {table: transactions, aggregate: count, windows: [7d], name: purchases_7d}
-  - {table: transactions, aggregate: count, windows: [30d], name: purchases_30d}
-  - {table: transactions, aggregate: count, windows: [90d], name: purchases_90d}
-  - {table: transactions, column: amount, aggregate: sum, windows: [30d], name: total_purchases_30d}
-  - {table: transactions, column: amount, aggregate: sum, windows: [90d], name: total_purchases_90d}
-  - {table: transactions, column: amount, aggregate: trend, windows: [30d], name: purchases_trend_30d}
-  - {table: transactions, column: amount, aggregate: mean, windows: [90d], name: avg_purchase_amount_90d}
-  - {table: transactions, aggregate: days_since_last, name: days_since_last_purchase}
-  - {table: transactions, aggregate: count, hidden: true}
-  - {name: purchase_frequency, expr: "transactions_count / max(tenure_days, 1)"}
-  - {name: value_per_session, expr: "total_purchases_30d / sessions_30d"}
-  - {table: support_tickets, aggregate: count, windows: [30d], name: support_tickets_30d}
-  - {table: support_tickets, aggregate: count, windows: [90d], name: support_tickets_90d}
   - {table: support_tickets, aggregate: count, hidden: true}
   - {table: support_tickets, aggregate: count, delay: resolution_hours, name: resolved_tickets, hidden: true}
   - {name: open_tickets, expr: "support_tickets_count - resolved_tickets"}
-  - {table: support_tickets, column: resolution_hours, aggregate: mean, windows: [90d], delay: resolution_hours, name: avg_resolution_hours_90d}
-  - {table: external, columns: [credit_band, regional_index]}
+  - {name: sessions_per_day_30d, expr: "sessions_count_30d / 30"}
 """
 
 @functools.cache
-def _example_declaration() -> FeatureDeclaration: return parse_declaration(EXAMPLE_DECLARATION)
+def _example_declaration() -> Declaration: return declaration_from_dict(yaml.safe_load(EXAMPLE_DECLARATION), "EXAMPLE_DECLARATION")
 
-def example_declaration() -> FeatureDeclaration:
-    "The declaration of `example_tables()` (the simulator's schema and features); the default of every function here."
+def example_declaration() -> Declaration:
+    "The small declaration of `example_tables()`: its tables and a few features."
     return _example_declaration().model_copy(deep=True)   # parsed once; each caller gets its own copy
 
 # %% ../nbs/03_features.ipynb #4b458622
+@functools.cache
+def _world() -> Declaration: return world_declaration()
+
 def _default(declaration: Declaration | None) -> Declaration:
-    return example_declaration() if declaration is None else declaration
+    "The declaration given, else the simulator's world's."
+    return _world() if declaration is None else declaration
 
 def _needed_columns(declaration: Declaration) -> dict[str, set[str]]:
     key, need = declaration.entity.key, {}
@@ -288,14 +231,13 @@ def _needed_columns(declaration: Declaration) -> dict[str, set[str]]:
     for f in declaration.features:
         if f.table is None: continue
         t = declaration.tables[f.table]
-        add(f.table, t.time, f.column if f.column not in ("hour", "weekday") else None, *(f.columns or []),
-            getattr(f, "time", None), getattr(f, "delay", None))
+        add(f.table, t.time, f.column if f.column in t.columns else None, *(f.columns or []), f.time, f.delay)
     add(declaration.population.table, declaration.population.since)
     add(declaration.label.table, declaration.tables[declaration.label.table].time)
     return need
 
 def check_tables(tables: dict[str, pd.DataFrame],        # table name -> frame, as from `data.load_build`
-                 declaration: Declaration | None = None,  # default: `example_declaration()`
+                 declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
                 ) -> None:
     "Raise `ValueError` naming every missing table or column the declaration needs."
     problems = []
@@ -318,7 +260,7 @@ def _data_end_ns(tables, declaration) -> int:
 # %% ../nbs/03_features.ipynb #c82c2e83
 def population(tables: dict[str, pd.DataFrame],        # the data version's tables
                as_of_dates: Iterable,                   # observation dates (naive = UTC)
-               declaration: Declaration | None = None,  # default: `example_declaration()`
+               declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
               ) -> pd.DataFrame:
     "(entity key, as_of) for every entity joined before `as_of` and without a label event at or before it; sorted by as_of, key."
     decl = _default(declaration); check_tables(tables, decl)
@@ -338,7 +280,7 @@ def population(tables: dict[str, pd.DataFrame],        # the data version's tabl
 def label_frame(tables: dict[str, pd.DataFrame],        # the data version's tables
                 as_of_dates: Iterable,                   # observation dates
                 horizon_days: float | None = None,       # label window in days; default: the declaration's
-                declaration: Declaration | None = None,  # default: `example_declaration()`
+                declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
                ) -> pd.DataFrame:
     "Population with `is_churned` = 1 when the first label event is in `(as_of, as_of + horizon]`."
     decl = _default(declaration)
@@ -357,8 +299,8 @@ def label_frame(tables: dict[str, pd.DataFrame],        # the data version's tab
 # %% ../nbs/03_features.ipynb #0e38b71e
 def _event_time(df: pd.DataFrame, table, entry) -> np.ndarray:
     "Each row's event time in ns (NAT when unknown): the time column, plus the `delay` column when declared."
-    t = utc_ns(df[getattr(entry, "time", None) or table.time])
-    if getattr(entry, "delay", None) is None: return t
+    t = utc_ns(df[entry.time or table.time])
+    if entry.delay is None: return t
     d = pd.to_numeric(df[entry.delay], errors="coerce").to_numpy(dtype=float)
     ok = ~np.isnan(d) & (t != NAT)
     unit = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": DAY_NS}[entry.delay_unit]
@@ -424,15 +366,15 @@ def _days_since(stamps, t: np.ndarray) -> np.ndarray:
     s[s == float(NAT)] = np.nan
     return (t - s) / DAY_NS
 
-def _aggregate(spec: FeatureSpec, s: _Stream, everything: _Stream | None, tenure: np.ndarray, categorical: bool) -> np.ndarray:
+def _aggregate(n: FeatureName, s: _Stream, everything: _Stream | None, tenure: np.ndarray, categorical: bool) -> np.ndarray:
     "One aggregate feature for every query of stream `s` (`everything`: the same stream unfiltered, for `share`)."
-    a, col, lo, hi = spec.agg, spec.column, s.lo(spec.window), s.hi
-    n = (hi - lo).astype(float)
-    if a == "count": return n
-    if a == "share": return _ratio(n, everything.hi - everything.lo(spec.window))
+    a, col, lo, hi = n.aggregate, n.column, s.lo(n.days), s.hi
+    k = (hi - lo).astype(float)
+    if a == "count": return k
+    if a == "share": return _ratio(k, everything.hi - everything.lo(n.days))
     if a == "trend":
-        lo2 = s.lo(2 * spec.window)
-        return n - (lo - lo2) if col is None else s.window_sum(col, lo, hi) - s.window_sum(col, lo2, lo)
+        lo2 = s.lo(2 * n.days)
+        return k - (lo - lo2) if col is None else s.window_sum(col, lo, hi) - s.window_sum(col, lo2, lo)
     if a == "sum": return s.window_sum(col, lo, hi)
     if a == "mean": return _mean(s.window_sum(col, lo, hi), s.window_sum(col, lo, hi, count=True))
     if a in ("min", "max"): return _window_reduce(np.fmin if a == "min" else np.fmax, s.column(col)[s.sorted_rows], lo, hi)
@@ -443,12 +385,12 @@ def _aggregate(spec: FeatureSpec, s: _Stream, everything: _Stream | None, tenure
     if a == "days_since": return _days_since(pd.Series(v).where(has), s.t)
     return np.where(has, v.astype(object), None) if categorical else np.where(has, v.astype(float), np.nan)   # latest
 
-def _attribute(spec: FeatureSpec, profile: pd.DataFrame, t: np.ndarray, categorical: bool) -> np.ndarray:
+def _attribute(n: FeatureName, table: str, profile: pd.DataFrame, t: np.ndarray, categorical: bool) -> np.ndarray:
     "A profile table's attribute (or the days since its timestamp) for every query."
-    v = profile[spec.column]
-    if spec.agg == "days_since": return _days_since(v, t)
-    if spec.agg not in (None, "latest"):
-        raise ValueError(f"feature {spec.name!r}: table {spec.entry.table!r} has no time column, so {spec.agg!r} cannot apply")
+    v = profile[n.column]
+    if n.aggregate == "days_since": return _days_since(v, t)
+    if n.aggregate not in (None, "latest"):
+        raise ValueError(f"feature {n.name!r}: table {table!r} has no time column, so {n.aggregate!r} cannot apply")
     return v.to_numpy(dtype=object) if categorical else v.to_numpy(dtype=float, na_value=np.nan)
 
 # %% ../nbs/03_features.ipynb #be19322f
@@ -461,18 +403,18 @@ def _compute_features(tables: dict[str, pd.DataFrame], grid: pd.DataFrame, decl:
         if name not in profiles: profiles[name] = tables[name].drop_duplicates(key, keep="last").set_index(key).reindex(keys)
         return profiles[name]
     def stream(f, where):
-        k = (f.table, getattr(f, "time", None), getattr(f, "delay", None), getattr(f, "delay_unit", None), where)
+        k = (f.table, f.time, f.delay, f.delay_unit, where)
         if k not in streams:
             df = tables[f.table]
             streams[k] = _Stream(df, _event_time(df, decl.tables[f.table], f), universe.get_indexer(df[key].to_numpy()).astype(np.int64), where, q, t)
         return streams[k]
     pop = decl.population
     tenure = _days_since(profile(pop.table)[pop.since], t) if pop.since else np.full(len(t), np.nan)
-    for spec in expand_features(decl):
-        f, cat = spec.entry, _categorical(spec, decl)
-        if f.expr is not None: out[spec.name] = np.broadcast_to(eval_expr(f.expr, {k: v for k, v in out.items() if k not in cats}), t.shape)
-        elif decl.tables[f.table].time is None: out[spec.name] = _attribute(spec, profile(f.table), t, cat)
-        else: out[spec.name] = _aggregate(spec, stream(f, f.where), stream(f, None) if spec.agg == "share" else None, tenure, cat)
+    for f, n in _specs(decl):
+        cat = _categorical(f, n, decl)
+        if f.expr is not None: out[n.name] = np.broadcast_to(eval_expr(f.expr, {k: v for k, v in out.items() if k not in cats}), t.shape)
+        elif decl.tables[f.table].time is None: out[n.name] = _attribute(n, f.table, profile(f.table), t, cat)
+        else: out[n.name] = _aggregate(n, stream(f, f.where), stream(f, None) if n.aggregate == "share" else None, tenure, cat)
     feats = pd.DataFrame({c: np.asarray(out[c], dtype=float) for c in numeric_columns(decl)}, index=grid.index)
     for c in categorical_columns(decl): feats[c] = pd.Series(out[c], index=grid.index, dtype="str")
     return feats
@@ -480,7 +422,7 @@ def _compute_features(tables: dict[str, pd.DataFrame], grid: pd.DataFrame, decl:
 # %% ../nbs/03_features.ipynb #22dc76b8
 def compute_features(tables: dict[str, pd.DataFrame],        # the data version's tables
                      grid: pd.DataFrame,                      # rows (entity key, as_of) to compute features for
-                     declaration: Declaration | None = None,  # default: `example_declaration()`
+                     declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
                      chunk_entities: int = 10_000,            # entities per slice (bounds peak memory)
                     ) -> pd.DataFrame:
     "The declared features for each row of `grid`, from events strictly before its `as_of`; index aligned with `grid`."
@@ -496,13 +438,13 @@ def compute_features(tables: dict[str, pd.DataFrame],        # the data version'
     return pd.concat(parts).loc[grid.index]
 
 # %% ../nbs/03_features.ipynb #eacf070a
-FEATURE_COLUMNS: list[str] = feature_columns(example_declaration())
-NUMERIC_COLUMNS: list[str] = numeric_columns(example_declaration())
-CATEGORICAL_COLUMNS: list[str] = categorical_columns(example_declaration())
+FEATURE_COLUMNS: list[str] = feature_columns(_world())        # the simulator's world's, for callers that pass no declaration
+NUMERIC_COLUMNS: list[str] = numeric_columns(_world())
+CATEGORICAL_COLUMNS: list[str] = categorical_columns(_world())
 
 def build_features(tables: dict[str, pd.DataFrame],        # the data version's tables
                    as_of_dates: Iterable,                   # observation dates (naive = UTC)
-                   declaration: Declaration | None = None,  # default: `example_declaration()`
+                   declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
                   ) -> pd.DataFrame:
     "Columns entity key, `as_of` and the feature columns, one row per entity in the population at each date."
     decl = _default(declaration)
@@ -512,7 +454,7 @@ def build_features(tables: dict[str, pd.DataFrame],        # the data version's 
 def build_training_set(tables: dict[str, pd.DataFrame],        # the data version's tables
                        as_of_dates: Iterable,                   # observation dates (naive = UTC)
                        horizon_days: float | None = None,       # label window in days; default: the declaration's
-                       declaration: Declaration | None = None,  # default: `example_declaration()`
+                       declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
                       ) -> pd.DataFrame:
     "Columns entity key, `as_of`, the feature columns, `is_churned`: one row per (entity, as_of) in the population."
     decl = _default(declaration)
@@ -573,13 +515,13 @@ def write_frame_version(df: pd.DataFrame,        # the frame to store
     return dest
 
 def data_end(tables: dict[str, pd.DataFrame],         # the data version's tables
-             declaration: Declaration | None = None,  # default: `example_declaration()`
+             declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
             ) -> pd.Timestamp:
     "The last event of any declared event table (UTC)."
     return pd.Timestamp(_data_end_ns(tables, _default(declaration)), tz="UTC")
 
 def data_start(tables: dict[str, pd.DataFrame],         # the data version's tables
-               declaration: Declaration | None = None,  # default: `example_declaration()`
+               declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
               ) -> pd.Timestamp:
     "The first event of the tables that windowed features read (UTC): before it, windows see nothing."
     decl = _default(declaration)
@@ -591,7 +533,7 @@ def data_start(tables: dict[str, pd.DataFrame],         # the data version's tab
 def default_as_of_dates(tables: dict[str, pd.DataFrame],          # the data version's tables
                         horizon_days: float | None = None,        # label horizon: dates stop where labels would be censored; None: up to the data end
                         warmup_days: float = 90,                  # history needed before the first date (the longest window)
-                        declaration: Declaration | None = None,   # default: `example_declaration()`
+                        declaration: Declaration | None = None,   # default: `simulate.world_declaration()`
                        ) -> list[pd.Timestamp]:
     "Monthly dates from `warmup_days` after the first windowed event (and 30 days after the first `since`) to the last date with a fully observed label window."
     decl = _default(declaration)
@@ -605,12 +547,12 @@ def _features_build(args) -> int:
     from churnops import data as D
     from churnops.config import Paths, load_config
     horizon = args.horizon or load_config(home=args.home).problem.label_horizon_days
+    decl = load_declaration(args.home)
     tables = D.load_build(args.home, args.build_id)
-    if args.start or args.end:
-        dates = monthly_as_of_dates(args.start or default_as_of_dates(tables, horizon)[0], args.end or default_as_of_dates(tables, horizon)[-1])
-    else: dates = default_as_of_dates(tables, horizon)
+    default = lambda: default_as_of_dates(tables, horizon, declaration=decl)
+    dates = monthly_as_of_dates(args.start or default()[0], args.end or default()[-1]) if args.start or args.end else default()
     if not dates: raise ValueError("no observation dates: the data is shorter than the label horizon plus 30 days")
-    ts = build_training_set(tables, dates, horizon)
+    ts = build_training_set(tables, dates, horizon, declaration=decl)
     dest = write_frame_version(ts, Paths(args.home).features / "training_set",
                                {"build_id": args.build_id, "horizon_days": horizon, "as_of_dates": [str(d) for d in dates]})
     print(json.dumps({"path": str(dest), "rows": len(ts), "entities": int(ts.iloc[:, 0].nunique()), "as_of_dates": len(dates),

@@ -28,12 +28,12 @@ from .declaration import Declaration, declaration_from_dict
 
 # %% auto #0
 __all__ = ['NEVER', 'PLANS', 'PLAN_PRICE', 'CONTRACTS', 'SEGMENTS', 'REGIONS', 'REGION_INDEX', 'GENDERS', 'CREDIT_BANDS',
-           'TICKET_CATEGORIES', 'HAZARD', 'BEHAVIOUR', 'CHUNK_DAYS', 'US_PER_DAY', 'SESSION_SCHEMA', 'Drift',
-           'as_drift', 'draw_customers', 'ramp', 'season', 'monthly_charges', 'disengagement', 'felt_disengagement',
-           'log_hazard', 'session_rate', 'ticket_rate', 'simulate_days', 'World', 'sql_schema', 'source_tables',
-           'write_sql', 'sqlite_url', 'LakeWriter', 'world_declaration', 'write_declaration', 'simulate_world',
-           'load_world', 'load_truth', 'true_churn_probability', 'create_api_app', 'free_port', 'ApiServer',
-           'serve_api', 'add_commands']
+           'TICKET_CATEGORIES', 'HAZARD', 'BEHAVIOUR', 'CHUNK_DAYS', 'US_PER_DAY', 'SESSION_SCHEMA',
+           'WORLD_FEATURES_YAML', 'Drift', 'as_drift', 'draw_customers', 'ramp', 'season', 'monthly_charges',
+           'disengagement', 'felt_disengagement', 'log_hazard', 'session_rate', 'ticket_rate', 'simulate_days', 'World',
+           'sql_schema', 'source_tables', 'write_sql', 'sqlite_url', 'LakeWriter', 'world_declaration',
+           'write_declaration', 'simulate_world', 'load_world', 'load_truth', 'true_churn_probability',
+           'create_api_app', 'free_port', 'ApiServer', 'serve_api', 'add_commands']
 
 # %% ../nbs/01_simulate.ipynb #720ed25a
 class Drift(BaseModel):
@@ -448,12 +448,57 @@ def _world_tables() -> dict:
                                "ranges": {"regional_index": [0, 10]}, "allowed": {"credit_band": [*CREDIT_BANDS.tolist(), "unknown"]}}},
     }
 
+# %% ../nbs/01_simulate.ipynb #43561296
+WORLD_FEATURES_YAML = """
+  - {table: customers, column: signup_date, aggregate: days_since, name: tenure_days}
+  - {table: customers, columns: [age, gender, region, segment]}
+  - {table: subscriptions, column: plan, aggregate: latest, name: plan}
+  - {table: subscriptions, column: contract_type, aggregate: latest, name: contract_type}
+  - {table: subscriptions, column: monthly_charges, aggregate: latest, name: monthly_charges}
+  - {table: subscriptions, aggregate: count, hidden: true}
+  - {name: plan_changes, expr: "max(subscriptions_count - 1, 0)"}
+  - {table: sessions, aggregate: count, windows: [7d], name: sessions_7d}
+  - {table: sessions, aggregate: count, windows: [30d], name: sessions_30d}
+  - {table: sessions, aggregate: count, windows: [90d], name: sessions_90d}
+  - {table: sessions, aggregate: trend, windows: [30d]}
+  - {table: sessions, column: session_duration_min, aggregate: mean, windows: [7d], name: avg_session_duration_7d}
+  - {table: sessions, column: session_duration_min, aggregate: mean, windows: [30d], name: avg_session_duration_30d}
+  - {table: sessions, column: pages, aggregate: mean, windows: [30d], name: pages_per_session_30d}
+  - {table: sessions, aggregate: days_since_last, name: days_since_last_session}
+  - {table: sessions, aggregate: share, windows: [90d], where: "weekday >= 5", name: weekend_session_share_90d}
+  - {table: sessions, aggregate: share, windows: [90d], where: "hour < 6 or hour >= 22", name: night_session_share_90d}
+  - {table: sessions, column: hour, aggregate: mean, windows: [90d], name: mean_session_hour_90d}
+  - {table: transactions, aggregate: count, windows: [7d], name: purchases_7d}
+  - {table: transactions, aggregate: count, windows: [30d], name: purchases_30d}
+  - {table: transactions, aggregate: count, windows: [90d], name: purchases_90d}
+  - {table: transactions, column: amount, aggregate: sum, windows: [30d], name: total_purchases_30d}
+  - {table: transactions, column: amount, aggregate: sum, windows: [90d], name: total_purchases_90d}
+  - {table: transactions, column: amount, aggregate: trend, windows: [30d], name: purchases_trend_30d}
+  - {table: transactions, column: amount, aggregate: mean, windows: [90d], name: avg_purchase_amount_90d}
+  - {table: transactions, aggregate: days_since_last, name: days_since_last_purchase}
+  - {table: transactions, aggregate: count, hidden: true}
+  - {name: purchase_frequency, expr: "transactions_count / max(tenure_days, 1)"}
+  - {name: value_per_session, expr: "total_purchases_30d / sessions_30d"}
+  - {table: support_tickets, aggregate: count, windows: [30d], name: support_tickets_30d}
+  - {table: support_tickets, aggregate: count, windows: [90d], name: support_tickets_90d}
+  - {table: support_tickets, aggregate: count, hidden: true}
+  - {table: support_tickets, aggregate: count, delay: resolution_hours, name: resolved_tickets, hidden: true}
+  - {name: open_tickets, expr: "support_tickets_count - resolved_tickets"}
+  - {table: support_tickets, column: resolution_hours, aggregate: mean, windows: [90d], delay: resolution_hours, name: avg_resolution_hours_90d}
+  - {table: external, columns: [credit_band, regional_index]}
+"""
+
+def _world_features() -> list[dict]:
+    "The feature entries of the world (`WORLD_FEATURES_YAML`)."
+    import yaml
+    return yaml.safe_load(WORLD_FEATURES_YAML)
+
 # %% ../nbs/01_simulate.ipynb #976aec78
 def world_declaration(db_url: str = "sqlite:///sources/world.db",  # the SQL source (relative SQLite paths are under the home)
                       lake_url: str = "sources/lake",             # the lake (a relative path is under the home)
                       api_url: str = "python:churnops.simulate:ApiServer",  # the API: started on demand by default
                      ) -> Declaration:
-    "The declaration of the world `simulate_world` writes: entity, sources, the seven tables with their rules, population, label."
+    "The declaration of the world `simulate_world` writes: entity, sources, the seven tables with their rules, population, label, features."
     return declaration_from_dict({
         "entity": {"key": "customer_id", "dtype": "int"},
         "sources": {"sql": {"kind": "sql", "url": db_url},
@@ -462,7 +507,7 @@ def world_declaration(db_url: str = "sqlite:///sources/world.db",  # the SQL sou
         "tables": _world_tables(),
         "population": {"table": "customers", "since": "signup_date"},
         "label": {"table": "cancellations", "horizon_days": 30},
-        "features": [],   # FEATURES: the world's feature entries come from the features chapter's helper (the lead merges them here)
+        "features": _world_features(),
     }, "the simulated world")
 
 def write_declaration(decl: Declaration, path) -> Path:

@@ -81,3 +81,43 @@ def test_inline_declaration_and_missing_one(tmp_path):
     assert "churnops.yaml: declaration" in str(e.value)
     with pytest.raises(DeclarationError, match="declaration.yaml"):
         load_declaration(tmp_path / "empty")
+
+
+def test_feature_vocabulary_problems_in_one_error(tmp_path):
+    """time, delay, hidden, hour/weekday, where and expr functions: each misuse named, all at once."""
+    d = {k: BAD[k] for k in ("sources", "population", "label")} | {"entity": {"key": "member_id", "dtype": "string"}}
+    d["sources"] = {"lake": {"kind": "lake", "url": "/data"}}
+    d["population"] = {"table": "members", "since": "joined_at"}
+    d["tables"] = {
+        "members": {"source": "lake", "key": ["member_id"], "columns": {"member_id": "str", "joined_at": "timestamp", "tier": "str"}},
+        "plays": {"source": "lake", "time": "played_at", "columns": {"member_id": "str", "played_at": "timestamp", "secs": "float", "genre": "str"}},
+        "terminations": {"source": "lake", "time": "ended_at", "key": ["member_id"], "columns": {"member_id": "str", "ended_at": "timestamp"}}}
+    d["features"] = [
+        {"table": "plays", "aggregate": "count", "time": "secs", "name": "a"},                 # time not a timestamp
+        {"table": "plays", "aggregate": "count", "delay": "genre", "name": "b"},               # delay not a number
+        {"table": "plays", "aggregate": "count", "delay": "wait", "name": "c"},                # delay not a column
+        {"table": "members", "column": "joined_at", "aggregate": "days_since", "time": "joined_at", "name": "d"},   # no events
+        {"table": "members", "column": "hour", "aggregate": "max", "name": "e"},               # hour of a profile table
+        {"table": "members", "column": "joined_at", "aggregate": "days_since", "where": "tier == 'free'", "name": "f"},
+        {"table": "plays", "aggregate": "count", "windows": ["30d"], "hidden": True},          # hidden, used by nothing
+        {"name": "g", "expr": "log(a + b)"},                                                   # not an allowed function
+        {"table": "plays", "column": "hour", "aggregate": "mean", "where": "weekday >= 5", "name": "fine"},   # all right
+        {"name": "h", "expr": "where(a > b, max(a, c), min(b, 0))", "hidden": False},          # all right
+    ]
+    (tmp_path / "declaration.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    with pytest.raises(DeclarationError) as e:
+        load_declaration(tmp_path)
+    by = {p["key"]: p for p in e.value.problems}
+    assert sorted(by) == ["features.0.time", "features.1.delay", "features.2.delay", "features.3.time", "features.4.column",
+                          "features.5.where", "features.6.hidden", "features.7.expr"], sorted(by)
+    assert by["features.0.time"]["found"] == "secs (float)" and "timestamp" in by["features.0.time"]["expected"]
+    assert by["features.1.delay"]["found"] == "genre (str)" and "int or float" in by["features.1.delay"]["expected"]
+    assert "members has no time column" in by["features.3.time"]["expected"]
+    assert "hour and weekday only on a table with a time column" in by["features.4.column"]["expected"]
+    assert by["features.6.hidden"]["found"] == ["plays_count_30d"]
+    assert "['log']" in by["features.7.expr"]["expected"]
+    d["features"] = d["features"][8:] + [{"table": "plays", "aggregate": "count", "name": "a"}, {"table": "plays", "aggregate": "count", "name": "b"},
+                                         {"table": "plays", "aggregate": "count", "delay": "secs", "delay_unit": "m", "name": "c", "hidden": True}]
+    (tmp_path / "declaration.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    decl = load_declaration(tmp_path)                                   # the same words, well used, load
+    assert decl.features[4].delay == "secs" and decl.features[4].hidden

@@ -2,6 +2,7 @@
 
 `tests/fixtures/features_reference/` holds a simulated world (300 customers, 200 days, seed 0, built by `data.build`) and the
 training sets the old code made from it and from `features.example_tables()` (see `make_features_reference.py` there).
+The simulator's features are its declaration's: `simulate_world` writes it into the home, `load_declaration` reads it back.
 """
 import json
 import warnings
@@ -12,6 +13,8 @@ import pandas as pd
 import pytest
 
 from churnops import features as F
+from churnops import simulate as S
+from churnops.declaration import feature_names, load_declaration
 
 REF = Path(__file__).parent / "fixtures" / "features_reference"
 TABLES = ("customers", "subscriptions", "transactions", "support_tickets", "cancellations", "sessions", "external")
@@ -33,17 +36,32 @@ def load(kind):
     return [pd.Timestamp(d) for d in dates[kind]], dates["horizon_days"]
 
 
-def test_simulated_world_matches_hand_written_features():
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    "A simulated home: its declaration.yaml is what simulate_world writes (the world's size does not change it)."
+    home = tmp_path_factory.mktemp("sim_home")
+    S.simulate_world(home, customers=20, days=3, seed=0)
+    return home
+
+
+def test_home_declaration_round_trips(home):
+    d = load_declaration(home)
+    assert d == S.world_declaration()
+    assert sorted(feature_names(d, hidden=False)) == sorted(F.FEATURE_COLUMNS) and len(F.FEATURE_COLUMNS) == 36
+    assert "WORLD_FEATURES_YAML" not in dir(F) and not hasattr(F, "SIMULATOR_FEATURES_YAML")   # one copy: simulate's
+
+
+def test_simulated_world_matches_hand_written_features(home):
     tables = {t: pd.read_parquet(REF / f"sim_{t}.parquet") for t in TABLES}
     dates, horizon = load("sim")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = F.build_training_set(tables, dates, horizon, declaration=F.example_declaration())
-        sliced = F.build_training_set(tables, dates, horizon, declaration=None)
+        got = F.build_training_set(tables, dates, horizon, declaration=load_declaration(home))
+        default = F.build_training_set(tables, dates, horizon)
     want = pd.read_parquet(REF / "sim_training_set.parquet")
     assert len(want) > 2000 and want["is_churned"].sum() > 10
     assert_same(got, want)
-    assert_same(sliced, want)
+    pd.testing.assert_frame_equal(got, default)
 
 
 def test_simulated_world_in_slices_matches():

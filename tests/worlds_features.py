@@ -1,13 +1,17 @@
 """Two small random worlds for the feature tests, each with its declaration and a plain per-row reference of its features.
 
-`sim_world` has the simulator's shape (the example declaration); `members_world` differs in every name: text member ids,
-`members`/`plays`/`payments`/`terminations`, other time columns, plays stamped in Tokyo time, join dates as ISO text with a
+`sim_world` has the simulator's shape (its declaration, `simulate.world_declaration()`); `members_world` differs in every
+name: text member ids, `members`/`plays`/`payments`/`terminations`, other time columns, plays stamped in Tokyo time, join dates as ISO text with a
 `+09:00` offset, missing values, and a delayed stream (payments count as settled `settle_hours` after they are made).
 """
 import numpy as np
 import pandas as pd
 
+import yaml
+
 from churnops import features as F
+from churnops.declaration import declaration_from_dict
+from churnops.simulate import world_declaration
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 DAY = pd.Timedelta(days=1)
@@ -102,15 +106,17 @@ def sim_reference_row(tables, cid, t):
     return row
 
 
-MEMBERS_DECLARATION = F.parse_declaration("""
+MEMBERS_DECLARATION = declaration_from_dict(yaml.safe_load("""
 entity: {key: member_id, dtype: string}
 sources: {warehouse: {kind: sql, url: "sqlite://"}, lake: {kind: lake, url: "memory://plays", partition: "dt={date:%Y-%m-%d}"}}
 tables:
-  members: {source: warehouse, key: [member_id], columns: {member_id: str, joined_at: timestamp, tier: str, birth_year: int}}
+  members: {source: warehouse, query: "SELECT * FROM members", key: [member_id], columns: {member_id: str, joined_at: timestamp, tier: str, birth_year: int}}
   plays: {source: lake, time: played_at, columns: {member_id: str, played_at: timestamp, seconds_played: float, track: str}}
   payments: {source: warehouse, time: paid_at, key: [payment_id],
+             query: "SELECT * FROM payments WHERE paid_at >= :start_date AND paid_at < :end_date",
              columns: {payment_id: int, member_id: str, paid_at: timestamp, amount_usd: float, settle_hours: float}}
-  terminations: {source: warehouse, time: ended_at, key: [member_id], columns: {member_id: str, ended_at: timestamp}}
+  terminations: {source: warehouse, time: ended_at, key: [member_id],
+                 query: "SELECT * FROM terminations WHERE ended_at >= :start_date AND ended_at < :end_date", columns: {member_id: str, ended_at: timestamp}}
 population: {table: members, since: joined_at}
 label: {table: terminations, horizon_days: 21}
 features:
@@ -131,7 +137,7 @@ features:
   - {name: unsettled_payments, expr: "payments_count - settled_payments"}
   - {name: plays_per_day_30d, expr: "plays_count_30d / 30"}
   - {name: seconds_per_play_30d, expr: "plays_seconds_played_sum_30d / plays_count_30d"}
-""")
+"""), "MEMBERS_DECLARATION")
 
 
 def members_world(seed: int, n: int = 12) -> dict[str, pd.DataFrame]:
@@ -187,7 +193,7 @@ def members_reference_row(tables, mid, t):
     return row
 
 
-WORLDS = {"sim": (sim_world, F.example_declaration(), sim_reference_row), "members": (members_world, MEMBERS_DECLARATION, members_reference_row)}
+WORLDS = {"sim": (sim_world, world_declaration(), sim_reference_row), "members": (members_world, MEMBERS_DECLARATION, members_reference_row)}
 
 
 def perturb_future(tables, declaration, as_of, seed):
@@ -214,7 +220,7 @@ def perturb_future(tables, declaration, as_of, seed):
         order[:(~fut).sum()] = np.sort(order[:(~fut).sum()])   # new rows anywhere; past rows keep their order (it breaks time ties)
         out[name] = both.iloc[np.argsort(order, kind="stable")]
     for f in declaration.features:
-        if getattr(f, "delay", None) is None: continue
+        if f.delay is None: continue
         df, tc = out[f.table], declaration.tables[f.table].time
         unit = pd.Timedelta(1, f.delay_unit)
         late = (df[tc] < as_of) & (df[tc] + pd.to_timedelta(df[f.delay] * unit) >= as_of)
