@@ -313,6 +313,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.pipeline.source_fingerprint': ('pipeline.html#source_fingerprint', 'churnops/pipeline.py'),
                                    'churnops.pipeline.tool_env': ('pipeline.html#tool_env', 'churnops/pipeline.py'),
                                    'churnops.pipeline.tool_path': ('pipeline.html#tool_path', 'churnops/pipeline.py'),
+                                   'churnops.pipeline.triggered_runs': ('pipeline.html#triggered_runs', 'churnops/pipeline.py'),
                                    'churnops.pipeline.world_sources': ('pipeline.html#world_sources', 'churnops/pipeline.py'),
                                    'churnops.pipeline.write_dvc_files': ('pipeline.html#write_dvc_files', 'churnops/pipeline.py'),
                                    'churnops.pipeline.write_fingerprint': ('pipeline.html#write_fingerprint', 'churnops/pipeline.py')},

@@ -23,12 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config import Paths, default_config_yaml, resolve_home
 
 # %% auto #0
-__all__ = ['FINGERPRINT_FILE', 'WORKSPACE_GITIGNORE', 'StageSpec', 'MonitorSpec', 'PipelineSpec', 'default_pipeline',
-           'PipelineError', 'load_pipeline', 'compile_dvc', 'jobs_dir', 'tool_path', 'tool_env', 'ensure_gitignore',
-           'write_dvc_files', 'init_workspace', 'new_run_id', 'run_stage', 'source_fingerprint', 'world_sources',
-           'write_fingerprint', 'save_run_record', 'read_run', 'run_pipeline', 'apply_promotion', 'pipeline_status',
-           'pipeline_diff', 'schedule_line', 'install_crontab', 'ScheduleLock', 'run_schedule', 'run_summary_line',
-           'add_commands']
+__all__ = ['FINGERPRINT_FILE', 'WORKSPACE_GITIGNORE', 'TRIGGERED_RUNS', 'StageSpec', 'MonitorSpec', 'PipelineSpec',
+           'default_pipeline', 'PipelineError', 'load_pipeline', 'compile_dvc', 'jobs_dir', 'tool_path', 'tool_env',
+           'ensure_gitignore', 'write_dvc_files', 'init_workspace', 'new_run_id', 'run_stage', 'source_fingerprint',
+           'world_sources', 'write_fingerprint', 'triggered_runs', 'save_run_record', 'read_run', 'run_pipeline',
+           'apply_promotion', 'pipeline_status', 'pipeline_diff', 'schedule_line', 'install_crontab', 'ScheduleLock',
+           'run_schedule', 'run_summary_line', 'add_commands']
 
 # %% ../nbs/11_pipeline.ipynb #9e1b61a5
 def _check_cron(expr: str) -> str:
@@ -342,17 +342,22 @@ def _tag_training_run(h: Path, mlflow_run_id: str, tags: dict) -> None:
     use_tracking(h)
     for k, v in tags.items(): MlflowClient().set_tag(mlflow_run_id, k, v)
 
+TRIGGERED_RUNS = "retrain_runs.jsonl"   # under reports/, beside the trigger's retrain_decisions.jsonl and retrain_state.json
+
 def _note_trigger(h: Path, record: dict) -> None:
-    "Put the run's outcome into the retraining trigger's state (its `last_run`), when the trigger keeps one."
-    from churnops.config import write_text_atomic
-    p = Paths(h).reports / "retrain_state.json"
-    if not p.exists(): return
-    st = json.loads(p.read_text())
-    st["last_run"] = {k: record.get(k) for k in ("run_id", "finished", "reasons", "ran", "skipped", "ran_nothing", "promotion", "error")}
-    write_text_atomic(p, json.dumps(st, indent=1, default=str))
+    "Append a triggered run's outcome to `reports/retrain_runs.jsonl` (the `pid` matches the trigger's `launch.pid`)."
+    line = {k: record.get(k) for k in ("run_id", "pid", "started", "finished", "reasons", "ran", "skipped", "ran_nothing",
+                                       "promotion", "error")}
+    Paths(h).reports.mkdir(parents=True, exist_ok=True)
+    with open(Paths(h).reports / TRIGGERED_RUNS, "a") as f: f.write(json.dumps(line, default=str) + "\n")
+
+def triggered_runs(home: str | os.PathLike | None = None) -> list[dict]:
+    "The outcomes of the runs started with reasons (by the monitor's trigger or the scheduler), oldest first."
+    p = Paths(home).reports / TRIGGERED_RUNS
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
 def save_run_record(h: Path, record: dict) -> Path:
-    "Write `runs/<run-id>/run.json` atomically (and the trigger's `last_run` for a triggered run)."
+    "Write `runs/<run-id>/run.json` atomically (and, for a run with reasons, a line in `reports/retrain_runs.jsonl`)."
     from churnops.config import write_text_atomic
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     p = write_text_atomic(Paths(h).runs / record["run_id"] / "run.json", json.dumps(record, indent=1, default=str))
@@ -381,7 +386,7 @@ def run_pipeline(home: str | os.PathLike | None = None,  # the workspace
     data_stage = next((st for st in spec.stages.values() if st.notebook == "data"), None)
     write_fingerprint(h, world_sources(h, (data_stage.params.get("api_url") if data_stage else None) or None))
     run_id, reasons = new_run_id(), [str(r) for r in reasons or []]
-    rec = {"run_id": run_id, "started": dt.datetime.now(dt.timezone.utc).isoformat(), "reasons": reasons}
+    rec = {"run_id": run_id, "pid": os.getpid(), "started": dt.datetime.now(dt.timezone.utc).isoformat(), "reasons": reasons}
     cmd = ["dvc", "repro"] + (["--force"] if force else []) + (stages or [])
     if not quiet: print(f"run {run_id}: {' '.join(cmd)}" + (f" (reasons: {', '.join(reasons)})" if reasons else ""), flush=True)
     proc = subprocess.run([tool_path("dvc"), *cmd[1:]], cwd=h, capture_output=True, text=True,
