@@ -19,6 +19,10 @@ def _small_pipeline(home):
     spec["stages"]["train"]["params"].update(trials=1, families="logreg", folds=2)
     spec["stages"]["evaluate"]["params"].update(n_resamples=50)
     p.write_text(yaml.safe_dump(spec, sort_keys=False))
+    c = home / "churnops.yaml"                       # gates a 300-customer world can pass: the promotion is what is tested
+    cfg = yaml.safe_load(c.read_text())
+    cfg.update({"problem": {**cfg["problem"], "baseline": 0.0}, "offline_gates": {"roc_auc": {"min": 0.5, "target": 0.6}}})
+    c.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def _add_transactions(url, n=40):
@@ -36,7 +40,7 @@ def test_new_rows_in_postgres_make_a_triggered_run_retrain(postgres_url, tmp_pat
     _small_pipeline(home)
     simulate_world(home, customers=300, days=270, seed=3, db_url=postgres_url)
 
-    s1 = pipeline.run_pipeline(home, quiet=True)
+    s1 = pipeline.run_pipeline(home, quiet=True, reasons=["initial"])
     assert s1["ran"] == ["data_validation", "feature_engineering", "train", "evaluate"] and not s1["ran_nothing"]
     fp1 = json.loads((home / pipeline.FINGERPRINT_FILE).read_text())
     assert fp1["transactions"]["kind"] == "sql" and fp1["transactions"]["url"].startswith("postgresql")
@@ -48,6 +52,9 @@ def test_new_rows_in_postgres_make_a_triggered_run_retrain(postgres_url, tmp_pat
     assert set(data_res["hashes"]) == set(data_res["tables"]) and data_res["build_id"]
     assert json.loads((home / "outputs" / "feature_engineering.json").read_text())["feature_set_version"]
     assert "decision" in json.loads((home / "outputs" / "evaluate.json").read_text())
+    assert s1["promotion"]["action"] == "promote", s1["promotion"]       # the audit trail says why
+    hist = registry.history(home, "churn")
+    assert "initial" in hist[(hist.action == "promote") & (hist.to_version == 1)].reason.iloc[-1]
 
     s2 = pipeline.run_pipeline(home, quiet=True, reasons=["data_drift"])    # nothing new: the trigger's run says so
     assert s2["ran_nothing"] and s2["skipped"] == s1["ran"] and s2["promotion"] is None
@@ -69,7 +76,7 @@ def test_new_rows_in_postgres_make_a_triggered_run_retrain(postgres_url, tmp_pat
     assert tags["churnops.trigger_reasons"] == "new_data_available" and tags["churnops.pipeline_run_id"] == s3["run_id"]
     rec = pipeline.read_run(home, s3["run_id"])
     assert rec["reasons"] == ["new_data_available"] and rec["results"]["train"]["version"] == 2
-    assert [r["reasons"] for r in pipeline.triggered_runs(home)] == [["data_drift"], ["new_data_available"]]
-    if s3["promotion"]["action"] == "promote":                             # the audit trail says why
+    assert [r["reasons"] for r in pipeline.triggered_runs(home)] == [["initial"], ["data_drift"], ["new_data_available"]]
+    if s3["promotion"]["action"] == "promote":                             # v2 may not beat v1: then nothing to audit
         hist = registry.history(home, "churn")
         assert "new_data_available" in hist[hist.to_version == 2].reason.iloc[-1]
