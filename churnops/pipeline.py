@@ -23,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config import Paths, default_config_yaml, resolve_home
 
 # %% auto #0
-__all__ = ['WORKSPACE_GITIGNORE', 'StageSpec', 'MonitorSpec', 'PipelineSpec', 'default_pipeline', 'PipelineError',
-           'load_pipeline', 'compile_dvc', 'jobs_dir', 'write_dvc_files', 'init_workspace', 'new_run_id', 'run_stage',
-           'run_pipeline', 'apply_promotion', 'pipeline_status', 'pipeline_diff', 'schedule_line', 'install_crontab',
-           'ScheduleLock', 'run_schedule', 'add_commands']
+__all__ = ['FINGERPRINT_FILE', 'WORKSPACE_GITIGNORE', 'TRIGGERED_RUNS', 'StageSpec', 'MonitorSpec', 'PipelineSpec',
+           'default_pipeline', 'PipelineError', 'load_pipeline', 'compile_dvc', 'jobs_dir', 'tool_path', 'tool_env',
+           'ensure_gitignore', 'write_dvc_files', 'init_workspace', 'new_run_id', 'run_stage', 'source_fingerprint',
+           'world_sources', 'write_fingerprint', 'triggered_runs', 'save_run_record', 'read_run', 'run_pipeline',
+           'apply_promotion', 'pipeline_status', 'pipeline_diff', 'schedule_line', 'install_crontab', 'ScheduleLock',
+           'run_schedule', 'run_summary_line', 'add_commands']
 
 # %% ../nbs/11_pipeline.ipynb #9e1b61a5
 def _check_cron(expr: str) -> str:
@@ -64,13 +66,15 @@ class PipelineSpec(BaseModel):
         if not self.stages: raise ValueError("stages: at least one stage is required")
         return self
 
+FINGERPRINT_FILE = "sources.fingerprint.json"   # what the sources hold, written before each run (see `source_fingerprint`)
+
 def default_pipeline() -> PipelineSpec:
     "The default four-stage training pipeline."
     return PipelineSpec(stages={
-        "data_validation": StageSpec(notebook="data", deps=["sources"], outs=["data"], params={"api_url": "", "end_date": ""}),
+        "data_validation": StageSpec(notebook="data", deps=["sources", FINGERPRINT_FILE], outs=["data"], params={"api_url": "", "end_date": ""}),
         "feature_engineering": StageSpec(notebook="features", outs=["features"], params={"snapshot_months": 0}),
         "train": StageSpec(notebook="train", params={"trials": 4, "families": "logreg,hgb", "seed": 0}),
-        "evaluate": StageSpec(notebook="evaluate", params={"bootstrap": 200}),
+        "evaluate": StageSpec(notebook="evaluate", params={"n_resamples": 0}),
     })
 
 class PipelineError(RuntimeError):
@@ -114,9 +118,26 @@ def jobs_dir() -> Path:
     from churnops.train import job_notebook
     return job_notebook("train").parent
 
+# %% ../nbs/11_pipeline.ipynb #aeddcabd
+def tool_path(name: str,  # a console script, e.g. "dvc"
+             ) -> str:
+    "The executable `name` beside the running interpreter (`Path(sys.executable).parent`), else on PATH."
+    local = Path(sys.executable).parent / name
+    if local.is_file() and os.access(local, os.X_OK): return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise PipelineError(f"`{name}` not found beside {sys.executable} nor on PATH; install it in this environment")
+    return found
+
+def tool_env(**extra: str) -> dict:
+    "This process's environment with the interpreter's folder first on PATH (plus `extra` variables)."
+    bin_dir = str(Path(sys.executable).parent)
+    parts = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
+    return {**os.environ, "PATH": os.pathsep.join([bin_dir, *parts]), **extra}
+
 # %% ../nbs/11_pipeline.ipynb #08152bf9
 def _run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    r = subprocess.run([tool_path(cmd[0]), *cmd[1:]], cwd=cwd, capture_output=True, text=True, env=env or tool_env())
     if check and r.returncode != 0:
         raise PipelineError(f"`{' '.join(cmd)}` failed ({r.returncode}) in {cwd}:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     return r
@@ -132,7 +153,21 @@ optuna/
 sources/
 .schedule.lock
 dvc_remote/
-"""
+serve/
+*.token
+.env
+"""   # serve/ holds the admin token (server.json, admin_token): secrets never enter the workspace's git
+
+def ensure_gitignore(home: str | os.PathLike) -> Path:
+    "Add the missing `WORKSPACE_GITIGNORE` lines to the workspace's .gitignore, and untrack files it now ignores."
+    h = Path(home); gi = h / ".gitignore"
+    existing = gi.read_text() if gi.exists() else ""
+    missing = [l for l in WORKSPACE_GITIGNORE.split() if l not in existing.split()]
+    if missing: gi.write_text(existing + ("" if not existing or existing.endswith("\n") else "\n") + "".join(l + "\n" for l in missing))
+    if (h / ".git").exists():   # a workspace made before a line was added may track such a file: stop tracking it
+        tracked = _run(["git", "ls-files", "-ci", "--exclude-standard", "-z"], h).stdout.split("\0")
+        if any(tracked): _run(["git", "rm", "-q", "--cached", "--", *[t for t in tracked if t]], h)
+    return gi
 
 def write_dvc_files(home: str | os.PathLike | None = None) -> Path:
     "Compile the home's `training_pipeline.yaml` into `dvc.yaml` + `params.yaml`; return the dvc.yaml path."
@@ -167,9 +202,7 @@ def init_workspace(home: str | os.PathLike | None = None,  # the churnops home t
              "training_pipeline.yaml": yaml.safe_dump(default_pipeline().model_dump(mode="json"), sort_keys=False)}
     for fname, text in files.items():
         if force or not (h / fname).exists(): (h / fname).write_text(text)
-    gi = h / ".gitignore"
-    existing = gi.read_text() if gi.exists() else ""
-    gi.write_text(existing + "".join(l + "\n" for l in WORKSPACE_GITIGNORE.split() if l not in existing.split()))
+    ensure_gitignore(h)
     (h / "jobs").mkdir(exist_ok=True)
     for nb in jobs_dir().glob("*.ipynb"):
         if force or not (h / "jobs" / nb.name).exists(): shutil.copy2(nb, h / "jobs" / nb.name)
@@ -206,43 +239,184 @@ def run_stage(home: str | os.PathLike | None,  # the workspace
     try: executed = execute_job(nb, Paths(h).runs / run_id / f"{stage}.ipynb", params)
     except JobFailed as e: raise PipelineError(f"stage {stage}: {e}") from None
     result = json.loads(tmp_result.read_text()) if tmp_result.exists() else {}
-    result.update({"stage": stage, "run_id": run_id, "seconds": round(time.perf_counter() - t0, 2), "notebook": str(executed)})
+    result.update({"stage": stage, "pipeline_run_id": run_id, "seconds": round(time.perf_counter() - t0, 2), "notebook": str(executed)})
     tmp_result.write_text(json.dumps(result, indent=1, default=str))
     os.replace(tmp_result, result_path)
     return result
 
+# %% ../nbs/11_pipeline.ipynb #29c34bc4
+def _sql_fingerprint(conn, entry: dict) -> dict:
+    import sqlalchemy as sa
+    time_col = entry.get("time")
+    if entry.get("query"):     # a declared query: its :start_date/:end_date span all time
+        q = sa.text(entry["query"])
+        wide = {"start_date": dt.datetime(1900, 1, 1), "end_date": dt.datetime(9999, 1, 1)}
+        q = q.bindparams(**{k: v for k, v in wide.items() if k in q.compile().params})
+        src = q.columns(*([sa.column(time_col)] if time_col else [])).subquery("q")
+    else: src = sa.table(entry.get("table") or entry["name"], *([sa.column(time_col)] if time_col else []))
+    cols = [sa.func.count().label("rows")] + ([sa.func.max(src.c[time_col]).label("latest")] if time_col else [])
+    row = conn.execute(sa.select(*cols).select_from(src)).one()
+    latest = getattr(row, "latest", None)
+    return {"rows": int(row.rows), **({"latest": latest.isoformat() if hasattr(latest, "isoformat") else latest} if time_col else {})}
+
+def _lake_fingerprint(entry: dict) -> dict:
+    import fsspec, hashlib
+    fs, root = fsspec.core.url_to_fs(str(entry["url"]))
+    root = f"{root.rstrip('/')}/{entry['path'].strip('/')}" if entry.get("path") else root.rstrip("/")
+    if not fs.exists(root): raise FileNotFoundError(f"{root} does not exist")
+    listing = sorted((f.removeprefix(root).lstrip("/"), int(d.get("size") or 0)) for f, d in fs.find(root, detail=True).items()
+                     if not f.rsplit("/", 1)[-1].startswith("."))
+    digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    return {"files": len(listing), "bytes": sum(s for _, s in listing), "last_file": listing[-1][0] if listing else None,
+            "listing_sha256": digest}
+
+def _api_fingerprint(entry: dict) -> dict:
+    import hashlib, httpx
+    url = str(entry["url"]).rstrip("/") + (entry.get("path") or "")
+    r = httpx.get(url, params={"page": 1, "page_size": entry.get("page_size", 1000)}, timeout=entry.get("timeout", 10.0))
+    r.raise_for_status()
+    body = r.json()
+    vf = entry.get("version_field")
+    if vf and isinstance(body, dict) and vf in body: return {"version": body[vf]}
+    return {"first_page_sha256": hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()}
+
+# %% ../nbs/11_pipeline.ipynb #f36a0647
+def source_fingerprint(sources: list[dict],  # one dict per table: name, kind (sql|lake|api), url, and table/query/time/path
+                      ) -> dict:
+    "What each source holds now (SQL counts and latest times, lake listings, API page hashes), keyed by name."
+    from churnops.data import _safe_url, sql_engine
+    out, engines = {}, {}
+    try:
+        for e in sources:
+            kind, where = e.get("kind"), f"source {e.get('name')!r} ({e.get('kind')} {_safe_url(e.get('url'))})"
+            try:
+                if kind == "sql":
+                    if e["url"] not in engines: engines[e["url"]] = sql_engine(e["url"])
+                    with engines[e["url"]].connect() as conn: fp = _sql_fingerprint(conn, e)
+                elif kind == "lake": fp = _lake_fingerprint(e)
+                elif kind == "api": fp = _api_fingerprint(e)
+                else: raise ValueError(f"unknown kind {kind!r}: expected sql, lake or api")
+            except Exception as err:
+                raise PipelineError(f"fingerprint of {where}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+            out[e["name"]] = {"kind": kind, "url": _safe_url(e["url"]), **fp}
+    finally:
+        for eng in engines.values(): eng.dispose()
+    return out
+
+# %% ../nbs/11_pipeline.ipynb #1808a4b2
+def world_sources(home: str | os.PathLike | None = None,  # the workspace
+                  api_url: str | None = None,              # the data stage's API (None: the in-process one over sources/)
+                 ) -> list[dict]:
+    "The sources the simulated world's data build reads, as `source_fingerprint` takes them."
+    from churnops.data import TABLES, _world
+    paths, world = Paths(home), _world(home)
+    db_url = world.get("db_url") or (f"sqlite:///{paths.source_db}" if paths.source_db.exists() else None)
+    lake_url = world.get("lake_url") or (str(paths.lake) if paths.lake.exists() else None)
+    out = []
+    for name, spec in TABLES.items():
+        if spec.source == "sql" and db_url:
+            out.append({"name": name, "kind": "sql", "url": db_url, "table": name, "time": spec.time_column})
+        elif spec.source == "lake" and lake_url: out.append({"name": name, "kind": "lake", "url": lake_url, "path": "events"})
+        elif spec.source == "api" and api_url: out.append({"name": name, "kind": "api", "url": api_url, "path": "/v1/external"})
+    return out
+
+def write_fingerprint(home: str | os.PathLike | None,  # the workspace
+                      sources: list[dict],              # see `source_fingerprint`
+                     ) -> dict:
+    "Write `sources.fingerprint.json` in the workspace (atomically); return the fingerprint."
+    from churnops.config import write_text_atomic
+    fp = source_fingerprint(sources)
+    write_text_atomic(resolve_home(home) / FINGERPRINT_FILE, json.dumps(fp, indent=1, sort_keys=True, default=str) + "\n")
+    return fp
+
 # %% ../nbs/11_pipeline.ipynb #4a881563
+def _ran_in(h: Path, stage: str, run_id: str) -> dict | None:
+    "The stage's result when it ran in run `run_id`."
+    p = h / "outputs" / f"{stage}.json"
+    res = json.loads(p.read_text()) if p.exists() else {}
+    return res if res.get("pipeline_run_id") == run_id else None
+
+def _tag_training_run(h: Path, mlflow_run_id: str, tags: dict) -> None:
+    from mlflow import MlflowClient
+    from churnops.config import use_tracking
+    use_tracking(h)
+    for k, v in tags.items(): MlflowClient().set_tag(mlflow_run_id, k, v)
+
+TRIGGERED_RUNS = "retrain_runs.jsonl"   # under reports/, beside the trigger's retrain_decisions.jsonl and retrain_state.json
+
+def _note_trigger(h: Path, record: dict) -> None:
+    "Append a triggered run's outcome to `reports/retrain_runs.jsonl` (the `pid` matches the trigger's `launch.pid`)."
+    line = {k: record.get(k) for k in ("run_id", "pid", "started", "finished", "reasons", "ran", "skipped", "ran_nothing",
+                                       "promotion", "error")}
+    Paths(h).reports.mkdir(parents=True, exist_ok=True)
+    with open(Paths(h).reports / TRIGGERED_RUNS, "a") as f: f.write(json.dumps(line, default=str) + "\n")
+
+def triggered_runs(home: str | os.PathLike | None = None) -> list[dict]:
+    "The outcomes of the runs started with reasons (by the monitor's trigger or the scheduler), oldest first."
+    p = Paths(home).reports / TRIGGERED_RUNS
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+
+def save_run_record(h: Path, record: dict) -> Path:
+    "Write `runs/<run-id>/run.json` atomically (and, for a run with reasons, a line in `reports/retrain_runs.jsonl`)."
+    from churnops.config import write_text_atomic
+    record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    p = write_text_atomic(Paths(h).runs / record["run_id"] / "run.json", json.dumps(record, indent=1, default=str))
+    if record.get("reasons"): _note_trigger(h, record)
+    return p
+
+def read_run(home: str | os.PathLike | None = None, run_id: str | None = None) -> dict:
+    "A run record (the latest when `run_id` is None)."
+    runs = Paths(home).runs
+    p = runs / run_id / "run.json" if run_id else max(runs.glob("*/run.json"), default=None, key=lambda q: q.parent.name)
+    if p is None or not p.exists(): raise PipelineError(f"no pipeline run record {run_id or ''} under {runs}")
+    return json.loads(p.read_text())
+
+# %% ../nbs/11_pipeline.ipynb #1730b17a
 def run_pipeline(home: str | os.PathLike | None = None,  # the workspace
                  force: bool = False,                    # rerun every stage (`dvc repro --force`)
                  stages: list[str] | None = None,        # only these stages (and what they depend on)
                  quiet: bool = False,
+                 reasons: list[str] | None = None,       # why this run was started (the trigger's reasons)
                 ) -> dict:
-    "Run the training pipeline through `dvc repro`; returns run id, stages run and skipped, and the promotion."
+    "Fingerprint the sources, run `dvc repro`; returns the run record: stages run and skipped, `ran_nothing`, promotion."
     h = resolve_home(home)
     if not (h / ".dvc").exists(): raise PipelineError(f"{h} is not a churnops workspace: run `churnops init --home {h}`")
-    write_dvc_files(h)
-    run_id = new_run_id()
-    env = dict(os.environ, CHURNOPS_RUN_ID=run_id, MLFLOW_DISABLE_TELEMETRY="true")
+    ensure_gitignore(h); write_dvc_files(h)
+    spec = load_pipeline(h / "training_pipeline.yaml")
+    data_stage = next((st for st in spec.stages.values() if st.notebook == "data"), None)
+    write_fingerprint(h, world_sources(h, (data_stage.params.get("api_url") if data_stage else None) or None))
+    run_id, reasons = new_run_id(), [str(r) for r in reasons or []]
+    rec = {"run_id": run_id, "pid": os.getpid(), "started": dt.datetime.now(dt.timezone.utc).isoformat(), "reasons": reasons}
     cmd = ["dvc", "repro"] + (["--force"] if force else []) + (stages or [])
-    if not quiet: print(f"run {run_id}: {' '.join(cmd)}", flush=True)
-    proc = subprocess.run(cmd, cwd=h, env=env, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    run_dir = Paths(h).runs / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "dvc_repro.log").write_text(log)
-    ran = [s for s in load_pipeline(h / "training_pipeline.yaml").stages
-           if (h / "outputs" / f"{s}.json").exists() and json.loads((h / "outputs" / f"{s}.json").read_text()).get("run_id") == run_id]
-    summary = {"run_id": run_id, "ran": ran, "returncode": proc.returncode, "log": str(run_dir / "dvc_repro.log")}
+    if not quiet: print(f"run {run_id}: {' '.join(cmd)}" + (f" (reasons: {', '.join(reasons)})" if reasons else ""), flush=True)
+    proc = subprocess.run([tool_path("dvc"), *cmd[1:]], cwd=h, capture_output=True, text=True,
+                          env=tool_env(CHURNOPS_RUN_ID=run_id, MLFLOW_DISABLE_TELEMETRY="true"))
+    log_path = _save_log(h, run_id, proc.stdout + proc.stderr)
+    results = {s: r for s in spec.stages if (r := _ran_in(h, s, run_id)) is not None}
+    rec.update(ran=list(results), skipped=[s for s in spec.stages if s not in results], returncode=proc.returncode,
+               log=str(log_path), results=results, promotion=None)
+    rec["ran_nothing"] = proc.returncode == 0 and not results
     if proc.returncode != 0:
-        failed = [l for l in log.splitlines() if "failed in cell" in l or "ERROR" in l]
-        raise PipelineError(f"pipeline run {run_id} failed; stages completed: {ran}\n" + "\n".join(failed[-5:]) + f"\nlog: {run_dir / 'dvc_repro.log'}")
-    summary["skipped"] = [s for s in load_pipeline(h / "training_pipeline.yaml").stages if s not in ran]
-    summary["promotion"] = apply_promotion(h, run_id) if "evaluate" in ran else None
+        failed = [l for l in (proc.stdout + proc.stderr).splitlines() if "failed in cell" in l or "ERROR" in l]
+        rec["error"] = "\n".join(failed[-5:])
+        save_run_record(h, rec)
+        raise PipelineError(f"pipeline run {run_id} failed; stages completed: {rec['ran']}\n{rec['error']}\nlog: {log_path}")
+    if "train" in results and results["train"].get("run_id"):
+        _tag_training_run(h, results["train"]["run_id"], {"churnops.pipeline_run_id": run_id,
+                                                          **({"churnops.trigger_reasons": ",".join(reasons)} if reasons else {})})
+    if "evaluate" in results: rec["promotion"] = apply_promotion(h, run_id, reasons)
+    save_run_record(h, rec)
     _run(["git", "add", "-A"], h, check=False)
-    _run(["git", "commit", "-q", "-m", f"pipeline run {run_id}"], h, check=False)
-    return summary
+    why = f" ({', '.join(reasons)})" if reasons else ""
+    _run(["git", "commit", "-q", "-m", f"pipeline run {run_id}{why}: " + ("ran nothing" if rec["ran_nothing"] else f"ran {', '.join(rec['ran'])}")], h, check=False)
+    return rec
 
-def apply_promotion(home: str | os.PathLike, run_id: str) -> dict | None:
+def _save_log(h: Path, run_id: str, text: str) -> Path:
+    "Keep `dvc repro`'s output as `runs/<run-id>/dvc_repro.log`."
+    from churnops.config import write_text_atomic
+    return write_text_atomic(Paths(h).runs / run_id / "dvc_repro.log", text)
+
+def apply_promotion(home: str | os.PathLike, run_id: str, reasons: list[str] | None = None) -> dict | None:
     "Act on `outputs/evaluate.json` by the pipeline's promotion policy; returns what was done."
     h = resolve_home(home)
     spec = load_pipeline(h / "training_pipeline.yaml")
@@ -253,12 +427,14 @@ def apply_promotion(home: str | os.PathLike, run_id: str) -> dict | None:
     if not passed: return {"action": "none", "reason": f"{model} v{version} not promoted: {res.get('decision', 'gates failed')}"}
     if spec.promotion == "none": return {"action": "none", "reason": "promotion policy is none"}
     from churnops import registry
+    why = f"pipeline run {run_id}" + (f"; trigger reasons: {', '.join(reasons)}" if reasons else "")
     if spec.promotion == "auto":
-        registry.promote(h, model, int(version), reason=f"pipeline run {run_id}", actor="pipeline")
-        return {"action": "promote", "model": model, "version": int(version)}
-    registry.set_alias(h, model, "challenger", int(version), reason=f"pipeline run {run_id}", actor="pipeline")
-    return {"action": "challenger", "model": model, "version": int(version)}
+        registry.promote(h, model, int(version), reason=why, actor="pipeline")
+        return {"action": "promote", "model": model, "version": int(version), "reason": why}
+    registry.set_alias(h, model, "challenger", int(version), reason=why, actor="pipeline")
+    return {"action": "challenger", "model": model, "version": int(version), "reason": why}
 
+# %% ../nbs/11_pipeline.ipynb #4a55c1b7
 def pipeline_status(home: str | os.PathLike | None = None) -> str:
     "DVC's view of which stages are stale."
     h = resolve_home(home); write_dvc_files(h)
@@ -278,8 +454,9 @@ def schedule_line(home: str | os.PathLike | None = None, job: Literal["pipeline"
     h = resolve_home(home)
     spec = load_pipeline(h / "training_pipeline.yaml")
     expr = spec.schedule if job == "pipeline" else spec.monitor.schedule
-    exe = shutil.which("churnops") or f"{sys.executable} -m churnops.cli"
-    cmd = f"pipeline run --home {h}" if job == "pipeline" else f"monitor --home {h}" + (" --retrain" if spec.monitor.retrain_on_trigger else "")
+    try: exe = tool_path("churnops")
+    except PipelineError: exe = f"{sys.executable} -m churnops.cli"
+    cmd = f"pipeline run --home {h} --reason schedule" if job == "pipeline" else f"monitor --home {h}" + (" --retrain" if spec.monitor.retrain_on_trigger else "")
     return f"{expr} {exe} {cmd} >> {h}/runs/{job}-cron.log 2>&1 # churnops:{h}:{job}"
 
 def install_crontab(home: str | os.PathLike | None = None, job: Literal["pipeline", "monitor"] = "pipeline") -> str:
@@ -336,10 +513,18 @@ def _cmd_init(args) -> int:
     print(f"workspace ready at {h}\n  edit {h/'churnops.yaml'} and {h/'training_pipeline.yaml'}; run `churnops pipeline run --home {h}`")
     return 0
 
+def run_summary_line(s: dict) -> str:
+    "One line saying what a pipeline run did; a run that found nothing new says so."
+    why = f" (reasons: {', '.join(s['reasons'])})" if s.get("reasons") else ""
+    if s.get("ran_nothing"):
+        return f"run {s['run_id']}{why}: ran nothing — no new data: all {len(s['skipped'])} stages up to date"
+    return f"run {s['run_id']}{why}: ran {s['ran']}; skipped {s['skipped'] or 'nothing'}; promotion: {s['promotion']}"
+
 def _cmd_pipeline(args) -> int:
     if args.pipeline_cmd == "run":
-        s = run_pipeline(args.home, force=args.force, stages=args.stages or None, quiet=args.quiet)
-        print(f"run {s['run_id']}: ran {s['ran'] or 'nothing'}; skipped {s['skipped'] or 'nothing'}; promotion: {s['promotion']}")
+        reasons = args.reason or [r for r in os.environ.get("CHURNOPS_RETRAIN_REASONS", "").split(",") if r]  # set by the trigger
+        s = run_pipeline(args.home, force=args.force, stages=args.stages or None, quiet=args.quiet, reasons=reasons)
+        print(run_summary_line(s))
     elif args.pipeline_cmd == "stage":
         r = run_stage(args.home, args.stage)
         print(json.dumps(r, indent=1, default=str))
@@ -358,7 +543,7 @@ def _cmd_schedule(args) -> int:
         return 0
     spec = load_pipeline(h / "training_pipeline.yaml")
     expr = spec.schedule if args.job == "pipeline" else spec.monitor.schedule
-    argv = (["pipeline", "run", "--home", str(h)] if args.job == "pipeline" else
+    argv = (["pipeline", "run", "--home", str(h), "--reason", "schedule"] if args.job == "pipeline" else
             ["monitor", "--home", str(h)] + (["--retrain"] if spec.monitor.retrain_on_trigger else []))  # a firing trigger starts the pipeline
     def job():
         r = subprocess.run([sys.executable, "-m", "churnops.cli", *argv])
@@ -376,6 +561,7 @@ def add_commands(sub, parent) -> None:
     ps = p.add_subparsers(dest="pipeline_cmd", required=True)
     r = ps.add_parser("run", parents=[parent], help="run stale stages (all with --force)")
     r.add_argument("--force", action="store_true"); r.add_argument("stages", nargs="*", help="only these stages")
+    r.add_argument("--reason", action="append", help="why this run (repeatable); default: $CHURNOPS_RETRAIN_REASONS set by the trigger")
     s = ps.add_parser("stage", parents=[parent], help="run one stage's notebook (DVC calls this)"); s.add_argument("stage")
     ps.add_parser("status", parents=[parent], help="stale stages (dvc status)")
     d = ps.add_parser("diff", parents=[parent], help="params and metrics diff between workspace revisions")

@@ -1037,7 +1037,7 @@ def run_job(name: str,                        # job notebook name, e.g. "train"
     runs = Paths(home).runs; runs.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
     out, result_file = runs / f"{name}-{stamp}.ipynb", runs / f".{name}-{stamp}.result.json"
-    params = {**(parameters or {}), "home": str(Paths(home).home), "result_file": str(result_file), "quiet": True}
+    params = {**(parameters or {}), "home": str(Paths(home).home), "result_path": str(result_file), "quiet": True}
     execute_job(job_notebook(name), out, params, cwd=runs, quiet=quiet, html=False)
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     result_file.unlink(missing_ok=True)
