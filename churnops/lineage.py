@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .config import Paths
+from .files import atomic_path
 from .registry import (RegistryError, _events, audit_store, get_version, registered_model, registry_client,
                                version_facts)
 
@@ -166,8 +167,7 @@ def plot_lineage(lin: dict,                 # `lineage(...)`
     ax.axis("off"); ax.set_title(f"lineage of {lin['model']} version {lin['version']}")
     fig.tight_layout()
     if path is not None:
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.png"); fig.savefig(tmp, dpi=110); os.replace(tmp, path)
+        with atomic_path(path) as tmp: fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     return fig
 
 # %% ../nbs/10_lineage.ipynb #f02360c8

@@ -25,7 +25,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from .config import Config, MonitoringRule, Paths, RetrainConfig, load_config
-from .files import read_table, to_utc, utc_now
+from .files import read_table, to_utc, utc_now, write_json_atomic
 from .metrics import SERVED_METRICS, served_metrics
 from .predlog import read_feedback, read_prediction_log
 from .runner import execute_job, job_notebook
@@ -460,10 +460,7 @@ def prepared_from_profile(col: dict,   # one entry of `profile["columns"]`
 
 def save_profile(profile: dict, path: str | os.PathLike) -> Path:
     "Write a profile as JSON atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(profile)); os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, profile, indent=None)
 
 def load_profile(path: str | os.PathLike) -> dict:
     "Read a profile written by `save_profile`, checking its format."
@@ -796,9 +793,7 @@ class RetrainingTrigger:
         return json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
 
     def _save_state(self, st: dict) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(st, indent=1, default=str)); os.replace(tmp, self.state_path)
+        write_json_atomic(self.state_path, st, indent=1)
 
     def evaluate(self, accuracy: float | None = None,          # realised accuracy in the window (None: no labels yet)
                  max_psi: float | None = None,                # largest PSI over the features

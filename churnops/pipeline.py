@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import Paths, default_config_yaml, resolve_home
-from .files import utc_now
+from .files import utc_now, write_json_atomic, write_text_atomic
 from .runner import JobFailed, execute_job, job_notebook
 
 # %% auto #0
@@ -141,9 +141,7 @@ def write_dvc_files(home: str | os.PathLike | None = None) -> Path:
     spec = load_pipeline(h / "training_pipeline.yaml")
     dvc_yaml, params = compile_dvc(spec)
     for fname, content in (("dvc.yaml", dvc_yaml), ("params.yaml", params)):
-        tmp = h / f".{fname}.tmp"
-        tmp.write_text(yaml.safe_dump(content, sort_keys=False))
-        os.replace(tmp, h / fname)
+        write_text_atomic(h / fname, yaml.safe_dump(content, sort_keys=False))
     return h / "dvc.yaml"
 
 def init_workspace(home: str | os.PathLike | None = None,  # the churnops home to make a workspace of
@@ -207,8 +205,8 @@ def run_stage(home: str | os.PathLike | None,  # the workspace
     except JobFailed as e: raise PipelineError(f"stage {stage}: {e}") from None
     result = json.loads(tmp_result.read_text()) if tmp_result.exists() else {}
     result.update({"stage": stage, "run_id": run_id, "seconds": round(time.perf_counter() - t0, 2), "notebook": str(executed)})
-    tmp_result.write_text(json.dumps(result, indent=1, default=str))
-    os.replace(tmp_result, result_path)
+    write_json_atomic(result_path, result, indent=1)
+    tmp_result.unlink(missing_ok=True)
     return result
 
 # %% ../nbs/11_pipeline.ipynb #4a881563

@@ -18,7 +18,6 @@ import time
 import uuid
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from .config import Paths, load_config
-from .files import utc_now, write_text_atomic
+from .files import iso_utc, utc_now, write_text_atomic
 from .predlog import PredictionLog, feedback_db
 from .tracking import load_model, tracking_client
 
@@ -922,9 +921,7 @@ def create_app(home: str | os.PathLike | None = None,  # churnops home: MLflow s
         db = feedback_db(home)
         rows = []
         for it in items:
-            ts = utc_now() if it.time is None else datetime.fromisoformat(it.time.replace("Z", "+00:00"))
-            if ts.tzinfo is None: ts = ts.replace(tzinfo=timezone.utc)
-            rows.append((str(it.customer_id), int(it.churned), ts.astimezone(timezone.utc).isoformat()))
+            rows.append((str(it.customer_id), int(it.churned), iso_utc(it.time)))   # no time: now
         with sqlite3.connect(db) as con:
             con.executemany("INSERT INTO feedback(customer_id, churned, ts) VALUES (?, ?, ?)", rows)
         return len(rows)

@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .config import Config, Gate, Paths, RATE_METRICS, load_config
-from .files import read_table
+from .files import read_table, write_json_atomic
 from .metrics import classification_metrics, weighted_metrics
 from .runner import execute_job, job_notebook
 from .tracking import load_model, parse_model_ref, setup_mlflow, tracking_uri
@@ -905,8 +905,7 @@ def _ab_analyze_cmd(args) -> int:
                      requests=read_table(args.requests) if args.requests else None)
     print(res)
     if args.json:
-        p = Path(args.json); tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(json.dumps(res.to_dict(), indent=2, default=str)); os.replace(tmp, p)
+        write_json_atomic(args.json, res.to_dict())
     return 0
 
 def _ab_assign_cmd(args) -> int:
