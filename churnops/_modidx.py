@@ -585,6 +585,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.tracking.parse_model_ref': ('tracking.html#parse_model_ref', 'churnops/tracking.py'),
                                    'churnops.tracking.resolve_version': ('tracking.html#resolve_version', 'churnops/tracking.py'),
                                    'churnops.tracking.setup_mlflow': ('tracking.html#setup_mlflow', 'churnops/tracking.py'),
+                                   'churnops.tracking.telemetry_off': ('tracking.html#telemetry_off', 'churnops/tracking.py'),
                                    'churnops.tracking.tracking_client': ('tracking.html#tracking_client', 'churnops/tracking.py'),
                                    'churnops.tracking.tracking_uri': ('tracking.html#tracking_uri', 'churnops/tracking.py'),
                                    'churnops.tracking.use_tracking': ('tracking.html#use_tracking', 'churnops/tracking.py')},

@@ -47,7 +47,6 @@ def register_version(home, pipe, df, threshold=0.3, semver=None, alias=None):
     import mlflow
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
-    from churnops import train
     tracking.setup_mlflow(home)
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops", skops_trusted_types=tracking.TRUSTED_TYPES,
