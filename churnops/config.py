@@ -13,12 +13,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from .files import write_text_atomic   # its home is `files`; simulate, data and store still import it from here
+
 # %% auto #0
 __all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME',
            'parse_quantity', 'ProjectDefinition', 'MLProblem', 'Constraints', 'DataRequirements', 'Gate',
            'OnlineMetrics', 'SystemMetrics', 'MonitoringRule', 'RetrainConfig', 'DriftConfig', 'ComparisonConfig',
            'OnlineStoreConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config', 'default_config_yaml',
-           'resolve_home', 'Paths', 'write_text_atomic', 'tracking_uri', 'artifact_location', 'use_tracking']
+           'resolve_home', 'Paths']
 
 # %% ../nbs/00_config.ipynb #88874623
 _UNIT_FACTORS = {
@@ -278,36 +280,3 @@ class Paths:
     def optuna(self): return self.home / "optuna"
     @property
     def config_file(self): return self.home / DEFAULT_CONFIG_NAME
-
-def write_text_atomic(path: str | os.PathLike,  # the file to (re)write
-                      text: str,                # its whole new content
-                     ) -> Path:
-    "Write `text` to a hidden temporary sibling, then rename it over `path`: readers see the old file or the new one, never half."
-    import uuid
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8"); os.replace(tmp, path)
-    return path
-
-def tracking_uri(home: str | os.PathLike | None = None) -> str:
-    "MLflow tracking URI: `$MLFLOW_TRACKING_URI` when set (a server, say), else SQLite under the home."
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Paths(home).mlflow_db}"
-
-def artifact_location(home: str | os.PathLike | None = None) -> str | None:
-    "Explicit artifact root for experiments created on the embedded SQLite store; `None` with a server (it decides)."
-    if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")): return None
-    return Paths(home).mlartifacts.as_uri()
-
-# %% ../nbs/00_config.ipynb #f4c3482c
-def use_tracking(home: str | os.PathLike | None = None) -> str:
-    "Point MLflow's tracking and registry at this home's store (or the server in `$MLFLOW_TRACKING_URI`); return the URI."
-    import mlflow
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    uri = tracking_uri(home)
-    try:
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-    finally:
-        if before is None: os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else: os.environ["MLFLOW_TRACKING_URI"] = before
-    return uri

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from .config import Paths, resolve_home
+from .files import utc_now
 
 # %% auto #0
 __all__ = ['DEMO_CONFIG', 'start_service', 'stop_service', 'send_traffic', 'send_feedback', 'demo', 'add_commands']
@@ -107,7 +108,7 @@ def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops hom
         ) -> dict:
     "Run the whole churnops loop on a synthetic world; return a summary (versions, trigger, paths)."
     from churnops import data, features, lineage, monitor, pipeline, registry, simulate
-    from churnops.serve import read_prediction_log
+    from churnops.predlog import read_prediction_log
     h = resolve_home(home)
     if h.exists() and any(h.iterdir()):
         if not force: raise FileExistsError(f"{h} is not empty: pass --force to start over there, or choose another --home")
@@ -145,7 +146,7 @@ def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops hom
     ref_rows = ref_rows.sample(min(traffic, len(ref_rows)), random_state=seed)
     proc = start_service(h, port)
     try:
-        t_ref = dt.datetime.now(dt.timezone.utc)
+        t_ref = utc_now()
         sent_ref = send_traffic(url, _records(ref_rows[["customer_id", *features.FEATURE_COLUMNS]]))
         _say(f"  before the drift: {sent_ref}", quiet)
 
@@ -156,9 +157,9 @@ def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops hom
         cur = features.build_training_set(all_tables, [as_of_cur], horizon_days=drift_days // 2)
         cur = cur.sample(min(traffic, len(cur)), random_state=seed)
         time.sleep(1.0)
-        t_cur = dt.datetime.now(dt.timezone.utc)
+        t_cur = utc_now()
         sent_cur = send_traffic(url, _records(cur[["customer_id", *features.FEATURE_COLUMNS]]))
-        labels = [{"customer_id": int(c), "churned": bool(y), "time": dt.datetime.now(dt.timezone.utc).isoformat()}
+        labels = [{"customer_id": int(c), "churned": bool(y), "time": utc_now().isoformat()}
                   for c, y in zip(cur["customer_id"], cur["is_churned"])]
         send_feedback(url, labels)
         _say(f"  after the drift: {sent_cur}; {len(labels)} delayed labels sent to /feedback "
@@ -169,7 +170,7 @@ def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops hom
     _say(f"  prediction log: {len(logged)} rows under {Paths(h).predictions}", quiet)
 
     step(6, "monitor the drifted window against v1's reference profile and the labels")
-    mon = monitor.run_monitor(h, window_start=t_cur, window_end=dt.datetime.now(dt.timezone.utc), quiet=True)
+    mon = monitor.run_monitor(h, window_start=t_cur, window_end=utc_now(), quiet=True)
     decision = mon.get("decision") or mon.get("trigger") or {}
     _say(f"  drifted features: {mon.get('drift', {}).get('drifted_columns', '?')}", quiet)
     _say(f"  retrain: {decision.get('retrain')} — reasons: {decision.get('reasons')}; report: {mon.get('html') or mon.get('notebook')}", quiet)

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import pandas as pd
 
 from .config import Paths
-from .registry import (RegistryError, _events, audit_store, get_version, registered_model, tracking_client,
+from .files import atomic_path
+from .registry import (RegistryError, _events, audit_store, get_version, registered_model, registry_client,
                                version_facts)
 
 # %% auto #0
@@ -55,7 +55,7 @@ def lineage(home: str | os.PathLike | None,  # churnops home
             version: int | str,               # version number or alias
            ) -> dict:
     "The lineage of one model version: data (build, table hashes with sources/params), features, code, run, parents, promotions."
-    client = tracking_client(home)
+    client = registry_client(home)
     mv = get_version(client, model, version)
     f = version_facts(client, mv)
     v = f["version"]
@@ -167,8 +167,7 @@ def plot_lineage(lin: dict,                 # `lineage(...)`
     ax.axis("off"); ax.set_title(f"lineage of {lin['model']} version {lin['version']}")
     fig.tight_layout()
     if path is not None:
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.png"); fig.savefig(tmp, dpi=110); os.replace(tmp, path)
+        with atomic_path(path) as tmp: fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     return fig
 
 # %% ../nbs/10_lineage.ipynb #f02360c8
@@ -180,7 +179,7 @@ def models_for_data(home: str | os.PathLike | None,  # churnops home
     "Every registered model version trained on the data version `ref`, one row per (version, matching table)."
     ref = str(ref).strip()
     if len(ref) < 6: raise RegistryError(f"data reference {ref!r} is too short; give a table hash (≥ 6 characters) or a build id")
-    client = tracking_client(home)
+    client = registry_client(home)
     rows = []
     runs: dict[str, Any] = {}
     for mv in client.search_model_versions(max_results=10000):
@@ -206,7 +205,7 @@ def diff(home: str | os.PathLike | None,  # churnops home
          b: int | str,                     # second version (number or alias)
         ) -> dict:
     "Params, metrics, data and feature differences between versions `a` and `b` of `model`."
-    client = tracking_client(home)
+    client = registry_client(home)
     fa, fb = (version_facts(client, get_version(client, model, r)) for r in (a, b))
     pa, pb = fa["params"], fb["params"]
     params = pd.DataFrame([{"param": k, "a": pa.get(k), "b": pb.get(k)} for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)],

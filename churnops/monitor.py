@@ -15,7 +15,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -25,19 +25,24 @@ from scipy import stats
 from scipy.spatial import distance
 
 from .config import Config, MonitoringRule, Paths, RetrainConfig, load_config
+from .files import read_table, to_utc, utc_now, write_json_atomic
+from .metrics import SERVED_METRICS, served_metrics
+from .predlog import read_feedback, read_prediction_log
+from .runner import execute_job, job_notebook
+from .tracking import resolve_version, use_tracking
 
 # %% auto #0
 __all__ = ['INTEGER_CARDINALITY_LIMIT', 'NUMERICAL', 'CATEGORICAL', 'DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS',
-           'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'PROFILE_FORMAT', 'PROFILE_QUANTILES', 'PERFORMANCE_METRICS',
-           'RETRAIN_REASONS', 'PROFILE_ARTIFACT', 'MONITOR_EXPERIMENT', 'infer_column_kind', 'PreparedColumn',
-           'prepare_column', 'sturges_edges', 'binned_proportions', 'merged_ecdf_counts', 'column_drift',
-           'default_method', 'method_thresholds', 'is_drifted', 'DriftReport', 'drift_report', 'reference_profile',
+           'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'PROFILE_FORMAT', 'PROFILE_QUANTILES', 'RETRAIN_REASONS',
+           'PROFILE_ARTIFACT', 'MONITOR_EXPERIMENT', 'infer_column_kind', 'PreparedColumn', 'prepare_column',
+           'sturges_edges', 'binned_proportions', 'merged_ecdf_counts', 'column_drift', 'default_method',
+           'method_thresholds', 'is_drifted', 'DriftReport', 'drift_report', 'reference_profile',
            'prepared_from_profile', 'save_profile', 'load_profile', 'drift_report_from_profile', 'reference_sample',
-           'calibrate_thresholds', 'read_window', 'window_features', 'read_labels', 'join_labels',
-           'classification_summary', 'cbpe_estimate', 'fit_calibrator', 'performance_by_window', 'serving_summary',
-           'serving_over_time', 'process_metrics', 'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path',
-           'record_alerts', 'read_alerts', 'TriggerDecision', 'RetrainingTrigger', 'log_reference_profile',
-           'model_reference_profile', 'run_monitor', 'add_commands']
+           'calibrate_thresholds', 'read_window', 'window_features', 'read_labels', 'join_labels', 'cbpe_estimate',
+           'fit_calibrator', 'performance_by_window', 'serving_summary', 'serving_over_time', 'process_metrics',
+           'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path', 'record_alerts', 'read_alerts',
+           'TriggerDecision', 'RetrainingTrigger', 'log_reference_profile', 'model_reference_profile', 'run_monitor',
+           'add_commands']
 
 # %% ../nbs/09_monitor.ipynb #b0937dd5
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integer columns with at most this many distinct values are categorical
@@ -432,7 +437,7 @@ def reference_profile(df: pd.DataFrame,                     # the reference (tra
     for c in columns:
         if c not in df.columns: raise ValueError(f"column {c!r} not in the reference data (columns: {list(df.columns)})")
         cols[c] = _column_profile(df[c], kinds.get(c) or infer_column_kind(df[c]), max_values, rng)
-    prof = {"format": PROFILE_FORMAT, "created": datetime.now(timezone.utc).isoformat(), "n_rows": int(len(df)),
+    prof = {"format": PROFILE_FORMAT, "created": utc_now().isoformat(), "n_rows": int(len(df)),
             "columns": cols}
     if calibrate:
         prof["calibrated_thresholds"] = calibrate_thresholds(df, columns, chunk_size=chunk_size,
@@ -455,10 +460,7 @@ def prepared_from_profile(col: dict,   # one entry of `profile["columns"]`
 
 def save_profile(profile: dict, path: str | os.PathLike) -> Path:
     "Write a profile as JSON atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(profile)); os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, profile, indent=None)
 
 def load_profile(path: str | os.PathLike) -> dict:
     "Read a profile written by `save_profile`, checking its format."
@@ -534,13 +536,6 @@ def calibrate_thresholds(reference: pd.DataFrame,              # the reference d
     return out
 
 # %% ../nbs/09_monitor.ipynb #9253fe79
-from .serve import LOG_COLUMNS, read_feedback, read_prediction_log   # the log's writer owns its reader
-
-def _utc(t) -> pd.Timestamp | None:
-    if t is None or (isinstance(t, str) and not t.strip()): return None
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
 def read_window(home: str | os.PathLike | None = None,  # churnops home
                 start=None,                              # window start (inclusive), anything pd.Timestamp reads; None: open
                 end=None,                                # window end (exclusive); None: open
@@ -551,8 +546,8 @@ def read_window(home: str | os.PathLike | None = None,  # churnops home
     if len(log) == 0: return log
     ts = pd.to_datetime(log["ts"], utc=True)
     keep = np.ones(len(log), bool)
-    if (s := _utc(start)) is not None: keep &= (ts >= s).to_numpy()
-    if (e := _utc(end)) is not None: keep &= (ts < e).to_numpy()
+    if (s := to_utc(start)) is not None: keep &= (ts >= s).to_numpy()
+    if (e := to_utc(end)) is not None: keep &= (ts < e).to_numpy()
     return log.loc[keep].reset_index(drop=True)
 
 def window_features(window: pd.DataFrame,                 # prediction-log rows
@@ -607,27 +602,6 @@ def join_labels(predictions: pd.DataFrame,          # prediction-log rows
     return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order"]).reset_index(drop=True)
 
 # %% ../nbs/09_monitor.ipynb #095a682e
-PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "roc_auc", "precision_at_recall_80")
-
-def classification_summary(y_true,          # 0/1 labels
-                           proba,           # churn probabilities
-                           predicted,       # 0/1 decisions that were served
-                          ) -> dict[str, float]:
-    "accuracy, precision, recall, ROC AUC, precision at recall 0.80 (NaN where undefined, e.g. one class only)."
-    from sklearn.metrics import precision_recall_curve, roc_auc_score
-    y = np.asarray(y_true).astype(int); p = np.asarray(proba, float); yhat = np.asarray(predicted).astype(int)
-    out = {m: float("nan") for m in PERFORMANCE_METRICS}; out["n_labelled"] = int(y.size)
-    if y.size == 0: return out
-    tp = int(((yhat == 1) & (y == 1)).sum()); fp = int(((yhat == 1) & (y == 0)).sum()); fn = int(((yhat == 0) & (y == 1)).sum())
-    out["accuracy"] = float((yhat == y).mean())
-    out["precision"] = tp / (tp + fp) if tp + fp else float("nan")
-    out["recall"] = tp / (tp + fn) if tp + fn else float("nan")
-    if len(np.unique(y)) == 2:
-        out["roc_auc"] = float(roc_auc_score(y, p))
-        prec, rec, _ = precision_recall_curve(y, p)
-        out["precision_at_recall_80"] = float(prec[:-1][rec[:-1] >= 0.80 - 1e-12].max())
-    return out
-
 def cbpe_estimate(proba,                 # churn probabilities (assumed calibrated)
                   predicted=None,        # the served 0/1 decisions; default proba >= threshold
                   threshold: float = 0.5,
@@ -664,9 +638,9 @@ def performance_by_window(joined: pd.DataFrame,      # `join_labels` output
         yhat = g["churn_predicted"].astype(int).to_numpy() if "churn_predicted" in g else (p >= 0.5).astype(int)
         est = cbpe_estimate(p, yhat)
         lab = g["label"].notna().to_numpy()
-        real = classification_summary(g["label"].to_numpy()[lab], g["churn_probability"].to_numpy(float)[lab], yhat[lab])
+        real = served_metrics(g["label"].to_numpy()[lab], g["churn_probability"].to_numpy(float)[lab], yhat[lab])
         row = {"window": w, "n": len(g), "labelled_share": float(lab.mean())}
-        row.update({m: real[m] for m in PERFORMANCE_METRICS})
+        row.update({m: real[m] for m in SERVED_METRICS})
         row.update({f"estimated_{m}": est[m] for m in ("accuracy", "precision", "recall", "roc_auc")})
         for m in ("accuracy", "precision", "recall", "roc_auc"): row[f"estimate_error_{m}"] = row[f"estimated_{m}"] - row[m]
         rows.append(row)
@@ -743,7 +717,7 @@ def evaluate_rules(metrics: dict[str, float | None],          # metric name -> v
                   ) -> tuple[list[dict], list[str]]:
     "Alerts for the rules that fire, and the names of rules skipped because their metric is missing or NaN."
     rules = list(rules) if rules is not None else list((config or Config()).monitoring)
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     alerts, skipped = [], []
     for r in rules:
         v = metrics.get(r.metric)
@@ -819,9 +793,7 @@ class RetrainingTrigger:
         return json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
 
     def _save_state(self, st: dict) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(st, indent=1, default=str)); os.replace(tmp, self.state_path)
+        write_json_atomic(self.state_path, st, indent=1)
 
     def evaluate(self, accuracy: float | None = None,          # realised accuracy in the window (None: no labels yet)
                  max_psi: float | None = None,                # largest PSI over the features
@@ -832,7 +804,7 @@ class RetrainingTrigger:
                 ) -> TriggerDecision:
         "The decision for these signals (does not launch anything; see `fire`)."
         c = self.config
-        now = _utc(now) or pd.Timestamp.now(tz="UTC")
+        now = to_utc(now) or pd.Timestamp.now(tz="UTC")
         reasons, details = [], {}
         if accuracy is not None and not math.isnan(accuracy):
             details["accuracy"] = {"value": float(accuracy), "min": c.min_accuracy}
@@ -845,7 +817,7 @@ class RetrainingTrigger:
             details["dataset_drift"] = bool(dataset_drift)
             if dataset_drift: drift_why.append("dataset_drift")
         if drift_why: reasons.append("data_drift"); details["data_drift_because"] = drift_why
-        if (t := _utc(trained_at)) is not None:
+        if (t := to_utc(trained_at)) is not None:
             days = (now - t).total_seconds() / 86400
             details["days_since_training"] = {"value": days, "max": c.max_days_since_training}
             if days >= c.max_days_since_training: reasons.append("scheduled_retrain")
@@ -853,7 +825,7 @@ class RetrainingTrigger:
             details["rows_since_training"] = {"value": int(rows_since_training), "min": c.min_new_rows}
             if rows_since_training >= c.min_new_rows: reasons.append("new_data_available")
         d = TriggerDecision(bool(reasons), reasons, details, evaluated_at=now.isoformat())
-        last = _utc(self.state.get("last_fired"))
+        last = to_utc(self.state.get("last_fired"))
         if last is not None:
             until = last + pd.Timedelta(hours=c.cooldown_hours)
             if now < until:
@@ -904,10 +876,7 @@ def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tr
                             ref: int | str | None = "champion",  # version, alias or None (latest)
                            ) -> tuple[dict, Any]:
     "The reference profile logged on the run of a registered model version, and that `ModelVersion`."
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
-    from churnops.config import use_tracking
-    from churnops.train import resolve_version
     use_tracking(home)
     mv = resolve_version(name, ref)
     with tempfile.TemporaryDirectory() as d:
@@ -921,7 +890,7 @@ def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tr
 MONITOR_EXPERIMENT = "churn-monitoring"
 
 def _iso(t) -> str:
-    t = _utc(t)
+    t = to_utc(t)
     return "" if t is None else t.isoformat()
 
 def run_monitor(home: str | os.PathLike | None = None,  # churnops home
@@ -941,8 +910,8 @@ def run_monitor(home: str | os.PathLike | None = None,  # churnops home
                ) -> dict:
     "Run the monitoring job notebook for one window; returns its summary (paths, drift, metrics, alerts, decision)."
     h = Paths(home)
-    end = _utc(window_end) or pd.Timestamp.now(tz="UTC")
-    start = _utc(window_start) or end - pd.Timedelta(days=days)
+    end = to_utc(window_end) or pd.Timestamp.now(tz="UTC")
+    start = to_utc(window_start) or end - pd.Timedelta(days=days)
     if start >= end: raise ValueError(f"window start {start} is not before window end {end}")
     if len(read_window(home, start, end)) == 0:       # fail fast, before starting a kernel
         raise ValueError(f"no predictions in the prediction log ({h.predictions}) between {start} and {end}: nothing to monitor")
@@ -955,8 +924,7 @@ def run_monitor(home: str | os.PathLike | None = None,  # churnops home
                   reference_start=_iso(reference_start), reference_end=_iso(reference_end), freq=freq,
                   webhook_url=webhook_url or "", launch_retrain=bool(launch_retrain), retrain_command=retrain_command or "",
                   serving_pid=int(serving_pid or 0), summary_path=str(summary), experiment=MONITOR_EXPERIMENT)
-    from churnops import train
-    train.execute_job(train.job_notebook("monitor"), out, params, cwd=h.reports, quiet=quiet)
+    execute_job(job_notebook("monitor"), out, params, cwd=h.reports, quiet=quiet)
     html = out.with_suffix(".html")
     res = json.loads(summary.read_text())
     res.update(notebook=str(out), html=str(html) if html.exists() else None, summary=str(summary))
@@ -981,7 +949,6 @@ def _cmd_monitor(args) -> int:
     return 0
 
 def _cmd_profile(args) -> int:
-    from churnops.train import read_table
     df = read_table(args.data)
     cols = args.columns.split(",") if args.columns else None
     p = save_profile(reference_profile(df, cols, calibrate=args.calibrate, chunk_size=args.chunk_size), args.out)
@@ -989,7 +956,6 @@ def _cmd_profile(args) -> int:
     return 0
 
 def _cmd_drift(args) -> int:
-    from churnops.train import read_table
     cur = read_table(args.current)
     ref = load_profile(args.reference) if str(args.reference).endswith(".json") else read_table(args.reference)
     rep = drift_report(ref, cur, columns=args.columns.split(",") if args.columns else None, methods=args.method,

@@ -21,6 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import Paths, default_config_yaml, resolve_home
+from .files import utc_now, write_json_atomic, write_text_atomic
+from .runner import JobFailed, execute_job, job_notebook
 
 # %% auto #0
 __all__ = ['FINGERPRINT_FILE', 'WORKSPACE_GITIGNORE', 'TRIGGERED_RUNS', 'StageSpec', 'MonitorSpec', 'PipelineSpec',
@@ -114,8 +116,7 @@ def compile_dvc(spec: PipelineSpec,  # the validated pipeline
 
 # %% ../nbs/11_pipeline.ipynb #568c89ea
 def jobs_dir() -> Path:
-    "The folder holding churnops's job notebooks (where `train.job_notebook` finds them)."
-    from churnops.train import job_notebook
+    "The folder holding churnops's job notebooks (where `runner.job_notebook` finds them)."
     return job_notebook("train").parent
 
 # %% ../nbs/11_pipeline.ipynb #aeddcabd
@@ -175,9 +176,7 @@ def write_dvc_files(home: str | os.PathLike | None = None) -> Path:
     spec = load_pipeline(h / "training_pipeline.yaml")
     dvc_yaml, params = compile_dvc(spec)
     for fname, content in (("dvc.yaml", dvc_yaml), ("params.yaml", params)):
-        tmp = h / f".{fname}.tmp"
-        tmp.write_text(yaml.safe_dump(content, sort_keys=False))
-        os.replace(tmp, h / fname)
+        write_text_atomic(h / fname, yaml.safe_dump(content, sort_keys=False))
     return h / "dvc.yaml"
 
 def init_workspace(home: str | os.PathLike | None = None,  # the churnops home to make a workspace of
@@ -215,7 +214,7 @@ def init_workspace(home: str | os.PathLike | None = None,  # the churnops home t
 # %% ../nbs/11_pipeline.ipynb #d295e1a8
 def new_run_id() -> str:
     "A sortable, unique run id: UTC time plus a short random suffix."
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    return utc_now().strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 def run_stage(home: str | os.PathLike | None,  # the workspace
               stage: str,                       # stage name from training_pipeline.yaml
@@ -235,13 +234,12 @@ def run_stage(home: str | os.PathLike | None,  # the workspace
     tmp_result.unlink(missing_ok=True)
     params = {**st.params, "home": str(h), "run_id": run_id, "result_path": str(tmp_result)}
     t0 = time.perf_counter()
-    from churnops.train import JobFailed, execute_job
     try: executed = execute_job(nb, Paths(h).runs / run_id / f"{stage}.ipynb", params)
     except JobFailed as e: raise PipelineError(f"stage {stage}: {e}") from None
     result = json.loads(tmp_result.read_text()) if tmp_result.exists() else {}
     result.update({"stage": stage, "pipeline_run_id": run_id, "seconds": round(time.perf_counter() - t0, 2), "notebook": str(executed)})
-    tmp_result.write_text(json.dumps(result, indent=1, default=str))
-    os.replace(tmp_result, result_path)
+    write_json_atomic(result_path, result, indent=1)
+    tmp_result.unlink(missing_ok=True)
     return result
 
 # %% ../nbs/11_pipeline.ipynb #29c34bc4
@@ -492,9 +490,9 @@ def run_schedule(expr: str,                      # cron expression (5 fields, or
     from croniter import croniter
     events = []
     while ticks is None or len(events) < ticks:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = utc_now()
         nxt = croniter(expr, now).get_next(dt.datetime)
-        time.sleep(max(0.0, (nxt - dt.datetime.now(dt.timezone.utc)).total_seconds()))
+        time.sleep(max(0.0, (nxt - utc_now()).total_seconds()))
         with ScheduleLock(Path(lock_path)) as lock:
             if not lock.acquired:
                 events.append({"tick": nxt.isoformat(), "status": "skipped", "reason": "previous run still going"})

@@ -9,27 +9,25 @@ import contextlib
 import fcntl
 import getpass
 import json
-import math
 import os
 import socket
 import sqlite3
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import pandas as pd
 
-from .config import Config, Paths, load_config, tracking_uri
+from .config import Config, Paths, load_config
+from .files import iso_utc
+from .tracking import TrackingError, load_model_dir, tracking_client
 
 # %% auto #0
 __all__ = ['EVENT_COLUMNS', 'NON_HYPERPARAMETERS', 'RESERVED_ACTIONS', 'HISTORY_COLUMNS', 'RegistryError', 'AuditStoreError',
-           'GateFailure', 'tracking_client', 'registered_model', 'get_version', 'audit_store', 'registry_lock',
+           'GateFailure', 'registry_client', 'registered_model', 'get_version', 'audit_store', 'registry_lock',
            'default_actor', 'champion_stack', 'evaluate_gates', 'gate_names', 'gate_metrics', 'gates_summary',
            'version_facts', 'hyperparameters', 'semver_bump', 'parse_semver', 'next_semver', 'promote', 'rollback',
            'set_alias', 'set_challenger', 'record', 'reconcile', 'champion', 'history', 'trail_from_tags',
@@ -49,27 +47,12 @@ class GateFailure(RegistryError):
         self.report, self.event = report, event
 
 # %% ../nbs/07_registry.ipynb #717fe815
-def _check_reachable(uri: str, timeout: float) -> None:
-    if not uri.startswith(("http://", "https://")): return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r: r.read()
-    except urllib.error.HTTPError as e:
-        raise RegistryError(f"tracking server {uri} answered /health with HTTP {e.code}; is it an MLflow server?") from None
-    except (urllib.error.URLError, OSError) as e:
-        why = getattr(e, "reason", e)
-        raise RegistryError(f"tracking server {uri} is unreachable ({why}); start it or fix MLFLOW_TRACKING_URI") from None
-
-def tracking_client(home: str | os.PathLike | None = None,  # churnops home
+def registry_client(home: str | os.PathLike | None = None,  # churnops home
                     timeout: float = 5.0,                    # seconds to wait for a tracking server's /health
                    ) -> "mlflow.MlflowClient":
-    "An `MlflowClient` on the home's tracking store; a clear `RegistryError` when it is missing or unreachable."
-    uri = tracking_uri(home)
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        if not db.exists(): raise RegistryError(f"no tracking store at {db}: train and register a model first (churnops train)")
-    _check_reachable(uri, timeout)
-    from mlflow import MlflowClient
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    "`tracking.tracking_client` on the home's store; a missing or unreachable store is a `RegistryError`."
+    try: return tracking_client(home, timeout)
+    except TrackingError as e: raise RegistryError(str(e)) from None
 
 # %% ../nbs/07_registry.ipynb #343cc938
 def _mlflow_code(e: Exception) -> str: return getattr(e, "error_code", "") or ""
@@ -83,7 +66,7 @@ def registered_model(client, model: str):
         known = sorted(m.name for m in client.search_registered_models())
         raise RegistryError(f"unknown model {model!r}; registered models: {known or 'none'}") from None
 
-def get_version(client,                  # an `MlflowClient` (see `tracking_client`)
+def get_version(client,                  # an `MlflowClient` (see `registry_client`)
                 model: str,              # registered model name
                 ref: int | str | None,   # version number, numeric string, alias, or None for the latest version
                ) -> "ModelVersion":
@@ -186,10 +169,8 @@ def default_actor() -> str:
     except Exception: user = "unknown"
     return f"{user}@{socket.gethostname()}"
 
-def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
 def _insert(conn: sqlite3.Connection, ev: dict) -> dict:
-    ev = {"ts": _now(), "forced": 0, **ev}
+    ev = {"ts": iso_utc(), "forced": 0, **ev}
     for k in ("gates", "details"):
         if ev.get(k) is not None and not isinstance(ev[k], str): ev[k] = json.dumps(ev[k], default=str)
     cols = [c for c in EVENT_COLUMNS if c != "seq" and c in ev]
@@ -225,20 +206,6 @@ def champion_stack(events: list[dict]) -> list[int]:
     return stack
 
 # %% ../nbs/07_registry.ipynb #a0d397e9
-def _own_gates(metrics: dict, config: Config) -> dict:
-    gates = []
-    for name, g in config.offline_gates.items():
-        v = metrics.get(name)
-        if v is None or not math.isfinite(float(v)):
-            gates.append({"metric": name, "value": None, "min": g.min, "direction": g.direction, "passed": False,
-                          "reason": f"metric {name!r} missing from the run"})
-            continue
-        ok = v >= g.min if g.direction == "min" else v <= g.min
-        op = (">=" if ok else "<") if g.direction == "min" else ("<=" if ok else ">")
-        gates.append({"metric": name, "value": float(v), "min": g.min, "direction": g.direction, "passed": bool(ok),
-                      "reason": f"{name} = {v:.4f} {op} {g.min:g}"})
-    return {"passed": all(g["passed"] for g in gates), "gates": gates}
-
 def _from_validate(rep) -> dict:
     "Convert `validate.GateReport` into this module's plain report (JSON-friendly, stored in the trail)."
     gates = []
@@ -256,15 +223,13 @@ def evaluate_gates(metrics: dict,             # metric name -> value, as logged 
                   ) -> dict:
     "Gate report `{'passed': bool, 'gates': [{'metric', 'value', 'min', 'direction', 'passed', 'reason'}, ...]}`."
     config = config or Config()
-    try: from churnops.validate import check_gates
-    except ImportError: return _own_gates(metrics, config)
+    from churnops.validate import check_gates
     return _from_validate(check_gates(metrics, cfg=config))
 
 def gate_names(config: Config | None = None) -> set[str]:
-    "The metrics the gates judge: validate's full set (offline gates, baseline, latency, size), else `offline_gates`."
+    "The metrics the gates judge: the offline gates, the baseline, latency and size (`validate.gates_from_config`)."
+    from churnops.validate import gates_from_config
     config = config or Config()
-    try: from churnops.validate import gates_from_config
-    except ImportError: return set(config.offline_gates)
     return set(gates_from_config(config))
 
 @contextlib.contextmanager
@@ -283,8 +248,6 @@ def _measure_system(client, model: str, version: int, want: set[str]) -> tuple[d
     from mlflow.models import Model
     vals, notes = {}, {}
     try:
-        import skops.io as sio
-        from churnops.train import TRUSTED_TYPES
         from churnops.validate import directory_size_mb, measure_latency
         uri = client.tracking_uri
         with tempfile.TemporaryDirectory() as d, _quiet_downloads():
@@ -293,12 +256,9 @@ def _measure_system(client, model: str, version: int, want: set[str]) -> tuple[d
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=where, dst_path=d, tracking_uri=uri))
             if "model_size_mb" in want: vals["model_size_mb"] = directory_size_mb(local)
             if "p99_latency_ms" in want:
-                m = Model.load(str(local))
-                conf = m.flavors.get("sklearn", {})
-                if conf.get("serialization_format") != "skops": raise RegistryError("model is not stored with skops; not unpickling it")
-                X = m.load_input_example(str(local))
+                X = Model.load(str(local)).load_input_example(str(local))
                 if X is None: raise RegistryError("no input example logged with the model")
-                pipe = sio.load(local / conf["pickled_model"], trusted=TRUSTED_TYPES)
+                pipe = load_model_dir(local, f"model {model!r} version {version}")
                 vals["p99_latency_ms"] = measure_latency(pipe, pd.DataFrame(X), n=50, warmup=5)["p99_latency_ms"]
     except Exception as e:
         for k in want - set(vals): notes[k] = f"could not be measured ({type(e).__name__}: {e})"[:300]
@@ -490,7 +450,7 @@ def _reconcile(conn, client, model: str, actor: str) -> list[dict]:
 def _transition(home, model: str, plan, actor: str | None, timeout: float | None) -> dict:
     "Lock, reconcile, plan an event, write the intent, apply it, mark it done; returns the event."
     actor = actor or default_actor()
-    client = tracking_client(home)
+    client = registry_client(home)
     with registry_lock(home, timeout), audit_store(home, timeout) as conn:
         _reconcile(conn, client, model, actor)
         try: planned = plan(conn, client)
@@ -622,7 +582,7 @@ def record(home: str | os.PathLike | None,    # churnops home
 # %% ../nbs/07_registry.ipynb #a99b654d
 def reconcile(home: str | os.PathLike | None, model: str, actor: str | None = None, timeout: float | None = None) -> list[dict]:
     "Roll pending intents forward and realign the champion alias with the trail; returns the events it wrote or finished."
-    client = tracking_client(home)
+    client = registry_client(home)
     with registry_lock(home, timeout), audit_store(home, timeout) as conn:
         return _reconcile(conn, client, model, actor or default_actor())
 
@@ -650,7 +610,7 @@ def history(home: str | os.PathLike | None,  # churnops home
             rows = _events(conn, model)
             models = [r[0] for r in conn.execute("SELECT DISTINCT model FROM events ORDER BY model")]
     if not rows:
-        try: registered_model(tracking_client(home), model)   # unknown model / no store -> clear error; unreachable -> empty
+        try: registered_model(registry_client(home), model)   # unknown model / no store -> clear error; unreachable -> empty
         except RegistryError as e:
             if "unreachable" in str(e): return pd.DataFrame(columns=HISTORY_COLUMNS)
             if "unknown model" in str(e): raise RegistryError(f"{e}; models in the audit trail: {models or 'none'}") from None
@@ -667,7 +627,7 @@ def trail_from_tags(home: str | os.PathLike | None,  # churnops home (for the tr
                     model: str,                        # registered model name
                    ) -> pd.DataFrame:
     "The events mirrored on the model-version tags (`churnops.audit.<seq>`), oldest first: a copy to audit or rebuild from."
-    client = tracking_client(home)
+    client = registry_client(home)
     registered_model(client, model)
     seen = {}
     for mv in client.search_model_versions(f"name='{model}'"):

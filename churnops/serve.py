@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
-import hashlib
 import hmac
 import json
 import logging
@@ -19,43 +17,28 @@ import threading
 import time
 import uuid
 from bisect import bisect_left
-from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from .config import Paths, load_config, tracking_uri
+from .config import Paths, load_config
+from .files import iso_utc, utc_now, write_text_atomic
+from .predlog import PredictionLog, feedback_db
+from .tracking import load_model, tracking_client
 
-try:
-    import orjson
-    def _dumps(o) -> bytes: return orjson.dumps(o, option=orjson.OPT_SERIALIZE_NUMPY)
-    _loads_fast = orjson.loads
-except ImportError:  # pragma: no cover - orjson is optional, json is the fallback
-    orjson = None
-    def _dumps(o) -> bytes: return json.dumps(o, default=_json_default).encode()
-    _loads_fast = json.loads
-
-def _json_default(o):
-    if isinstance(o, np.generic): return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def _dumps(o) -> bytes: return orjson.dumps(o, option=orjson.OPT_SERIALIZE_NUMPY)
+_loads_fast = orjson.loads
 
 log = logging.getLogger("churnops.serve")
 
-def _utcnow() -> datetime: return datetime.now(timezone.utc)
-
 # %% auto #0
-__all__ = ['log', 'TRUSTED_TYPES_FALLBACK', 'LOG_COLUMNS', 'LATENCY_BUCKETS', 'compile_column_transformer', 'FastScorer',
-           'request_model', 'signature_columns', 'ServedModel', 'load_served_model', 'warm_up', 'PredictionLog',
-           'read_prediction_log', 'Metrics', 'canary_variant', 'Guardrails', 'DeployError', 'Deployment',
-           'MicroBatcher', 'FeedbackIn', 'read_feedback', 'create_app', 'write_private', 'served_model',
-           'server_info_path', 'app_from_env', 'serve', 'admin_request', 'add_commands']
+__all__ = ['log', 'LATENCY_BUCKETS', 'compile_column_transformer', 'FastScorer', 'request_model', 'signature_columns',
+           'ServedModel', 'load_served_model', 'warm_up', 'Metrics', 'canary_variant', 'Guardrails', 'DeployError',
+           'Deployment', 'MicroBatcher', 'FeedbackIn', 'create_app', 'served_model', 'server_info_path', 'app_from_env',
+           'serve', 'admin_request', 'add_commands']
 
 # %% ../nbs/08_serve.ipynb #7d883e20
 class _Unsupported(Exception): pass
@@ -333,8 +316,6 @@ def signature_columns(signature,  # an mlflow ModelSignature (or None)
     return cols, optional
 
 # %% ../nbs/08_serve.ipynb #2958e07e
-TRUSTED_TYPES_FALLBACK = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
-
 @dataclass
 class ServedModel:
     "A model version ready to answer: the fast scorer plus the metadata every response carries."
@@ -352,43 +333,13 @@ class ServedModel:
         return {"model": self.name, "version": self.version, "semver": self.semver, "threshold": self.threshold,
                 "fast_path": self.scorer.fast, "fast_path_note": self.scorer.reason}
 
-def _mlflow_client(home):
-    import mlflow
-    from mlflow.tracking import MlflowClient
-    from churnops.config import use_tracking
-    uri = use_tracking(home)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-def _resolve_version(client, name: str, ref):
-    if ref is None:
-        versions = client.search_model_versions(f"name='{name}'")
-        if not versions: raise LookupError(f"registered model {name!r} has no versions")
-        return max(versions, key=lambda v: int(v.version))
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()): return client.get_model_version(name, str(int(ref)))
-    return client.get_model_version_by_alias(name, ref)
-
-def _load_pipeline(home, name: str, ref):
-    "`train.load_model` when the train stage is installed; else the same thing here: registry lookup + skops with trusted types."
-    try:
-        from churnops import train as _train
-        if hasattr(_train, "load_model"): return _train.load_model(home, name, ref)
-    except ImportError:
-        pass
-    import skops.io, yaml, mlflow
-    client = _mlflow_client(home)
-    mv = _resolve_version(client, name, ref)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}"))
-    conf = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["sklearn"]
-    if conf.get("serialization_format") != "skops": raise ValueError(f"model {name} v{mv.version}: expected skops serialization, found {conf.get('serialization_format')!r}")
-    return skops.io.load(local / conf["pickled_model"], trusted=TRUSTED_TYPES_FALLBACK), mv
-
 def load_served_model(home: str | os.PathLike | None,  # churnops home (its MLflow store)
                       name: str = "churn",               # registered model name
                       ref: int | str | None = "champion",  # version number, alias, or None for the latest
                      ) -> ServedModel:
     "Load a registered model version with its threshold, semver, signature and a verified fast scorer."
-    pipe, mv = _load_pipeline(home, name, ref)
-    client = _mlflow_client(home)
+    pipe, mv = load_model(home, name, ref)
+    client = tracking_client(home)
     threshold, signature = 0.5, None
     if mv.run_id:
         try: threshold = float(client.get_run(mv.run_id).data.metrics.get("threshold_at_recall_80", 0.5))
@@ -427,92 +378,6 @@ def warm_up(m: ServedModel, rounds: int = 20) -> None:
         p = m.scorer.predict_proba(rows[i % len(rows):i % len(rows) + 1] if i % 2 else rows)
         if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
             raise ValueError(f"model {m.name} v{m.version}: warm-up produced invalid probabilities {p[:5]}")
-
-# %% ../nbs/08_serve.ipynb #2d1a0c36
-LOG_COLUMNS = ["ts", "request_id", "customer_id", "model_version", "variant", "latency_ms", "status",
-               "churn_probability", "churn_predicted", "features_json"]
-
-class PredictionLog:
-    "Append-only prediction log: rows buffered in memory, written by a background thread as parquet parts."
-    def __init__(self, directory: str | os.PathLike,  # where part-*.parquet files go (Paths(home).predictions)
-                 flush_seconds: float = 1.0,           # write at least this often while rows are waiting
-                 flush_rows: int = 20_000,             # ...or as soon as this many rows are waiting
-                ):
-        self.dir = Path(directory); self.dir.mkdir(parents=True, exist_ok=True)
-        self.flush_seconds, self.flush_rows = flush_seconds, flush_rows
-        self._buf: deque = deque()        # append / popleft are atomic: producers never take a lock
-        self._wlock = threading.Lock()    # one writer at a time (background thread, flush, close)
-        self._wake = threading.Event()
-        self._closed = False
-        self._seq = 0
-        self.rows_written = 0
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._thread.start()
-        atexit.register(self.close)
-
-    def append(self, row: tuple) -> None:
-        "Queue one row (a tuple in `LOG_COLUMNS` order). Never blocks on disk."
-        self._buf.append(row)
-        if len(self._buf) >= self.flush_rows: self._wake.set()
-
-    @property
-    def pending(self) -> int: return len(self._buf)
-
-    def _take(self) -> list[tuple]:
-        buf, pop = [], self._buf.popleft
-        for _ in range(len(self._buf)): buf.append(pop())
-        return buf
-
-    def _write(self, rows: list[tuple]) -> None:
-        if not rows: return
-        with self._wlock: self._write_part(rows)
-
-    def _write_part(self, rows: list[tuple]) -> None:
-        import pyarrow as pa, pyarrow.parquet as pq
-        cols = list(zip(*rows))
-        table = pa.table({
-            "ts": pa.array(cols[0], pa.timestamp("us", tz="UTC")), "request_id": pa.array(cols[1], pa.string()),
-            "customer_id": pa.array([None if c is None else str(c) for c in cols[2]], pa.string()),
-            "model_version": pa.array(cols[3], pa.int64()), "variant": pa.array(cols[4], pa.string()),
-            "latency_ms": pa.array(cols[5], pa.float64()), "status": pa.array(cols[6], pa.int64()),
-            "churn_probability": pa.array(cols[7], pa.float64()), "churn_predicted": pa.array(cols[8], pa.bool_()),
-            "features_json": pa.array(cols[9], pa.string())})
-        self._seq += 1
-        name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq:06d}.parquet"
-        tmp = self.dir / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.dir / name)
-        self.rows_written += len(rows)
-
-    def flush(self) -> int:
-        "Write every waiting row now; returns how many were written."
-        rows = self._take()
-        self._write(rows)
-        return len(rows)
-
-    def _run(self):
-        while not self._closed:
-            self._wake.wait(self.flush_seconds); self._wake.clear()
-            try: self._write(self._take())
-            except Exception as e:  # keep serving; the rows of a failed write are reported, not silently dropped
-                log.error("prediction log write failed: %s", e)
-
-    def close(self) -> None:
-        "Stop the writer and flush what is left."
-        if self._closed: return
-        self._closed = True
-        self._wake.set()
-        self._thread.join(timeout=10)
-        self._write(self._take())
-
-def read_prediction_log(home: str | os.PathLike | None = None,  # churnops home
-                       ) -> pd.DataFrame:
-    "The prediction log as a DataFrame (all parts, ordered by time); empty with the log's columns when nothing is logged."
-    import pandas as pd
-    parts = sorted(Paths(home).predictions.glob("part-*.parquet"))
-    if not parts: return pd.DataFrame({c: [] for c in LOG_COLUMNS})
-    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    return df.sort_values("ts", kind="stable").reset_index(drop=True)
 
 # %% ../nbs/08_serve.ipynb #57296afb
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -559,20 +424,6 @@ class Metrics:
         return "\n".join(out) + "\n"
 
 # %% ../nbs/08_serve.ipynb #4d30427d
-def _assign_variant(experiment: str, customer_id, shares: dict[str, float]) -> str:
-    "`validate.assign_variant` (shares in percent, summing to 100); the same sticky hash here when validate is absent."
-    try:
-        from churnops.validate import assign_variant
-    except ImportError:
-        assign_variant = None
-    if assign_variant is not None: return assign_variant(experiment, customer_id, shares)
-    u = int.from_bytes(hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()[:8], "big") / 2**64 * 100
-    acc = 0.0
-    for name, share in shares.items():
-        acc += share
-        if u < acc: return name
-    return name
-
 def canary_variant(customer_id,          # the customer (sticky key); None: the request id is used
                    percent: float,       # challenger share in percent
                    experiment: str,      # names the hash space (one per canary rollout)
@@ -580,7 +431,8 @@ def canary_variant(customer_id,          # the customer (sticky key); None: the 
     "'challenger' for `percent`% of customers (sticky per customer), else 'champion'."
     if percent <= 0: return "champion"
     if percent >= 100: return "challenger"
-    return _assign_variant(experiment, customer_id, {"challenger": float(percent), "champion": 100.0 - float(percent)})
+    from churnops.validate import assign_variant
+    return assign_variant(experiment, customer_id, {"challenger": float(percent), "champion": 100.0 - float(percent)})
 
 # %% ../nbs/08_serve.ipynb #f1d6589c
 @dataclass
@@ -610,11 +462,8 @@ _AUDIT_ACTIONS = {"start": "serve", "switch": "deploy", "rollback": "deploy_roll
                   "shadow_start": "shadow"}
 
 def _audit(home, model: str, event: dict) -> None:
-    "Record a deployment change in the registry audit trail (`registry.record`, when the registry stage is installed)."
-    try:
-        from churnops import registry
-    except ImportError:
-        return
+    "Record a deployment change in the registry audit trail (`registry.record`); a failure is logged, not raised."
+    from churnops import registry
     try:
         registry.record(home, model, _AUDIT_ACTIONS.get(event["event"], event["event"]),
                         from_version=event.get("from_version"), to_version=event.get("version"),
@@ -651,7 +500,7 @@ class Deployment:
         return self.slots[self.idle] if (self.canary is not None or self.shadow) else None
 
     def _event(self, event: str, **details) -> dict:
-        e = {"ts": _utcnow().isoformat(), "event": event, "model": self.model_name, **details}
+        e = {"ts": utc_now().isoformat(), "event": event, "model": self.model_name, **details}
         self.events.append(e)
         t = threading.Thread(target=_audit, args=(self.home, self.model_name, e), daemon=True)
         t.start(); self._audits.append(t)
@@ -836,7 +685,7 @@ class _ShadowWorker:
             try: p = m.scorer.predict_proba(rows)
             except Exception: p, status = [None] * len(rows), 500
             dt = time.perf_counter() - t0
-            now = _utcnow()
+            now = utc_now()
             for (rid, cid, fj), pr in zip(meta, p):
                 self.plog.append((now, rid, cid, m.version, "shadow", dt * 1000, status,
                                   None if pr is None else float(pr), None if pr is None else bool(pr >= m.threshold), fj))
@@ -863,29 +712,11 @@ def _online_features(home, customer_ids: list, columns: list[str]) -> list[dict 
         out.append(row)
     return out
 
-def _feedback_db(home) -> Path:
-    p = Paths(home).predictions / "feedback.db"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(p) as con:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("CREATE TABLE IF NOT EXISTS feedback(customer_id TEXT NOT NULL, churned INTEGER NOT NULL, ts TEXT NOT NULL)")
-    return p
-
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     customer_id: int | str
     churned: bool
     time: str | None = None      # ISO timestamp of the outcome; default now
-
-def read_feedback(home: str | os.PathLike | None = None) -> pd.DataFrame:
-    "Delayed labels posted to `/feedback`: columns customer_id, churned, ts."
-    import pandas as pd
-    p = Paths(home).predictions / "feedback.db"
-    if not p.exists(): return pd.DataFrame({"customer_id": [], "churned": [], "ts": []})
-    with sqlite3.connect(p) as con:
-        df = pd.read_sql_query("SELECT customer_id, churned, ts FROM feedback ORDER BY rowid", con)
-    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
-    return df
 
 # %% ../nbs/08_serve.ipynb #713ceb6a
 def _json(obj, status: int = 200):
@@ -937,7 +768,7 @@ def create_app(home: str | os.PathLike | None = None,  # churnops home: MLflow s
     st = {"ready": False, "error": None, "plog": None, "shadow": None}
     if admin_token is None:
         admin_token = secrets.token_urlsafe(32)
-        write_private(paths.home / "serve" / "admin_token", admin_token)
+        write_text_atomic(paths.home / "serve" / "admin_token", admin_token, private=True)
 
     async def _initial():
         try:
@@ -981,7 +812,7 @@ def create_app(home: str | os.PathLike | None = None,  # churnops home: MLflow s
 
     def _log_rows(rid, recs, cids, m: ServedModel | None, variants, latency_ms, status, probs=None, preds=None, feats=None):
         plog = st["plog"]
-        now = _utcnow()
+        now = utc_now()
         for i in range(len(recs)):
             plog.append((now, rid, cids[i], m.version if m else None, variants[i] if variants else None, latency_ms, status,
                          None if probs is None else float(probs[i]), None if preds is None else bool(preds[i]),
@@ -1040,7 +871,6 @@ def create_app(home: str | os.PathLike | None = None,  # churnops home: MLflow s
         if lookup:
             ids = [records[i]["customer_id"] for i in lookup]
             try: feats = await asyncio.to_thread(_online_features, home, ids, list(champ.columns))
-            except ImportError: return _fail(t0, rid, 503, "the online feature store (churnops.store) is not installed: send full feature records", records)
             except Exception as e: return _fail(t0, rid, 503, f"online feature store lookup failed: {type(e).__name__}: {e}", records)
             missing = [cid for cid, f in zip(ids, feats) if f is None]
             if missing: return _fail(t0, rid, 404, f"customer_id {missing[0]} not found in the online feature store", records, customer_id=missing[0], missing=missing)
@@ -1070,7 +900,7 @@ def create_app(home: str | os.PathLike | None = None,  # churnops home: MLflow s
         dt = time.perf_counter() - t0
         out = []
         feats_json = [_dumps({k: v for k, v in r.items() if k != "customer_id"}).decode() for r in rows]
-        plog = st["plog"]; now = _utcnow()
+        plog = st["plog"]; now = utc_now()
         for j, r in enumerate(rows):
             m = used[j]; pr = probs[j]; dec = pr >= m.threshold
             out.append({"customer_id": cids[j], "churn_probability": pr, "churn_predicted": dec, "threshold": m.threshold,
@@ -1088,12 +918,10 @@ def create_app(home: str | os.PathLike | None = None,  # churnops home: MLflow s
     feedback_adapter = TypeAdapter(FeedbackIn | list[FeedbackIn])
 
     def _store_feedback(items) -> int:
-        db = _feedback_db(home)
+        db = feedback_db(home)
         rows = []
         for it in items:
-            ts = _utcnow() if it.time is None else datetime.fromisoformat(it.time.replace("Z", "+00:00"))
-            if ts.tzinfo is None: ts = ts.replace(tzinfo=timezone.utc)
-            rows.append((str(it.customer_id), int(it.churned), ts.astimezone(timezone.utc).isoformat()))
+            rows.append((str(it.customer_id), int(it.churned), iso_utc(it.time)))   # no time: now
         with sqlite3.connect(db) as con:
             con.executemany("INSERT INTO feedback(customer_id, churned, ts) VALUES (?, ?, ?)", rows)
         return len(rows)
@@ -1172,17 +1000,6 @@ def create_app(home: str | os.PathLike | None = None,  # churnops home: MLflow s
         app.add_route(path, fn, methods=methods)
     return app
 
-# %% ../nbs/08_serve.ipynb #87381830
-def write_private(path: Path, text: str) -> Path:
-    "Write `text` to `path` readable by the owner only (0600), atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f: f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
-
 # %% ../nbs/08_serve.ipynb #10321d3d
 def served_model(pipeline,                              # fitted Pipeline
                  name: str = "churn",                   # model name reported in answers
@@ -1225,12 +1042,14 @@ def serve(home=None,                  # churnops home
     "Run the prediction service until SIGINT/SIGTERM (graceful: in-flight requests finish, the prediction log is flushed)."
     import uvicorn
     from churnops.config import resolve_home
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"          # one thread per scoring call (worker processes inherit it)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)                          # and for OpenMP/BLAS already loaded in this process
     home = resolve_home(home)
     token = secrets.token_urlsafe(32)
-    write_private(server_info_path(home), json.dumps({"host": host, "port": port, "pid": os.getpid(), "model": model,
+    write_text_atomic(server_info_path(home), private=True, text=json.dumps({"host": host, "port": port, "pid": os.getpid(), "model": model,
                                                       "workers": workers, "token": token,
-                                                      "started": _utcnow().isoformat()}))
+                                                      "started": utc_now().isoformat()}))
     kw = dict(host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
     if workers > 1:
         os.environ.update(CHURNOPS_HOME=str(home), CHURNOPS_SERVE_MODEL=model, CHURNOPS_SERVE_TOKEN=token)

@@ -6,21 +6,17 @@
 from __future__ import annotations
 
 import os
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import hashlib
 import json
-import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,105 +28,27 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, f1_score, log_loss,
-                             precision_recall_curve, precision_score, recall_score, roc_auc_score)
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import Paths, artifact_location, load_config, resolve_home, tracking_uri, use_tracking
+from .config import Paths, load_config
 from .features import frame_hash
+from .files import TableError, read_table, write_table
+from .metrics import classification_metrics
+from .runner import JobFailed, run_job
+from .tracking import TRUSTED_TYPES, load_model, parse_model_ref, setup_mlflow
 
 # %% auto #0
-__all__ = ['TRUSTED_TYPES', 'METRIC_NAMES', 'FAMILIES', 'precision_at_recall', 'classification_metrics', 'TrackingUnreachable',
-           'check_tracking_uri', 'setup_mlflow', 'suggest_params', 'make_estimator', 'make_table_preprocessor',
-           'make_pipeline', 'split_trial_params', 'parse_model_ref', 'resolve_version', 'load_model', 'git_commit',
-           'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register',
-           'time_ordered_folds', 'stratified_folds', 'study_storage', 'cv_objective', 'tune', 'TableError',
-           'read_table', 'encode_target', 'TableSpec', 'prepare_table', 'make_telco_table', 'file_hash', 'train_table',
-           'column_kinds', 'scoring_frame', 'transform_dedup', 'predict_proba_fast', 'write_table', 'predict_table',
-           'out_of_time_split', 'train_churn', 'job_notebook', 'JobFailed', 'notebook_html', 'execute_job', 'run_job',
-           'run_training_job', 'add_commands']
-
-# %% ../nbs/05_train.ipynb #faacf1e8
-TRUSTED_TYPES: list[str] = [
-    "numpy.dtype",                                                    # dtype parameters (OneHotEncoder, imputers)
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # HistGradientBoosting trees
-    "sklearn.tree._tree.Tree",                                        # RandomForest trees
-]
-
-# %% ../nbs/05_train.ipynb #eceff795
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier",
-                "precision_at_recall_80", "threshold_at_recall_80")
-
-def precision_at_recall(y_true, proba, recall: float = 0.80) -> tuple[float, float]:
-    "Best precision among thresholds with recall >= `recall`, and the (highest) threshold that gives it."
-    prec, rec, thr = precision_recall_curve(y_true, proba)
-    prec, rec = prec[:-1], rec[:-1]            # the last point (recall 0) has no threshold
-    ok = np.flatnonzero(rec >= recall - 1e-12)
-    best = ok[prec[ok] == prec[ok].max()]
-    i = best[-1]                               # highest threshold among ties
-    return float(prec[i]), float(thr[i])
-
-def classification_metrics(y_true,                 # 0/1 labels
-                           proba,                  # predicted churn probability
-                           threshold: float | None = None,  # decision threshold; None: the one reaching recall 0.80
-                          ) -> dict[str, float]:
-    "The run metrics named in ARCHITECTURE.md, for one set of predictions."
-    y = np.asarray(y_true).astype(int)
-    p = np.clip(np.asarray(proba, dtype=float), 1e-15, 1 - 1e-15)
-    if len(y) != len(p): raise ValueError(f"classification_metrics: {len(y)} labels but {len(p)} probabilities")
-    classes = np.unique(y)
-    if len(classes) < 2 or not set(classes) <= {0, 1}:
-        raise ValueError(f"classification_metrics: y_true must hold both classes 0 and 1, found {classes.tolist()}")
-    p80, t80 = precision_at_recall(y, p, 0.80)
-    t = t80 if threshold is None else float(threshold)
-    pred = (p >= t).astype(int)
-    return {"accuracy": float(accuracy_score(y, pred)),
-            "precision": float(precision_score(y, pred, zero_division=0)),
-            "recall": float(recall_score(y, pred, zero_division=0)),
-            "f1": float(f1_score(y, pred, zero_division=0)),
-            "roc_auc": float(roc_auc_score(y, p)),
-            "pr_auc": float(average_precision_score(y, p)),
-            "log_loss": float(log_loss(y, p, labels=[0, 1])),
-            "brier": float(brier_score_loss(y, p)),
-            "precision_at_recall_80": p80,
-            "threshold_at_recall_80": t80}
-
-# %% ../nbs/05_train.ipynb #d87865e4
-class TrackingUnreachable(ConnectionError):
-    "The MLflow tracking server named by the URI does not answer."
-
-def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
-    "Raise `TrackingUnreachable` naming `uri` if it is an HTTP tracking server that does not answer `/health`."
-    if not uri.startswith(("http://", "https://")): return
-    import httpx
-    try: httpx.get(uri.rstrip("/") + "/health", timeout=timeout).raise_for_status()
-    except Exception as e:
-        raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({type(e).__name__}: {e}); start it, "
-                                  "or unset MLFLOW_TRACKING_URI to use the embedded SQLite store under --home") from None
-
-def setup_mlflow(home: str | os.PathLike | None = None,  # churnops home (embedded store lives here)
-                 experiment: str = "churn",                # experiment name: one per project
-                ) -> str:
-    "Point MLflow at the home's tracking store, create/select `experiment` with an explicit artifact location; its id."
-    uri = tracking_uri(home)
-    if uri.startswith("sqlite:"): Paths(home).home.mkdir(parents=True, exist_ok=True)
-    check_tracking_uri(uri)
-    use_tracking(home)
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        try: eid = client.create_experiment(experiment, artifact_location=artifact_location(home))
-        except mlflow.exceptions.MlflowException:          # created concurrently by another process
-            eid = client.get_experiment_by_name(experiment).experiment_id
-    else:
-        eid = exp.experiment_id
-        if exp.lifecycle_stage == "deleted": client.restore_experiment(eid)
-    mlflow.set_experiment(experiment_id=eid)
-    return eid
+__all__ = ['FAMILIES', 'suggest_params', 'make_estimator', 'make_table_preprocessor', 'make_pipeline', 'split_trial_params',
+           'git_commit', 'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register',
+           'time_ordered_folds', 'stratified_folds', 'study_storage', 'cv_objective', 'tune', 'encode_target',
+           'TableSpec', 'prepare_table', 'make_telco_table', 'file_hash', 'train_table', 'column_kinds',
+           'scoring_frame', 'transform_dedup', 'predict_proba_fast', 'predict_table', 'out_of_time_split',
+           'train_churn', 'run_training_job', 'add_commands']
 
 # %% ../nbs/05_train.ipynb #5cafd419
 FAMILIES = ("logreg", "rf", "hgb")
@@ -181,53 +99,6 @@ def split_trial_params(params: dict) -> tuple[str, dict]:
     "Optuna's flat `{'family': f, 'f_x': v}` → `(f, {'x': v})`."
     fam = params["family"]
     return fam, {k[len(fam) + 1:]: v for k, v in params.items() if k.startswith(fam + "_")}
-
-# %% ../nbs/05_train.ipynb #e50e7de7
-def parse_model_ref(spec: str) -> tuple[str, int | str | None]:
-    "`'churn'` → `('churn', None)`; `'churn@champion'` → alias; `'churn/3'` → version 3."
-    if "@" in spec:
-        name, alias = spec.split("@", 1)
-        if not name or not alias: raise ValueError(f"bad model reference {spec!r}; expected NAME, NAME@ALIAS or NAME/VERSION")
-        return name, alias
-    if "/" in spec:
-        name, v = spec.rsplit("/", 1)
-        if not name or not v.isdigit(): raise ValueError(f"bad model reference {spec!r}; expected NAME/VERSION with an integer version")
-        return name, int(v)
-    return spec, None
-
-def resolve_version(name: str, ref: int | str | None = None, client: MlflowClient | None = None):
-    "The `ModelVersion` of `name` that `ref` designates (latest / version / alias), with errors that name the model."
-    client = client or MlflowClient()
-    if isinstance(ref, str) and ref.isdigit(): ref = int(ref)
-    try:
-        if ref is None:
-            versions = client.search_model_versions(f"name = '{name}'")
-            if not versions: raise LookupError(f"registered model {name!r} has no versions (train one first)")
-            return max(versions, key=lambda v: int(v.version))
-        if isinstance(ref, int): return client.get_model_version(name, str(ref))
-        return client.get_model_version_by_alias(name, ref)
-    except mlflow.exceptions.MlflowException as e:
-        what = "latest version" if ref is None else (f"version {ref}" if isinstance(ref, int) else f"alias {ref!r}")
-        raise LookupError(f"registered model {name!r}: {what} not found ({e.message})") from None
-
-def load_model(home: str | os.PathLike | None,  # churnops home (tracking store)
-               name: str,                        # registered model name
-               ref: int | str | None = None,     # None: latest version; int: version; str: alias (or digits)
-              ):
-    "Load a registered sklearn pipeline with skops and `TRUSTED_TYPES`; returns `(pipeline, ModelVersion)`."
-    import skops.io as sio, yaml
-    uri = tracking_uri(home)
-    check_tracking_uri(uri)
-    use_tracking(home)
-    mv = resolve_version(name, ref)
-    with tempfile.TemporaryDirectory() as d:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=d))
-        conf = yaml.safe_load((local / "MLmodel").read_text()).get("flavors", {}).get("sklearn", {})
-        if conf.get("serialization_format") != "skops":
-            raise ValueError(f"model {name!r} version {mv.version} is stored as {conf.get('serialization_format')!r}, "
-                             "not skops; refusing to unpickle it")
-        pipeline = sio.load(local / conf["pickled_model"], trusted=TRUSTED_TYPES)
-    return pipeline, mv
 
 # %% ../nbs/05_train.ipynb #459265f3
 def git_commit() -> str:
@@ -543,24 +414,8 @@ def tune(X: pd.DataFrame,                 # training rows (features only)
     return study
 
 # %% ../nbs/05_train.ipynb #c422b50b
-class TableError(ValueError):
-    "A user table that cannot be trained on; the message names the file and column."
-
 _POS = {"yes", "y", "true", "t", "1", "1.0", "churn", "churned"}
 _NEG = {"no", "n", "false", "f", "0", "0.0", "stayed", "retained"}
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    "Read a CSV (`.csv`, `.tsv`, `.txt`, or anything not parquet) or parquet file; errors name the file."
-    p = Path(path)
-    if not p.exists(): raise FileNotFoundError(f"{p}: data file not found")
-    try:
-        if p.suffix.lower() in (".parquet", ".pq"): df = pd.read_parquet(p)
-        else: df = pd.read_csv(p, sep="\t" if p.suffix.lower() == ".tsv" else ",", skipinitialspace=False)
-    except Exception as e:
-        kind = "parquet" if p.suffix.lower() in (".parquet", ".pq") else "CSV"
-        raise TableError(f"{p}: could not be parsed as {kind}: {type(e).__name__}: {str(e).strip()[:300]}") from None
-    if df.empty or df.shape[1] < 2: raise TableError(f"{p}: parsed to {df.shape[0]} rows x {df.shape[1]} columns; expected a table with a target and features")
-    return df
 
 def encode_target(s: pd.Series,              # the raw target column
                   positive: Any = None,      # the value meaning churned; None: infer from yes/true/1
@@ -612,6 +467,7 @@ def prepare_table(df: pd.DataFrame,             # the raw table
                   source: str = "table",        # for messages (the file name)
                  ) -> tuple[pd.DataFrame, np.ndarray, pd.Series | None, TableSpec]:
     "Validate and type a user table: `(X, y, ids, spec)`."
+    if df.empty or df.shape[1] < 2: raise TableError(f"{source}: parsed to {df.shape[0]} rows x {df.shape[1]} columns; expected a table with a target and features")
     cols = list(df.columns)
     if target not in cols: raise TableError(f"{source}: target column {target!r} not found; columns are {cols[:30]}")
     if id_column is not None and id_column not in cols:
@@ -843,18 +699,6 @@ def predict_proba_fast(pipeline: Pipeline, X: pd.DataFrame, chunk: int = 500_000
         out.append(model.predict_proba(Z)[:, 1])
     return np.concatenate(out)
 
-def write_table(df: pd.DataFrame, out: str | os.PathLike) -> Path:
-    "Write CSV or parquet (by suffix) atomically: temp sibling, then `os.replace`."
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        if out.suffix.lower() in (".parquet", ".pq"): df.to_parquet(tmp, index=False)
-        else: df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return out
-
 def predict_table(home: str | os.PathLike | None,  # churnops home
                   model: str,                       # NAME, NAME@ALIAS or NAME/VERSION
                   data: str | os.PathLike | pd.DataFrame,  # rows to score
@@ -980,69 +824,6 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
     return result
 
 # %% ../nbs/05_train.ipynb #791963cc
-def job_notebook(name: str = "train") -> Path:
-    "Path of job notebook `name`: `churnops/jobs/NAME.ipynb` (installed) or the checkout's `nbs/jobs/NAME.ipynb`."
-    import churnops
-    pkg = Path(churnops.__file__).resolve().parent
-    candidates = [pkg / "jobs" / f"{name}.ipynb", pkg.parent / "nbs" / "jobs" / f"{name}.ipynb"]
-    for c in candidates:
-        if c.exists(): return c
-    raise FileNotFoundError(f"job notebook {name!r} not found; looked in {[str(c) for c in candidates]}")
-
-class JobFailed(RuntimeError):
-    "A job notebook cell failed; `notebook` is the executed copy holding the error."
-    def __init__(self, msg: str, notebook: Path):
-        super().__init__(msg); self.notebook = notebook
-
-def notebook_html(nb_path: str | os.PathLike) -> Path | None:
-    "Write an HTML copy beside an executed notebook (atomically); None, with a warning, when nbconvert cannot."
-    nb_path = Path(nb_path)
-    try:
-        import nbformat
-        from nbconvert import HTMLExporter
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
-    except Exception as e:   # the notebook is the report; its HTML copy is a convenience
-        print(f"warning: no HTML copy of {nb_path}: {e}", file=sys.stderr)
-        return None
-    html = nb_path.with_suffix(".html")
-    tmp = html.with_name(f".{html.name}.tmp"); tmp.write_text(body, encoding="utf-8"); os.replace(tmp, html)
-    return html
-
-def execute_job(notebook: str | os.PathLike,   # the job notebook (see `job_notebook`)
-                out: str | os.PathLike,        # the executed copy to write
-                parameters: dict,              # injected after the `parameters` cell
-                cwd: str | os.PathLike | None = None,  # working directory of the kernel (default: out's folder)
-                quiet: bool = True,            # no papermill progress bar
-                html: bool = True,             # also write an HTML copy beside `out`
-               ) -> Path:
-    "Run a job notebook with papermill; a failing cell raises `JobFailed` naming it, and the executed notebook is kept either way."
-    import papermill as pm
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pm.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name="python3", language="python",
-                            progress_bar=not quiet, cwd=str(cwd or out.parent), log_output=False)
-    except pm.PapermillExecutionError as e:
-        raise JobFailed(f"job {Path(notebook).stem!r} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
-                        f"executed notebook kept at {out}", out) from None
-    finally:
-        if html and out.exists(): notebook_html(out)
-    return out
-
-def run_job(name: str,                        # job notebook name, e.g. "train"
-            home: str | os.PathLike | None,   # churnops home (passed as the `home` parameter)
-            parameters: dict | None = None,   # papermill parameters
-            quiet: bool = False,
-           ) -> tuple[Path, dict]:
-    "Execute job notebook `name` with papermill into `Paths(home).runs/`; returns (executed notebook, its result JSON)."
-    runs = Paths(home).runs; runs.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
-    out, result_file = runs / f"{name}-{stamp}.ipynb", runs / f".{name}-{stamp}.result.json"
-    params = {**(parameters or {}), "home": str(Paths(home).home), "result_path": str(result_file), "quiet": True}
-    execute_job(job_notebook(name), out, params, cwd=runs, quiet=quiet, html=False)
-    result = json.loads(result_file.read_text()) if result_file.exists() else {}
-    result_file.unlink(missing_ok=True)
-    return out, result
-
 def run_training_job(home: str | os.PathLike | None = None, parameters: dict | None = None, quiet: bool = False) -> tuple[Path, dict]:
     "Run `jobs/train.ipynb`, then attach the executed notebook to the MLflow run it created."
     out, result = run_job("train", home, parameters, quiet)

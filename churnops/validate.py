@@ -20,16 +20,19 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .config import Config, Gate, Paths, RATE_METRICS, load_config
+from .files import read_table, write_json_atomic
+from .metrics import classification_metrics, weighted_metrics
+from .runner import execute_job, job_notebook
+from .tracking import load_model, parse_model_ref, setup_mlflow, tracking_uri
 
 # %% auto #0
 __all__ = ['HIGHER_IS_BETTER', 'GATE_METRICS', 'COMPARE_METRICS', 'TENURE_BINS', 'TENURE_LABELS', 'DEFAULT_SEGMENTS',
-           'gates_from_config', 'validate_gates', 'GateResult', 'GateReport', 'check_gates', 'weighted_metrics',
-           'decide', 'paired_bootstrap', 'add_tenure_band', 'slice_metrics', 'feature_effects', 'threshold_analysis',
+           'gates_from_config', 'validate_gates', 'GateResult', 'GateReport', 'check_gates', 'decide',
+           'paired_bootstrap', 'add_tenure_band', 'slice_metrics', 'feature_effects', 'threshold_analysis',
            'plot_curves', 'Variant', 'ABTestConfig', 'load_ab_config', 'sample_size_two_proportions', 'ABPlan',
            'plan_ab_test', 'hash_unit', 'assign_variant', 'two_proportion_ztest', 'ABAnalysis', 'analyze_ab',
-           'parse_model_ref', 'measure_latency', 'directory_size_mb', 'model_size_mb', 'recent_holdout', 'read_table',
-           'Evaluation', 'overall_decision', 'log_validation', 'evaluate_model', 'run_evaluation',
-           'daily_traffic_from_predictions', 'add_commands']
+           'measure_latency', 'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation', 'overall_decision',
+           'log_validation', 'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions', 'add_commands']
 
 # %% ../nbs/06_validate.ipynb #3ef6cf73
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "pr_auc": True,
@@ -131,53 +134,6 @@ def check_gates(metrics: dict[str, float],           # metric name -> value (a r
         reason = "ok" if ok else (f"below minimum {g.min:g}" if g.direction == "min" else f"above limit {g.min:g}")
         results.append(GateResult(name, g.direction, g.min, v, ok, reason, g.target))
     return GateReport(results, model, metrics_source)
-
-# %% ../nbs/06_validate.ipynb #a309bc27
-_EPS = np.finfo(np.float64).eps
-
-def _ranking_metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray, recall_level: float = 0.8) -> dict[str, np.ndarray]:
-    "ROC AUC, average precision, precision at `recall_level` for weight rows `w` (shape (B, n))."
-    order = np.argsort(-p, kind="mergesort")
-    ps, ys = p[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]       # last index of each distinct score (descending)
-    ws = w[:, order]
-    tp = np.cumsum(ws * ys, axis=1)[:, last]
-    fp = np.cumsum(ws * (1 - ys), axis=1)[:, last]
-    P, N = tp[:, -1:], fp[:, -1:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpr, fpr = tp / P, fp / N
-        tpr0, fpr0 = np.c_[np.zeros(len(w)), tpr], np.c_[np.zeros(len(w)), fpr]
-        auc = np.sum(np.diff(fpr0, axis=1) * (tpr0[:, 1:] + tpr0[:, :-1]) / 2, axis=1)
-        prec = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
-        ap = np.sum(np.diff(tpr0, axis=1) * prec, axis=1)
-        p_at_r = np.where(tpr >= recall_level - 1e-12, prec, -np.inf).max(axis=1)
-    bad = (P[:, 0] == 0) | (N[:, 0] == 0)
-    auc[bad] = np.nan; ap[P[:, 0] == 0] = np.nan; p_at_r[P[:, 0] == 0] = np.nan
-    return {"roc_auc": auc, "pr_auc": ap, "precision_at_recall_80": p_at_r}
-
-def weighted_metrics(y: np.ndarray,       # true labels 0/1, shape (n,)
-                     p: np.ndarray,       # predicted probabilities, shape (n,)
-                     threshold: float,    # decision threshold for accuracy/precision/recall/f1
-                     w: np.ndarray | None = None,  # weights (counts), shape (n,) or (B, n); default all ones
-                    ) -> dict[str, np.ndarray | float]:
-    "Classification metrics under row weights; arrays of length B for a (B, n) block of resamples, floats for one."
-    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    single = w is None or np.ndim(w) == 1
-    w = np.ones((1, len(y))) if w is None else np.atleast_2d(np.asarray(w, dtype=float))
-    pred = (p >= threshold).astype(float)
-    tot = w.sum(axis=1)
-    tp, fp, fn = w @ (pred * y), w @ (pred * (1 - y)), w @ ((1 - pred) * y)
-    tn = tot - tp - fp - fn
-    pc = np.clip(p, _EPS, 1 - _EPS)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = {"accuracy": (tp + tn) / tot,
-               "precision": np.where(tp + fp > 0, tp / (tp + fp), 0.0),
-               "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
-               "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0),
-               "log_loss": w @ -(y * np.log(pc) + (1 - y) * np.log(1 - pc)) / tot,
-               "brier": w @ (p - y) ** 2 / tot}
-    out.update(_ranking_metrics(y, p, w))
-    return {k: float(v[0]) for k, v in out.items()} if single else out
 
 # %% ../nbs/06_validate.ipynb #07a3c694
 COMPARE_METRICS = ["roc_auc", "pr_auc", "precision_at_recall_80", "log_loss", "brier", "accuracy", "precision", "recall", "f1"]
@@ -668,17 +624,6 @@ def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer
             reasons += [f"guardrail: {r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in breached.itertuples()]
     return ABAnalysis(ab.experiment, c, variants, comparisons, secondary, guardrails, plan, decision, reasons)
 
-# %% ../nbs/06_validate.ipynb #b969ab3d
-def parse_model_ref(ref: str | int,          # "churn/3", "churn@champion", "churn" (latest), "3" or 3
-                    default_name: str = "churn",
-                   ) -> tuple[str, int | str | None]:
-    "`train.parse_model_ref` (NAME, NAME@ALIAS, NAME/VERSION), plus a bare version number meaning `default_name`'s."
-    from churnops import train
-    s = str(ref).strip()
-    if not s: raise ValueError("empty model reference; expected NAME/VERSION, NAME@ALIAS or a version number")
-    if s.isdigit(): return default_name, int(s)
-    return train.parse_model_ref(s)
-
 # %% ../nbs/06_validate.ipynb #486ea041
 def measure_latency(model,               # fitted pipeline
                     X: pd.DataFrame,     # rows to score one at a time (cycled)
@@ -731,13 +676,6 @@ def recent_holdout(home=None,                 # churnops home with a data build
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # censored-label warning when as_of is given explicitly late
         return features.build_training_set(tables, [as_of], horizon)
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    "A holdout table from parquet or CSV."
-    p = Path(path)
-    if not p.exists(): raise FileNotFoundError(f"{p}: holdout table not found")
-    if p.suffix in (".csv", ".txt"): return pd.read_csv(p)
-    return pd.read_parquet(p)
 
 # %% ../nbs/06_validate.ipynb #04cfa042
 @dataclass
@@ -828,16 +766,12 @@ def _resolve_champion(client, name: str, champion: str | int) -> int | None:
     try: return int(client.get_model_version_by_alias(name, str(champion)).version)
     except MlflowException: return None
 
-def _load_candidate(train, home, name, ref):
+def _load_candidate(home, name, ref):
     from mlflow.exceptions import MlflowException
-    try: return train.load_model(home, name, ref)
+    try: return load_model(home, name, ref)
     except (LookupError, MlflowException) as e:
         what = f"{name}/{ref}" if isinstance(ref, int) else f"{name}@{ref}" if ref else f"{name} (latest)"
-        raise LookupError(f"candidate model {what} not found in the registry at {_tracking(home)}: {getattr(e, 'message', e)}") from None
-
-def _tracking(home) -> str:
-    from churnops.config import tracking_uri
-    return tracking_uri(home)
+        raise LookupError(f"candidate model {what} not found in the registry at {tracking_uri(home)}: {getattr(e, 'message', e)}") from None
 
 def _threshold_of(run) -> float:
     t = run.data.metrics.get("threshold_at_recall_80")
@@ -847,9 +781,9 @@ def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log,
     import mlflow
     from churnops import train
     cfg = cfg or load_config(home=home)
-    train.setup_mlflow(home)
-    name, ref = parse_model_ref(model)
-    cand, cand_mv = _load_candidate(train, home, name, ref)
+    setup_mlflow(home)
+    name, ref = parse_model_ref(model, default_name="churn")
+    cand, cand_mv = _load_candidate(home, name, ref)
     client = mlflow.MlflowClient()
     cand_run = client.get_run(cand_mv.run_id)
     target = cfg.problem.target
@@ -866,7 +800,7 @@ def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log,
         champ_version = _resolve_champion(client, name, champion)
         if champ_version is None: notes.append(f"no champion ({name}@{champion} is not set): the gates alone decide")
         else:
-            champ, champ_mv = train.load_model(home, name, champ_version)
+            champ, champ_mv = load_model(home, name, champ_version)
             champ_run = client.get_run(champ_mv.run_id)
             if int(champ_mv.version) == int(cand_mv.version):
                 notes.append(f"the candidate is the champion (v{cand_mv.version}); the comparison is with itself")
@@ -877,7 +811,7 @@ def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log,
         probas["champion"] = champ.predict_proba(_scoring_frame(train, champ, champ_run, holdout, target))[:, 1]
         thr["champion"] = _threshold_of(champ_run)
     notes += [n for n in (_overlap_note(cand_run, "candidate", holdout), champ_run and _overlap_note(champ_run, "champion", holdout)) if n]
-    metrics = pd.DataFrame({k: train.classification_metrics(y, p, thr[k]) for k, p in probas.items()}).rename_axis("metric")
+    metrics = pd.DataFrame({k: classification_metrics(y, p, thr[k]) for k, p in probas.items()}).rename_axis("metric")
     lat = measure_latency(cand, X_cand, n=latency_calls)
     size = model_size_mb(name, cand_mv.version)
     gate_metrics = {**metrics["candidate"].to_dict(), "p99_latency_ms": lat["p99_latency_ms"], "model_size_mb": size}
@@ -923,17 +857,15 @@ def run_evaluation(home=None,                      # churnops home
                    quiet: bool = True,
                   ) -> dict:
     "Execute the evaluation job notebook; return the summary with the paths of the notebook, HTML and JSON it wrote."
-    import papermill as pm
     paths = Paths(home)
     paths.reports.mkdir(parents=True, exist_ok=True)
-    name, ref = parse_model_ref(model)
+    name, ref = parse_model_ref(model, default_name="churn")
     stem = f"evaluate_{name}_{ref if ref is not None else 'latest'}_{time.strftime('%Y%m%dT%H%M%S')}".replace("/", "_")
     out_nb, out_html, out_json = (paths.reports / f"{stem}{ext}" for ext in (".ipynb", ".html", ".json"))
     params = dict(home=str(paths.home), model=str(model), holdout_path=str(Path(holdout).resolve()) if holdout else "",
                   champion=champion or "", n_resamples=int(n_resamples or 0), seed=-1 if seed is None else int(seed),
                   output_json=str(out_json))
-    from churnops import train
-    train.execute_job(train.job_notebook("evaluate"), out_nb, params, cwd=paths.home, quiet=quiet)
+    execute_job(job_notebook("evaluate"), out_nb, params, cwd=paths.home, quiet=quiet)
     summary = json.loads(out_json.read_text())
     return {**summary, "notebook": str(out_nb), "html": str(out_html), "json": str(out_json)}
 
@@ -973,8 +905,7 @@ def _ab_analyze_cmd(args) -> int:
                      requests=read_table(args.requests) if args.requests else None)
     print(res)
     if args.json:
-        p = Path(args.json); tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(json.dumps(res.to_dict(), indent=2, default=str)); os.replace(tmp, p)
+        write_json_atomic(args.json, res.to_dict())
     return 0
 
 def _ab_assign_cmd(args) -> int:

@@ -27,7 +27,7 @@ def test_lineage_of_a_version(home):
     assert lin["code"] == {"git_commit": "0123abc", "churnops_version": "0.1.0"}
     assert lin["parents"]["replaced_champion"] == 2 and lin["parents"]["previous_version"] == 2
     assert [(p["action"], p["from_version"], p["to_version"]) for p in lin["promotions"]] == [("promote", 2, 3)]
-    assert lin["run"]["run_id"] == registry.tracking_client(home).get_model_version("churn", "3").run_id
+    assert lin["run"]["run_id"] == registry.registry_client(home).get_model_version("churn", "3").run_id
     text = L.format_lineage(lin)
     for s in ("churn version 3  semver 1.1.0", "data build      build-2", "SELECT * FROM customers", "git 0123abc",
               "replaced champion v2"):

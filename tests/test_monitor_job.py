@@ -28,7 +28,7 @@ def features(rng, n, shift=0.0):
 def register_model(home, ref_df):
     "A model version in the home's MLflow store whose run carries the reference profile (no sklearn model needed)."
     import mlflow
-    from churnops.train import setup_mlflow
+    from churnops.tracking import setup_mlflow
     os.environ.pop("MLFLOW_TRACKING_URI", None)   # mlflow.set_tracking_uri exports it, which would pin every later home to the first
     setup_mlflow(home)
     with mlflow.start_run() as run:
@@ -101,7 +101,7 @@ def test_stable_world_does_not_fire(worlds):
     assert len(images) >= 3                                  # distributions, performance over time, latency over time
     assert html.read_text().count("data:image/png;base64") >= 3
     import mlflow
-    from churnops.config import use_tracking
+    from churnops.tracking import use_tracking
     use_tracking(home)
     run = mlflow.get_run(res["mlflow_run_id"])
     assert mlflow.get_experiment(run.info.experiment_id).name == "churn-monitoring"

@@ -19,7 +19,7 @@ HORIZON = 30
 
 def serve_traffic(home, pipeline, threshold, rows: pd.DataFrame, version: int):
     "Replay scored rows as served traffic at their as-of time, and post each outcome when it becomes known."
-    from churnops.serve import PredictionLog
+    from churnops.predlog import PredictionLog
     X = rows[features.FEATURE_COLUMNS]
     p = pipeline.predict_proba(X)[:, 1]
     log = PredictionLog(Paths(home).predictions, flush_seconds=60)
@@ -41,7 +41,8 @@ def world(tmp_path_factory):
     import mlflow
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from churnops.train import setup_mlflow, precision_at_recall
+    from churnops.tracking import setup_mlflow
+    from churnops.metrics import precision_at_recall
     home = tmp_path_factory.mktemp("world")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     simulate.simulate_world(home, customers=800, days=330, seed=0, drift=DRIFT)

@@ -51,7 +51,7 @@ def test_corrupt_audit_store(home, capsys):
             fn()
     assert main(["history", "--home", str(home), "--model", "churn"]) == 1
     assert "corrupt" in capsys.readouterr().err
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     assert "champion" not in c.get_registered_model("churn").aliases        # nothing moved
 
 
@@ -81,7 +81,7 @@ def test_locked_audit_store(home):
         assert time.monotonic() - t0 < 60                                      # it gave up rather than hanging
     finally:
         holder.kill(); holder.wait()
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     assert int(c.get_model_version_by_alias("churn", "champion").version) == 1
     assert registry.promote(home, "churn", 2)["to_version"] == 2               # usable again once released
 

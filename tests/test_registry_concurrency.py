@@ -56,7 +56,7 @@ def test_parallel_promotes_are_serialised_and_all_recorded(home, tmp_path):
     for r in results: assert r.returncode == 0, r.stderr[-2000:]
     seqs = sorted(int(r.stdout.split()[0]) for r in results)
     assert seqs == list(range(seqs[0], seqs[0] + 3))
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     alias = int(c.get_model_version_by_alias("churn", "champion").version)
     h = registry.history(home, "churn")
     check_consistent_chain(h, [1, 2, 3], alias)
@@ -74,7 +74,7 @@ def test_crash_between_steps_is_rolled_forward(home, point, alias_before_recover
     with registry.audit_store(home) as conn:
         raw = registry._events(conn, "churn")
     assert [e["status"] for e in raw] == ["done", "pending"]          # the intent survived the crash
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     assert int(c.get_model_version_by_alias("churn", "champion").version) == alias_before_recovery
     h = registry.history(home, "churn")                                # any registry call reconciles
     assert h.status.tolist() == ["done", "done"]
@@ -87,7 +87,7 @@ def test_crash_between_steps_is_rolled_forward(home, point, alias_before_recover
 def test_alias_moved_outside_is_repaired_from_the_trail(home):
     registry.promote(home, "churn", 1)
     registry.promote(home, "churn", 2)
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     c.set_registered_model_alias("churn", "champion", "4")             # someone used the MLflow UI
     assert registry.champion(home, "churn") == 2
     assert int(c.get_model_version_by_alias("churn", "champion").version) == 2
@@ -100,7 +100,7 @@ def test_alias_moved_outside_is_repaired_from_the_trail(home):
 
 
 def test_existing_alias_is_adopted_so_rollback_can_return_to_it(home):
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     c.set_registered_model_alias("churn", "champion", "3")             # set before churnops managed it
     ev = registry.promote(home, "churn", 4)
     assert (ev["from_version"], ev["semver"]) == (3, "1.1.0")          # 3 adopted as 1.0.0; tuning → MINOR

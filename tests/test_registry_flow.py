@@ -12,7 +12,7 @@ from churnops.cli import main
 
 
 def _alias(home, alias="champion", model="churn"):
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     return int(c.get_model_version_by_alias(model, alias).version)
 
 
@@ -41,7 +41,7 @@ def test_promote_rollback_history_with_semver(home):
     assert h.gates_passed.tolist()[:5] == [1] * 5 and "accuracy ✓" in h.gates.iloc[0]
 
     # mirrored on the model-version tags
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     mv = c.get_model_version("churn", "5")
     assert mv.tags["churnops.semver"] == "2.0.0" and "MAJOR" in mv.tags["churnops.semver_reason"]
     mirrored = [json.loads(v) for k, v in mv.tags.items() if k.startswith("churnops.audit.")]
@@ -88,7 +88,7 @@ def test_latency_and_size_are_measured_when_not_logged(home, tmp_path):
 
 
 def _measured(home):
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     metrics, source = registry.gate_metrics(c, c.get_model_version("churn", "7"))   # v7 logged no metrics
     assert source == {"p99_latency_ms": "measured at promote", "model_size_mb": "measured at promote"}
     assert metrics["p99_latency_ms"] > 0 and 0 < metrics["model_size_mb"] < 5

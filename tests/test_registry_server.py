@@ -34,7 +34,7 @@ def server_home(mlflow_server, tracking_env, tmp_path):
 
 def test_flow_against_server(server_home):
     home, name = server_home
-    assert registry.tracking_client(home).tracking_uri.startswith("http://127.0.0.1:")
+    assert registry.registry_client(home).tracking_uri.startswith("http://127.0.0.1:")
     assert [registry.promote(home, name, v)["semver"] for v in (1, 2, 3)] == ["1.0.0", "1.0.1", "1.1.0"]
     with pytest.raises(registry.GateFailure, match="recall: recall = 0.5000 < 0.75"):
         registry.promote(home, name, 4)
@@ -42,7 +42,7 @@ def test_flow_against_server(server_home):
     assert registry.rollback(home, name)["to_version"] == 1
     with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
         registry.rollback(home, name)
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     assert int(c.get_model_version_by_alias(name, "champion").version) == 1
     h = registry.history(home, name)
     assert h[["action", "to_version", "status"]].values.tolist() == [
@@ -70,6 +70,6 @@ def test_parallel_promotes_against_server(server_home, tmp_path):
     import os
     results = run_parallel_promotes(home, [1, 2], tmp_path, env={**os.environ, "CHURNOPS_TEST_MODEL": name})
     for r in results: assert r.returncode == 0, r.stderr[-2000:]
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     alias = int(c.get_model_version_by_alias(name, "champion").version)
     check_consistent_chain(registry.history(home, name), [1, 2], alias)

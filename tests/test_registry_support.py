@@ -54,7 +54,7 @@ def stable_hash(build: str, table: str) -> str:
     return hashlib.sha256(f"{build}/{table}".encode()).hexdigest()[:16]
 
 
-from churnops.config import use_tracking
+from churnops.tracking import use_tracking
 def log_version(home, features, build, family="logreg", hp=1.0, metrics=None, model="churn", parent_run_id=None) -> int:
     "Fit, log (skops) and register one tiny pipeline with the churnops tags; returns the version number."
     import mlflow
@@ -63,8 +63,8 @@ def log_version(home, features, build, family="logreg", hp=1.0, metrics=None, mo
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
-    from churnops.config import artifact_location, tracking_uri
-    from churnops.train import TRUSTED_TYPES
+    from churnops.tracking import artifact_location, tracking_uri
+    from churnops.tracking import TRUSTED_TYPES
     use_tracking(home)
     if mlflow.get_experiment_by_name(model) is None:
         mlflow.create_experiment(model, artifact_location=artifact_location(home))

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from churnops import tracking
 
 from conftest import free_port_number
 from test_serve_helpers import template_home, churn_frame as _cf, ONLINE_CUSTOMERS, build_template, copy_home, record, running_server, churn_frame, churn_pipeline
@@ -35,7 +36,7 @@ def post(srv, payload=None, content=None, headers=None):
 
 def test_predict_one_and_many_match_the_registered_pipeline(server, serve_template):
     from churnops import train
-    pipe, mv = train.load_model(serve_template[0], "churn", "champion")
+    pipe, mv = tracking.load_model(serve_template[0], "churn", "champion")
     r = post(server, record(0, customer_id=11))
     assert r.status_code == 200, r.text
     j = r.json()
@@ -108,7 +109,7 @@ def test_feedback_is_stored(server):
                                                    {"customer_id": "12", "churned": False}])
     assert r.status_code == 200 and r.json() == {"stored": 2}
     assert httpx.post(server.url + "/feedback", json={"customer_id": 1, "churned": "maybe"}).status_code == 422
-    from churnops.serve import read_feedback
+    from churnops.predlog import read_feedback
     fb = read_feedback(server.home)
     assert fb.customer_id.tolist()[-2:] == ["11", "12"] and fb.churned.tolist()[-2:] == [1, 0]
     assert str(fb.ts.iloc[-2]) == "2026-11-01 00:00:00+00:00"
@@ -133,7 +134,7 @@ def test_admin_needs_the_token(server):
 
 def test_prediction_log_has_every_answer(server):
     ids = [post(server, record(i, customer_id=1000 + i)).json()["request_id"] for i in range(10)]
-    from churnops.serve import read_prediction_log
+    from churnops.predlog import read_prediction_log
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         log = read_prediction_log(server.home)
@@ -148,7 +149,7 @@ def test_prediction_log_has_every_answer(server):
 
 def test_customer_id_only_reads_the_online_store(server, serve_template):
     from churnops import train
-    pipe, _ = train.load_model(serve_template[0], "churn", "champion")
+    pipe, _ = tracking.load_model(serve_template[0], "churn", "champion")
     df, _ = churn_frame(seed=0)                       # the store holds the first 50 rows for customers 1..50
     r = post(server, [{"customer_id": 1}, {"customer_id": 7}])
     assert r.status_code == 200, r.text

@@ -116,7 +116,7 @@ def test_canary_rolls_back_by_itself_when_the_config_guardrail_breaks(server):
 
 
 def test_shadow_scores_a_copy_that_is_never_returned(server):
-    from churnops.serve import read_prediction_log
+    from churnops.predlog import read_prediction_log
     r = server.admin("POST", "/admin/deploy", {"strategy": "shadow"})
     assert r.status_code == 200, r.text
     with httpx.Client(base_url=server.url) as c:
@@ -138,7 +138,7 @@ def test_shadow_scores_a_copy_that_is_never_returned(server):
 
 def test_sigterm_during_load_flushes_the_prediction_log(server):
     "Last test of the module: it stops the module's server."
-    from churnops.serve import read_prediction_log
+    from churnops.predlog import read_prediction_log
     with LoadLoop(server.url, threads=4) as load:
         load.wait_for(300)
         server.proc.send_signal(signal.SIGTERM)

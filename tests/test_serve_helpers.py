@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+from churnops import tracking
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -46,10 +47,9 @@ def register_version(home, pipe, df, threshold=0.3, semver=None, alias=None):
     import mlflow
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
-    from churnops import train
-    train.setup_mlflow(home)
+    tracking.setup_mlflow(home)
     with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops", skops_trusted_types=train.TRUSTED_TYPES,
+        info = mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops", skops_trusted_types=tracking.TRUSTED_TYPES,
                                         signature=infer_signature(df, pipe.predict_proba(df)[:, 1]), input_example=df.head(2),
                                         registered_model_name="churn", pip_requirements=["scikit-learn", "skops"])
         mlflow.log_metric("threshold_at_recall_80", threshold)

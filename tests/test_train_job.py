@@ -9,6 +9,7 @@ import pytest
 from churnops import data, simulate, train
 from churnops.cli import main
 from churnops.config import Paths
+from churnops import tracking
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_train_job_registers_churn_with_oracle(world, capsys):
     assert result["model"] == "churn" and result["version"] == 1
     nb = result["notebook"]
     assert nb.startswith(str(Paths(world).runs)) and os.path.exists(nb)
-    pipe, mv = train.load_model(world, "churn")
+    pipe, mv = tracking.load_model(world, "churn")
     run = MlflowClient().get_run(mv.run_id)
     m, tags, params = run.data.metrics, run.data.tags, run.data.params
     assert {"oracle_roc_auc", "roc_auc", "precision_at_recall_80", "threshold_at_recall_80"} <= set(m)

@@ -5,6 +5,7 @@ import pytest
 
 from churnops import train
 from churnops.config import Paths
+from churnops import files
 
 
 @pytest.mark.postgres
@@ -25,7 +26,7 @@ def test_postgres_mlflow_server_and_shared_optuna_study(mlflow_server_postgres, 
                                           f"tags.mlflow.parentRunId = '{res.run_id}'")
     assert len(children) == len(done)                        # every trial, from either worker, is a nested run
     # resume: the same study with a larger total runs only the missing trial
-    X, y, _, spec = train.prepare_table(train.read_table(csv), "Churn", "customerID")
+    X, y, _, spec = train.prepare_table(files.read_table(csv), "Churn", "customerID")
     s2 = train.tune(X, y, train.stratified_folds(y, 3), train.make_table_preprocessor(spec.numeric, spec.categorical),
                     study_name="shared", storage=postgres_url, families=["logreg"], n_trials=len(done) + 1, quiet=True)
     assert len([t for t in s2.trials if t.state.is_finished()]) == len(done) + 1

@@ -11,6 +11,7 @@ import pytest
 from churnops import train
 from churnops.cli import main
 from churnops.config import Paths
+from churnops import files, metrics, tracking
 from conftest import free_port_number
 
 FAST = ["--trials", "2", "--families", "logreg", "--folds", "3", "--quiet"]
@@ -41,18 +42,18 @@ def trained(home, telco_csv):
 
 def registered_versions(home, name):
     from mlflow.tracking import MlflowClient
-    train.setup_mlflow(home, "probe")
+    tracking.setup_mlflow(home, "probe")
     return MlflowClient().search_model_versions(f"name = '{name}'")
 
 
 def test_train_table_logs_everything(trained, capsys):
     import mlflow
     from mlflow.tracking import MlflowClient
-    pipe, mv = train.load_model(trained, "telco")
+    pipe, mv = tracking.load_model(trained, "telco")
     assert int(mv.version) == 1
     run = MlflowClient().get_run(mv.run_id)
     m, tags, params = run.data.metrics, run.data.tags, run.data.params
-    assert set(train.METRIC_NAMES) <= set(m) and "cv_roc_auc" in m
+    assert set(metrics.METRIC_NAMES) <= set(m) and "cv_roc_auc" in m
     assert 0.6 < m["roc_auc"] < 0.97, m["roc_auc"]          # learns, but no leakage-level score
     for t in ["churnops.data_version", "churnops.data_hashes", "churnops.feature_set_version", "churnops.git_commit",
               "churnops.version", "churnops.as_of_start", "churnops.as_of_end", "churnops.model_family", "churnops.feature_columns"]:
@@ -81,7 +82,7 @@ def test_predict_cli_latest_version_and_alias(trained, telco_csv, tmp_path, caps
     raw = pd.read_csv(telco_csv)
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(raw["Churn"] == "Yes", pred["churn_probability"]) > 0.65
-    train.setup_mlflow(trained, "telco")
+    tracking.setup_mlflow(trained, "telco")
     MlflowClient().set_registered_model_alias("telco", "champion", "1")
     out2 = tmp_path / "pred2.csv"
     assert main(["predict", "--home", str(trained), "--model", "telco@champion", "--data", str(telco_csv), "--out", str(out2)]) == 0
@@ -92,7 +93,7 @@ def test_predict_cli_latest_version_and_alias(trained, telco_csv, tmp_path, caps
 
 def test_predict_missing_column_is_named(trained, telco_csv, tmp_path):
     df = pd.read_csv(telco_csv).drop(columns=["Contract"])
-    with pytest.raises(train.TableError, match="Contract"):
+    with pytest.raises(files.TableError, match="Contract"):
         train.predict_table(trained, "telco", df)
 
 
@@ -130,7 +131,7 @@ def test_fewer_rows_than_folds(tmp_path):
     with pytest.raises(ValueError, match="fewer than the 3 CV folds"):
         train.stratified_folds(y[:2], 3)
     p = _bad(tmp_path, df.head(8))
-    with pytest.raises(train.TableError, match="smaller class has"):
+    with pytest.raises(files.TableError, match="smaller class has"):
         train.train_table(p, "Churn", "few", home=tmp_path, id_column="customerID", trials=1, quiet=True)
 
 
@@ -153,15 +154,15 @@ def test_unparseable_file(tmp_path, trained, capsys):
     assert rc == 1 and "could not be parsed as CSV" in capsys.readouterr().err
     q = tmp_path / "broken.parquet"
     q.write_bytes(b"PAR1 not really parquet")
-    with pytest.raises(train.TableError, match="could not be parsed as parquet"):
-        train.read_table(q)
+    with pytest.raises(files.TableError, match="could not be parsed as parquet"):
+        files.read_table(q)
     assert registered_versions(trained, "broken") == []
 
 
 def test_unreachable_tracking_uri_is_named(tmp_path, telco_csv, tracking_env):
     uri = f"http://127.0.0.1:{free_port_number()}"
     tracking_env(uri)
-    with pytest.raises(train.TrackingUnreachable, match=uri.replace(".", r"\.")):
+    with pytest.raises(tracking.TrackingUnreachable, match=uri.replace(".", r"\.")):
         train.train_table(telco_csv, "Churn", "nowhere", home=tmp_path, id_column="customerID", trials=1, quiet=True)
     assert not Paths(tmp_path).mlflow_db.exists()
 
@@ -173,7 +174,7 @@ def test_train_table_against_mlflow_server(mlflow_server, tracking_env, telco_cs
     res = train.train_table(telco_csv, "Churn", "telco-srv", home=tmp_path, id_column="customerID", trials=1,
                             families=["logreg"], quiet=True)
     assert res.version >= 1
-    pipe, mv = train.load_model(tmp_path, "telco-srv", res.version)
+    pipe, mv = tracking.load_model(tmp_path, "telco-srv", res.version)
     pred, info = train.predict_table(tmp_path, f"telco-srv/{res.version}", telco_csv)
     assert info["rows"] == 500 and not Paths(tmp_path).mlflow_db.exists()   # nothing went to the embedded store
 

@@ -6,6 +6,7 @@ import yaml
 
 from churnops import validate as V
 from churnops.config import ConfigError, Gate, config_from_dict
+from churnops import tracking
 
 
 def test_gate_name_that_is_not_a_metric():
@@ -104,7 +105,7 @@ def test_bootstrap_and_slices_bad_inputs():
     with pytest.raises(ValueError, match=r"segment column\(s\) \['plan'\] not in the holdout"):
         V.slice_metrics(pd.DataFrame({"region": list("abab")}), y, {"c": p}, segments=["plan"])
     with pytest.raises(ValueError, match="integer version"):
-        V.parse_model_ref("churn/v2")
+        tracking.parse_model_ref("churn/v2")
 
 
 def test_ab_guardrails_from_a_prediction_log_and_cli_errors(tmp_path, capsys):

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from churnops import metrics, tracking
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -27,11 +28,11 @@ def _log(pipeline, X, y, name):
     import mlflow
     from churnops import train
     p = pipeline.predict_proba(X)[:, 1]
-    m = train.classification_metrics(y, p)
+    m = metrics.classification_metrics(y, p)
     with mlflow.start_run() as run:
         mlflow.log_metrics(m)
         mlflow.set_tag("churnops.feature_columns", json.dumps(FEATURES))
-        mlflow.sklearn.log_model(pipeline, name="model", serialization_format="skops", skops_trusted_types=train.TRUSTED_TYPES,
+        mlflow.sklearn.log_model(pipeline, name="model", serialization_format="skops", skops_trusted_types=tracking.TRUSTED_TYPES,
                                  pip_requirements=["scikit-learn"], registered_model_name=name)
     return run.info.run_id
 
@@ -44,7 +45,7 @@ def registry(tmp_path_factory):
     from sklearn.pipeline import Pipeline
     from churnops import train
     home = tmp_path_factory.mktemp("home")
-    train.setup_mlflow(home)
+    tracking.setup_mlflow(home)
     tr, ho = _table(1200, 1), _table(1500, 2)
     pre = lambda: train.make_table_preprocessor(["tenure_days", "monthly_charges"], ["contract_type", "region"])
     good = Pipeline([("preprocess", pre()), ("model", LogisticRegression(max_iter=500))]).fit(tr[FEATURES], tr.is_churned)

@@ -7,6 +7,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from churnops import validate as V
+from churnops import metrics
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def test_weighted_metrics_match_sklearn_with_bootstrap_counts(pair):
     y, p, _ = pair
     p = p.round(2)  # ties
     w = np.bincount(np.random.default_rng(0).integers(0, len(y), len(y)), minlength=len(y)).astype(float)
-    got = V.weighted_metrics(y, p, 0.4, w)
+    got = metrics.weighted_metrics(y, p, 0.4, w)
     assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p, sample_weight=w), abs=1e-12)
     assert got["pr_auc"] == pytest.approx(skm.average_precision_score(y, p, sample_weight=w), abs=1e-12)
     assert got["brier"] == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w), abs=1e-12)
@@ -34,8 +35,8 @@ def test_weighted_metrics_match_sklearn_with_bootstrap_counts(pair):
 def test_weighted_metrics_agree_with_training_metrics(pair):
     from churnops import train
     y, p, _ = pair
-    ref = train.classification_metrics(y, p, 0.37)
-    got = V.weighted_metrics(y, p, 0.37)
+    ref = metrics.classification_metrics(y, p, 0.37)
+    got = metrics.weighted_metrics(y, p, 0.37)
     for k in ["accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier", "precision_at_recall_80"]:
         assert got[k] == pytest.approx(ref[k], abs=1e-9), k
 

@@ -20,7 +20,7 @@ from churnops import registry  # noqa: E402
 def main(n: int = 20, trail_rows: int = 2_000) -> None:
     home = Path(tempfile.mkdtemp()) / "home"
     build_home(home, [(["a", "b"], f"build-{i}", "logreg", 1.0, GOOD) for i in range(2)])
-    c = registry.tracking_client(home)
+    c = registry.registry_client(home)
     c.set_registered_model_alias("churn", "bench", "1")          # warm up
     t0 = time.perf_counter()
     for i in range(n): c.set_registered_model_alias("churn", "bench", str(1 + i % 2))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import numpy as np
 import pandas as pd
+from churnops import tracking
 
 
 def bench_frame(n=5000, seed=0):
@@ -61,9 +62,9 @@ def register(home, pipe, df):
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
     from churnops import train
-    train.setup_mlflow(home)
+    tracking.setup_mlflow(home)
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops", skops_trusted_types=train.TRUSTED_TYPES,
+        info = mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops", skops_trusted_types=tracking.TRUSTED_TYPES,
                                         signature=infer_signature(df, pipe.predict_proba(df)[:, 1]), input_example=df.head(2),
                                         registered_model_name="churn", pip_requirements=["scikit-learn", "skops"])
         mlflow.log_metric("threshold_at_recall_80", 0.3)
@@ -77,7 +78,7 @@ def pct(a, q): return float(np.percentile(np.asarray(a) * 1000, q))
 def in_process(home, df):
     from churnops import train
     from churnops.serve import load_served_model
-    pipe, _ = train.load_model(home, "churn", "champion")
+    pipe, _ = tracking.load_model(home, "churn", "champion")
     m = load_served_model(home, "churn", "champion")
     recs = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in df.head(2000).to_dict("records")]
     fast = m.scorer.predict_proba(recs)
@@ -212,7 +213,7 @@ def main():
             print(f"\nmicro-batching: {float(rows.group(1)):.0f} records scored in {float(batches.group(1)):.0f} model calls "
                   f"({float(rows.group(1)) / float(batches.group(1)):.2f} records per call)")
         ours.send_signal(signal.SIGTERM); ours.wait(30)
-        from churnops.serve import read_prediction_log
+        from churnops.predlog import read_prediction_log
         print(f"prediction log after SIGTERM: {len(read_prediction_log(home))} rows")
     finally:
         for p in procs:
