@@ -336,7 +336,7 @@ def _ran_in(h: Path, stage: str, run_id: str) -> dict | None:
 
 def _tag_training_run(h: Path, mlflow_run_id: str, tags: dict) -> None:
     from mlflow import MlflowClient
-    from churnops.config import use_tracking
+    from churnops.tracking import use_tracking
     use_tracking(h)
     for k, v in tags.items(): MlflowClient().set_tag(mlflow_run_id, k, v)
 

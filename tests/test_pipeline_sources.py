@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import yaml
 
 from churnops import pipeline, registry
-from churnops.config import use_tracking
+from churnops.tracking import use_tracking
 from churnops.simulate import simulate_world
 
 pytestmark = pytest.mark.postgres

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from churnops import data, pipeline, train
+from churnops import data, pipeline, tracking, train
 from churnops.cli import main
 from churnops.config import Paths
 from churnops.simulate import simulate_world
@@ -192,7 +192,7 @@ def test_mlflow_artifacts_on_s3(mode, s3, tmp_path, monkeypatch):
         assert any(k.endswith("/MLmodel") for k in stored), stored
         assert any(k.endswith(".skops") for k in stored), stored
         assert not (home / "mlartifacts").exists() and not Paths(home).mlflow_db.exists()
-        pipe, mv = train.load_model(home, f"telco-s3-{mode}", res.version)
+        pipe, mv = tracking.load_model(home, f"telco-s3-{mode}", res.version)
         assert int(mv.version) == res.version
         p = pipe.predict_proba(train.scoring_frame(table, pipe))[:, 1]
         assert roc_auc_score(table["Churn"].eq("Yes"), p) > 0.7     # a working model came back, not just a file

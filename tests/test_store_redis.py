@@ -21,6 +21,7 @@ from churnops import data as D
 from churnops import features as F
 from churnops import simulate
 from churnops import store as S
+from churnops import tracking
 from churnops.config import ConfigError
 
 
@@ -200,7 +201,7 @@ def test_service_reads_customers_features_from_redis(redis_url, tmp_path):
     (home / "churnops.yaml").write_text(f"online_store: {{kind: redis, url: '{redis_url}', prefix: {prefix}}}\n")
     fs = S.FeatureStore(home)
     assert fs.materialize() == {"serve_test": 50}
-    pipe, _ = train.load_model(template, "churn", "champion")
+    pipe, _ = tracking.load_model(template, "churn", "champion")
     df, _ = churn_frame(seed=0)                          # customers 1..50 hold rows 0..49
     with running_server(home, free_port_number()) as srv:
         r = httpx.post(srv.url + "/predict", json=[{"customer_id": 1}, {"customer_id": 7}], timeout=10)
