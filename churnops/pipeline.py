@@ -20,7 +20,7 @@ from typing import Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .config import Paths, default_config_yaml, resolve_home
+from .config import Paths, default_config_yaml, load_config, resolve_home
 from .files import utc_now, write_json_atomic, write_text_atomic
 from .runner import JobFailed, execute_job, job_notebook
 
@@ -28,7 +28,7 @@ from .runner import JobFailed, execute_job, job_notebook
 __all__ = ['FINGERPRINT_FILE', 'WORKSPACE_GITIGNORE', 'TRIGGERED_RUNS', 'StageSpec', 'MonitorSpec', 'PipelineSpec',
            'default_pipeline', 'PipelineError', 'load_pipeline', 'compile_dvc', 'jobs_dir', 'tool_path', 'tool_env',
            'ensure_gitignore', 'write_dvc_files', 'init_workspace', 'new_run_id', 'run_stage', 'source_fingerprint',
-           'world_sources', 'write_fingerprint', 'triggered_runs', 'save_run_record', 'read_run', 'run_pipeline',
+           'declared_sources', 'write_fingerprint', 'triggered_runs', 'save_run_record', 'read_run', 'run_pipeline',
            'apply_promotion', 'pipeline_status', 'pipeline_diff', 'schedule_line', 'install_crontab', 'ScheduleLock',
            'run_schedule', 'run_summary_line', 'add_commands']
 
@@ -302,27 +302,27 @@ def source_fingerprint(sources: list[dict],  # one dict per table: name, kind (s
     return out
 
 # %% ../nbs/11_pipeline.ipynb #1808a4b2
-def world_sources(home: str | os.PathLike | None = None,  # the workspace
-                  api_url: str | None = None,              # the data stage's API (None: the in-process one over sources/)
-                 ) -> list[dict]:
-    "The sources the simulated world's data build reads, as `source_fingerprint` takes them."
-    from churnops.data import TABLES, _world
-    paths, world = Paths(home), _world(home)
-    db_url = world.get("db_url") or (f"sqlite:///{paths.source_db}" if paths.source_db.exists() else None)
-    lake_url = world.get("lake_url") or (str(paths.lake) if paths.lake.exists() else None)
+def declared_sources(home: str | os.PathLike | None = None,  # the workspace
+                     api_url: str | None = None,              # the data stage's API URL, replacing the declared one
+                    ) -> list[dict]:
+    "The tables the home's declaration reads, as `source_fingerprint` takes them; [] when the home has no declaration."
+    from churnops.data import source_urls
+    from churnops.declaration import load_declaration
+    if not (resolve_home(home) / "declaration.yaml").exists() and load_config(home=home).declaration is None: return []
+    decl = load_declaration(home)
+    urls = source_urls(decl, home, api_url=api_url)
     out = []
-    for name, spec in TABLES.items():
-        if spec.source == "sql" and db_url:
-            out.append({"name": name, "kind": "sql", "url": db_url, "table": name, "time": spec.time_column})
-        elif spec.source == "lake" and lake_url: out.append({"name": name, "kind": "lake", "url": lake_url, "path": "events"})
-        elif spec.source == "api" and api_url: out.append({"name": name, "kind": "api", "url": api_url, "path": "/v1/external"})
+    for name, t in decl.tables.items():
+        kind, url = decl.sources[t.source].kind, urls[t.source]
+        if kind == "api" and url.startswith("python:"): continue
+        where = {"table": name, "query": t.query} if kind == "sql" else {"path": t.path}
+        out.append({"name": name, "kind": kind, "url": url, "time": t.time, **where})
     return out
 
 def write_fingerprint(home: str | os.PathLike | None,  # the workspace
                       sources: list[dict],              # see `source_fingerprint`
                      ) -> dict:
     "Write `sources.fingerprint.json` in the workspace (atomically); return the fingerprint."
-    from churnops.config import write_text_atomic
     fp = source_fingerprint(sources)
     write_text_atomic(resolve_home(home) / FINGERPRINT_FILE, json.dumps(fp, indent=1, sort_keys=True, default=str) + "\n")
     return fp
@@ -356,7 +356,6 @@ def triggered_runs(home: str | os.PathLike | None = None) -> list[dict]:
 
 def save_run_record(h: Path, record: dict) -> Path:
     "Write `runs/<run-id>/run.json` atomically (and, for a run with reasons, a line in `reports/retrain_runs.jsonl`)."
-    from churnops.config import write_text_atomic
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     p = write_text_atomic(Paths(h).runs / record["run_id"] / "run.json", json.dumps(record, indent=1, default=str))
     if record.get("reasons"): _note_trigger(h, record)
@@ -382,7 +381,7 @@ def run_pipeline(home: str | os.PathLike | None = None,  # the workspace
     ensure_gitignore(h); write_dvc_files(h)
     spec = load_pipeline(h / "training_pipeline.yaml")
     data_stage = next((st for st in spec.stages.values() if st.notebook == "data"), None)
-    write_fingerprint(h, world_sources(h, (data_stage.params.get("api_url") if data_stage else None) or None))
+    write_fingerprint(h, declared_sources(h, (data_stage.params.get("api_url") if data_stage else None) or None))
     run_id, reasons = new_run_id(), [str(r) for r in reasons or []]
     rec = {"run_id": run_id, "pid": os.getpid(), "started": dt.datetime.now(dt.timezone.utc).isoformat(), "reasons": reasons}
     cmd = ["dvc", "repro"] + (["--force"] if force else []) + (stages or [])
@@ -411,7 +410,6 @@ def run_pipeline(home: str | os.PathLike | None = None,  # the workspace
 
 def _save_log(h: Path, run_id: str, text: str) -> Path:
     "Keep `dvc repro`'s output as `runs/<run-id>/dvc_repro.log`."
-    from churnops.config import write_text_atomic
     return write_text_atomic(Paths(h).runs / run_id / "dvc_repro.log", text)
 
 def apply_promotion(home: str | os.PathLike, run_id: str, reasons: list[str] | None = None) -> dict | None:
