@@ -95,10 +95,11 @@ def _git(home, *args) -> str:
 
 
 def test_admin_token_never_enters_git(workspace):
-    from churnops.serve import server_info_path, write_private
+    from churnops.files import write_text_atomic
+    from churnops.serve import server_info_path
     token = "tok-" + "x9" * 20
-    write_private(server_info_path(workspace), json.dumps({"host": "127.0.0.1", "port": 1, "token": token}))
-    write_private(workspace / "serve" / "admin_token", token)
+    write_text_atomic(server_info_path(workspace), json.dumps({"host": "127.0.0.1", "port": 1, "token": token}), private=True)
+    write_text_atomic(workspace / "serve" / "admin_token", token, private=True)
     pipeline.run_pipeline(workspace, quiet=True)
     assert not [f for f in _git(workspace, "ls-files").splitlines() if f.startswith("serve/")]
     assert token not in _git(workspace, "log", "-p", "--all")
