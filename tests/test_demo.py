@@ -31,7 +31,6 @@ def test_demo_runs_the_whole_loop(tmp_path):
     assert all(mon["metrics"][k] is not None for k in ("accuracy", "precision", "recall", "roc_auc", "estimated_accuracy"))
     assert [p["window"][:4] for p in mon["performance"]] and {p["window"][:4] for p in mon["performance"]} <= {"2024", "2025"}
     assert len(mon["performance"]) == 7 and all(p["labelled_share"] == 1.0 for p in mon["performance"])
-    assert "realised accuracy" in r.stdout and "roc_auc" in r.stdout
     log = pd.concat(pd.read_parquet(p) for p in Paths(home).predictions.glob("part-*.parquet"))
     assert len(log) >= 2 * 300 and (log.status == 200).all()
     # nothing changed since the retraining run: a third pipeline run skips every stage
