@@ -18,9 +18,9 @@ from .files import write_text_atomic   # its home is `files`; simulate, data and
 # %% auto #0
 __all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME',
            'parse_quantity', 'ProjectDefinition', 'MLProblem', 'Constraints', 'DataRequirements', 'Gate',
-           'OnlineMetrics', 'SystemMetrics', 'MonitoringRule', 'RetrainConfig', 'DriftConfig', 'ComparisonConfig',
-           'OnlineStoreConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config', 'default_config_yaml',
-           'resolve_home', 'Paths']
+           'OnlineMetrics', 'SystemMetrics', 'MonitoringRule', 'SeasonAwarePolicy', 'RetrainConfig', 'DriftConfig',
+           'ComparisonConfig', 'OnlineStoreConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config',
+           'default_config_yaml', 'resolve_home', 'Paths']
 
 # %% ../nbs/00_config.ipynb #88874623
 _UNIT_FACTORS = {
@@ -121,6 +121,9 @@ class SystemMetrics(_Strict):
     p99_latency_ms: Milliseconds = 100.0
     availability: Fraction = 0.999
     throughput_rps: RequestsPerSecond = 1000.0
+    max_cpu: Fraction = 0.80          # serving process tree's share of the machine's CPU ("80%")
+    max_memory: Fraction = 0.80       # its share of the machine's memory
+    max_gpu: Fraction = 0.90          # busiest GPU's utilisation
 
 class MonitoringRule(_Strict):
     metric: str
@@ -134,12 +137,22 @@ def _default_monitoring():
             MonitoringRule(metric="p99_latency_ms", threshold=100, direction="above", unit="ms"),
             MonitoringRule(metric="error_rate", threshold=0.01, direction="above")]
 
+class SeasonAwarePolicy(_Strict):
+    "Drift beyond last year's: per feature, PSI now minus the PSI of the same calendar interval a year earlier."
+    psi_threshold: float = Field(0.1, gt=0)      # a feature counts as drifted when its excess PSI reaches this
+    drifted_share: Fraction = 0.1                # retrain when this share of the features drifted (90_exercises: ~4 of 36)
+    lookback_days: Days = 365                    # how far back "the same season" is
+    min_rows: int = Field(30, ge=1)              # fewer rows in last year's windows: no seasonal baseline (plain PSI)
+    season_window: bool = True                   # the retrain adds last year's rows of the coming weeks to its training set
+
 class RetrainConfig(_Strict):
     min_accuracy: Fraction = 0.85
     max_psi: float = Field(0.1, gt=0)
     max_days_since_training: Days = 30
     min_new_rows: int = Field(100_000, ge=1)
     cooldown_hours: float = Field(24.0, ge=0)
+    policy: Literal["thresholds", "season_aware"] = "thresholds"   # how drift decides (accuracy, age and new rows: both)
+    season_aware: SeasonAwarePolicy = SeasonAwarePolicy()
 
 class DriftConfig(_Strict):
     psi_threshold: float = Field(0.1, gt=0)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import yaml
 
-from .config import Paths, resolve_home
+from .config import Paths, load_config, resolve_home
 from .files import utc_now
 
 # %% auto #0
-__all__ = ['DEMO_CONFIG', 'start_service', 'stop_service', 'send_traffic', 'send_feedback', 'demo', 'add_commands']
+__all__ = ['DEMO_CONFIG', 'world_outcomes', 'start_service', 'stop_service', 'send_traffic', 'send_feedback', 'demo',
+           'add_commands']
 
 # %% ../nbs/13_demo.ipynb #f9d12216
 DEMO_CONFIG = {
@@ -43,6 +44,20 @@ def _set_stage_params(home: Path, stage: str, **params) -> None:
     spec = yaml.safe_load(p.read_text())
     spec["stages"][stage].setdefault("params", {}).update(params)
     p.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+def world_outcomes(rows,                # customer_id, as_of, is_churned (a training set of the world)
+                   cancellations,       # the world's churn events: customer_id, event_timestamp
+                   horizon_days: float,  # the label horizon
+                  ) -> list[dict]:
+    "Feedback in the world's time: a churner's cancellation time; for a customer who stayed, the end of the horizon."
+    import pandas as pd
+    c = cancellations.assign(event_timestamp=pd.to_datetime(cancellations["event_timestamp"], utc=True)).sort_values("event_timestamp")
+    r = rows.assign(as_of=pd.to_datetime(rows["as_of"], utc=True)).sort_values("as_of")
+    m = pd.merge_asof(r, c[["customer_id", "event_timestamp"]], left_on="as_of", right_on="event_timestamp", by="customer_id",
+                      direction="forward", allow_exact_matches=False)
+    end = m["as_of"] + pd.Timedelta(days=horizon_days)
+    when = m["event_timestamp"].where(m["is_churned"].astype(bool) & (m["event_timestamp"] <= end), end)
+    return [{"customer_id": int(cid), "churned": bool(y), "time": t.isoformat()} for cid, y, t in zip(m["customer_id"], m["is_churned"], when)]
 
 def _records(frame) -> list[dict]:
     "Feature rows as JSON-ready dicts (NaN → null)."
@@ -75,16 +90,26 @@ def stop_service(proc: subprocess.Popen) -> None:
         try: proc.wait(30)
         except subprocess.TimeoutExpired: proc.kill()
 
-def send_traffic(url: str, records: list[dict], batch: int = 20) -> dict:
-    "POST the records to `/predict` in batches; return counts of answered and failed records."
+def send_traffic(url: str, records: list[dict],  # feature records
+                 batch: int = 20,                   # records per request
+                 as_of: str | None = None,          # the moment (ISO, event time) the records are about
+                ) -> dict:
+    "POST the records to `/predict` in batches, saying which moment they are about; counts, and each request's event time."
     import httpx
     ok = failed = 0
+    accepted, events = as_of is not None, []
     with httpx.Client(base_url=url, timeout=30) as c:
         for i in range(0, len(records), batch):
-            r = c.post("/predict", json=records[i:i + batch])
-            if r.status_code == 200: ok += len(records[i:i + batch])
-            else: failed += len(records[i:i + batch])
-    return {"answered": ok, "failed": failed}
+            chunk = records[i:i + batch]
+            r = c.post("/predict", json=[{**x, "as_of": as_of} for x in chunk] if accepted else chunk)
+            if r.status_code == 422 and accepted and "as_of" in r.text:   # a service that does not take as_of yet
+                accepted = False
+                r = c.post("/predict", json=chunk)
+            if r.status_code == 200:
+                ok += len(chunk)
+                if as_of is not None: events += [{"request_id": x["request_id"], "as_of": as_of} for x in r.json()]
+            else: failed += len(chunk)
+    return {"answered": ok, "failed": failed, "as_of_in_request": accepted, "events": events}
 
 def send_feedback(url: str, outcomes: list[dict]) -> int:
     "POST delayed labels to `/feedback`; return how many were stored."
@@ -109,6 +134,7 @@ def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops hom
     "Run the whole churnops loop on a synthetic world; return a summary (versions, trigger, paths)."
     from churnops import data, features, lineage, monitor, pipeline, registry, simulate
     from churnops.predlog import read_prediction_log
+    import pandas as pd
     h = resolve_home(home)
     if h.exists() and any(h.iterdir()):
         if not force: raise FileExistsError(f"{h} is not empty: pass --force to start over there, or choose another --home")
@@ -146,34 +172,43 @@ def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops hom
     ref_rows = ref_rows.sample(min(traffic, len(ref_rows)), random_state=seed)
     proc = start_service(h, port)
     try:
-        t_ref = utc_now()
-        sent_ref = send_traffic(url, _records(ref_rows[["customer_id", *features.FEATURE_COLUMNS]]))
-        _say(f"  before the drift: {sent_ref}", quiet)
+        ref_day = (drift_start - dt.timedelta(days=1)).isoformat()
+        sent_ref = send_traffic(url, _records(ref_rows[["customer_id", *features.FEATURE_COLUMNS]]), as_of=ref_day)
+        _say(f"  before the drift (about {ref_day}): {sent_ref['answered']} answered, {sent_ref['failed']} failed", quiet)
 
         step(5, f"the world moves forward past {drift_start}: newer data, drifted traffic, delayed labels")
         newer = data.build(h, quiet=True)           # a new data version with the post-drift days (a new hash)
         all_tables = data.load_build(h, newer.build_id)
-        as_of_cur = drift_start + dt.timedelta(days=drift_days // 2)
-        cur = features.build_training_set(all_tables, [as_of_cur], horizon_days=drift_days // 2)
+        horizon = load_config(home=h).problem.label_horizon_days
+        days_cur = [drift_start + dt.timedelta(days=drift_days // 2 - 6 + k) for k in range(7)]   # a week, labels inside the world
+        cur = features.build_training_set(all_tables, days_cur, horizon_days=horizon)
         cur = cur.sample(min(traffic, len(cur)), random_state=seed)
-        time.sleep(1.0)
-        t_cur = utc_now()
-        sent_cur = send_traffic(url, _records(cur[["customer_id", *features.FEATURE_COLUMNS]]))
-        labels = [{"customer_id": int(c), "churned": bool(y), "time": utc_now().isoformat()}
-                  for c, y in zip(cur["customer_id"], cur["is_churned"])]
+        sent_cur = [send_traffic(url, _records(g[["customer_id", *features.FEATURE_COLUMNS]]), as_of=a.isoformat())
+                    for a, g in cur.groupby("as_of")]
+        labels = world_outcomes(cur, all_tables["cancellations"], horizon)
         send_feedback(url, labels)
-        _say(f"  after the drift: {sent_cur}; {len(labels)} delayed labels sent to /feedback "
-             f"(churned: {int(cur['is_churned'].sum())})", quiet)
+        _say(f"  after the drift ({days_cur[0]} to {days_cur[-1]}): {sum(s['answered'] for s in sent_cur)} answered; "
+             f"{len(labels)} outcomes sent to /feedback with their world times (churned: {int(cur['is_churned'].sum())})", quiet)
     finally:
         stop_service(proc)
+    events = [e for s in [sent_ref, *sent_cur] if not s["as_of_in_request"] for e in s["events"]]
+    event_times = None
+    if events:   # serving did not keep as_of: monitoring takes the event times from what the demo sent
+        event_times = Paths(h).reports / "demo_event_times.parquet"
+        event_times.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(events).to_parquet(event_times)
     logged = read_prediction_log(h)
     _say(f"  prediction log: {len(logged)} rows under {Paths(h).predictions}", quiet)
 
     step(6, "monitor the drifted window against v1's reference profile and the labels")
-    mon = monitor.run_monitor(h, window_start=t_cur, window_end=utc_now(), quiet=True)
-    decision = mon.get("decision") or mon.get("trigger") or {}
-    _say(f"  drifted features: {mon.get('drift', {}).get('drifted_columns', '?')}", quiet)
-    _say(f"  retrain: {decision.get('retrain')} — reasons: {decision.get('reasons')}; report: {mon.get('html') or mon.get('notebook')}", quiet)
+    mon = monitor.run_monitor(h, window_start=days_cur[0].isoformat(), window_end=(days_cur[-1] + dt.timedelta(days=1)).isoformat(),
+                              event_times=event_times, quiet=True)
+    decision, m = mon["trigger"], mon["metrics"]
+    _say(f"  {mon['n_labelled']} of {mon['n_predictions']} predictions labelled ({mon['labelled_churned']} churned); realised "
+         + ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "precision", "recall", "roc_auc") if m[k] is not None)
+         + f"; CBPE estimate: accuracy {m['estimated_accuracy']:.3f}", quiet)
+    _say(f"  drifted features: {mon['drift']['drifted_columns']}", quiet)
+    _say(f"  {mon['verdict'].replace('**', '')}\n  report: {mon.get('html') or mon.get('notebook')}", quiet)
 
     v2 = None
     if decision.get("retrain"):
@@ -199,6 +234,7 @@ def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops hom
          f"  pipeline:         churnops pipeline status --home {h}; churnops pipeline diff --home {h}\n"
          f"  registry:         churnops history --home {h} --model churn; churnops lineage --home {h} --model churn --version {v2 or v1}", quiet)
     return {"home": str(h), "v1": v1, "v2": v2, "trigger": decision, "monitor_report": mon.get("html") or mon.get("notebook"),
+            "monitor_metrics": mon["metrics"],
             "seconds": round(time.perf_counter() - t0, 1)}
 
 # %% ../nbs/13_demo.ipynb #c121f48a

@@ -24,25 +24,28 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from .config import Config, MonitoringRule, Paths, RetrainConfig, load_config
+from .config import Config, MonitoringRule, Paths, RetrainConfig, SeasonAwarePolicy, load_config
 from .files import read_table, to_utc, utc_now, write_json_atomic
 from .metrics import SERVED_METRICS, served_metrics
 from .predlog import read_feedback, read_prediction_log
 from .runner import execute_job, job_notebook
-from .tracking import resolve_version, use_tracking
+from .tracking import resolve_version, tracking_client, use_tracking
 
 # %% auto #0
 __all__ = ['INTEGER_CARDINALITY_LIMIT', 'NUMERICAL', 'CATEGORICAL', 'DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS',
-           'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'PROFILE_FORMAT', 'PROFILE_QUANTILES', 'RETRAIN_REASONS',
-           'PROFILE_ARTIFACT', 'MONITOR_EXPERIMENT', 'infer_column_kind', 'PreparedColumn', 'prepare_column',
-           'sturges_edges', 'binned_proportions', 'merged_ecdf_counts', 'column_drift', 'default_method',
-           'method_thresholds', 'is_drifted', 'DriftReport', 'drift_report', 'reference_profile',
+           'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'PROFILE_FORMAT', 'PROFILE_QUANTILES', 'EVENT_TIME', 'GPU_QUERY',
+           'RETRAIN_REASONS', 'PROFILE_ARTIFACT', 'MONITOR_EXPERIMENT', 'infer_column_kind', 'PreparedColumn',
+           'prepare_column', 'sturges_edges', 'binned_proportions', 'merged_ecdf_counts', 'column_drift',
+           'default_method', 'method_thresholds', 'is_drifted', 'DriftReport', 'drift_report', 'reference_profile',
            'prepared_from_profile', 'save_profile', 'load_profile', 'drift_report_from_profile', 'reference_sample',
-           'calibrate_thresholds', 'read_window', 'window_features', 'read_labels', 'join_labels', 'cbpe_estimate',
-           'fit_calibrator', 'performance_by_window', 'serving_summary', 'serving_over_time', 'process_metrics',
-           'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path', 'record_alerts', 'read_alerts',
-           'TriggerDecision', 'RetrainingTrigger', 'log_reference_profile', 'model_reference_profile', 'run_monitor',
-           'add_commands']
+           'calibrate_thresholds', 'with_event_time', 'read_window', 'window_features', 'read_labels', 'join_labels',
+           'cbpe_estimate', 'fit_calibrator', 'performance_by_window', 'serving_summary', 'serving_over_time',
+           'process_metrics', 'serving_process', 'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path',
+           'record_alerts', 'read_alerts', 'system_rules', 'monitoring_rules', 'seasonal_drift', 'TriggerDecision',
+           'RetrainingTrigger', 'log_reference_profile', 'model_reference_profile', 'Reference', 'load_reference',
+           'model_training_window', 'drift_summary', 'last_year_psi', 'performance_summary', 'plot_performance',
+           'plot_distributions', 'plot_latency', 'monitoring_metrics', 'decide_retraining', 'verdict',
+           'log_monitoring_run', 'MonitorRun', 'monitor_window', 'run_monitor', 'add_commands']
 
 # %% ../nbs/09_monitor.ipynb #b0937dd5
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integer columns with at most this many distinct values are categorical
@@ -536,18 +539,42 @@ def calibrate_thresholds(reference: pd.DataFrame,              # the reference d
     return out
 
 # %% ../nbs/09_monitor.ipynb #9253fe79
+EVENT_TIME = "as_of"   # the log's event time: the moment a request is about (serving's default: its wall time `ts`)
+
+def _utc_series(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(s): return pd.to_datetime(s, utc=True)
+    return pd.to_datetime(s, utc=True, format="ISO8601")
+
+def with_event_time(log: pd.DataFrame,                       # prediction-log rows
+                    event_times: pd.DataFrame | None = None,  # request_id, as_of: event times a client kept for a log without them
+                   ) -> pd.DataFrame:
+    "The rows with an `as_of` column (UTC): the logged event time, else `event_times` by request id, else the wall time `ts`."
+    out = log.copy()
+    ts = _utc_series(out["ts"]) if "ts" in out else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+    ev = _utc_series(out[EVENT_TIME]) if EVENT_TIME in out else pd.Series(pd.NaT, index=out.index, dtype=ts.dtype)
+    if event_times is not None and len(event_times) and "request_id" in out:
+        missing = sorted({"request_id", EVENT_TIME} - set(event_times.columns))
+        if missing: raise ValueError(f"event times: missing column(s) {missing} (expected request_id, {EVENT_TIME})")
+        by_id = _utc_series(event_times[EVENT_TIME]).set_axis(event_times["request_id"].astype(str))
+        by_id = by_id[~by_id.index.duplicated()]
+        ev = ev.fillna(out["request_id"].astype(str).map(by_id))
+    out[EVENT_TIME] = ev.fillna(ts).astype("datetime64[us, UTC]")
+    return out
+
 def read_window(home: str | os.PathLike | None = None,  # churnops home
                 start=None,                              # window start (inclusive), anything pd.Timestamp reads; None: open
                 end=None,                                # window end (exclusive); None: open
                 log: pd.DataFrame | None = None,         # an already-read log (else read from home)
+                time_column: str = EVENT_TIME,           # `as_of` (event time) or `ts` (wall time)
+                event_times: pd.DataFrame | None = None,  # see `with_event_time`
                ) -> pd.DataFrame:
-    "Prediction-log rows with `start <= ts < end`."
-    log = read_prediction_log(home) if log is None else log
+    "Prediction-log rows with `start <= time < end`, in event time unless told otherwise; every row gets `as_of`."
+    log = with_event_time(read_prediction_log(home) if log is None else log, event_times)
     if len(log) == 0: return log
-    ts = pd.to_datetime(log["ts"], utc=True)
+    t = pd.to_datetime(log[time_column], utc=True)
     keep = np.ones(len(log), bool)
-    if (s := to_utc(start)) is not None: keep &= (ts >= s).to_numpy()
-    if (e := to_utc(end)) is not None: keep &= (ts < e).to_numpy()
+    if (s := to_utc(start)) is not None: keep &= (t >= s).to_numpy()
+    if (e := to_utc(end)) is not None: keep &= (t < e).to_numpy()
     return log.loc[keep].reset_index(drop=True)
 
 def window_features(window: pd.DataFrame,                 # prediction-log rows
@@ -566,18 +593,18 @@ def window_features(window: pd.DataFrame,                 # prediction-log rows
     return df.reset_index(drop=True)
 
 def read_labels(home: str | os.PathLike | None = None) -> pd.DataFrame:
-    "Delayed labels from `feedback.db` (customer_id as text, churned 0/1, ts UTC); empty when none were posted."
+    "Delayed labels from `feedback.db` (customer_id as text, churned 0/1, ts = the outcome's event time, UTC)."
     df = read_feedback(home)
     return pd.DataFrame({"customer_id": df["customer_id"].astype(str), "churned": df["churned"].astype("int64"),
                          "ts": pd.to_datetime(df["ts"], utc=True).astype("datetime64[us, UTC]")})
 
 def join_labels(predictions: pd.DataFrame,          # prediction-log rows
-                labels: pd.DataFrame,               # customer_id, churned, ts (outcome time)
-                horizon_days: float | None = 30,    # the label horizon: churn within this many days after the prediction
+                labels: pd.DataFrame,               # customer_id, churned, ts (the outcome's event time)
+                horizon_days: float | None = 30,    # the label horizon: churn within this many days after the prediction's as_of
                ) -> pd.DataFrame:
-    "Predictions with a `label` column: 1 churned within the horizon, 0 known to have stayed past it, NaN not known yet."
-    p = predictions.copy()
-    p["_ts"] = pd.to_datetime(p["ts"], utc=True).astype("datetime64[us, UTC]"); p["_cid"] = p["customer_id"].astype(str)
+    "Predictions with a `label`: 1 churned within the horizon after `as_of`, 0 known to have stayed past it, NaN not known yet."
+    p = with_event_time(predictions)
+    p["_ts"] = p[EVENT_TIME]; p["_cid"] = p["customer_id"].astype(str)
     p["_order"] = np.arange(len(p))
     if len(labels) == 0 or len(p) == 0:
         p["label"] = np.nan; p["label_ts"] = pd.NaT
@@ -596,7 +623,7 @@ def join_labels(predictions: pd.DataFrame,          # prediction-log rows
     last_seen = l.groupby("_cid")["_ts"].max()                 # the latest outcome we know of, churn or not
     seen = m["_cid"].map(last_seen)
     churned = m["label_ts"].notna() & (m["label_ts"] - m["_ts"] <= h)
-    stayed = ~churned & seen.notna() & (seen - m["_ts"] >= h)
+    stayed = ~churned & seen.notna() & (seen - m["_ts"] >= h)  # feedback covers the whole outcome window
     m["label"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
     m["label_ts"] = m["label_ts"].where(churned, seen.where(stayed))
     return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order"]).reset_index(drop=True)
@@ -628,11 +655,11 @@ def performance_by_window(joined: pd.DataFrame,      # `join_labels` output
                           freq: str = "1D",           # window length (pandas offset)
                           calibrator: Callable | None = None,  # optional map applied to probabilities before CBPE
                          ) -> pd.DataFrame:
-    "Per window: n, labelled share, realised metrics (labelled rows), CBPE estimates (all rows) and the estimate's error."
+    "Per window of event time: n, labelled share, realised metrics (labelled rows), CBPE estimates (all rows) and the estimate's error."
     ok = joined[pd.to_numeric(joined.get("status", 200), errors="coerce").fillna(200) < 400] if "status" in joined else joined
-    ok = ok[ok["churn_probability"].notna()]
+    ok = with_event_time(ok[ok["churn_probability"].notna()])
     rows = []
-    for w, g in ok.groupby(pd.to_datetime(ok["ts"], utc=True).dt.floor(freq)):
+    for w, g in ok.groupby(ok[EVENT_TIME].dt.floor(freq)):
         p = g["churn_probability"].to_numpy(float)
         if calibrator is not None: p = calibrator(p)
         yhat = g["churn_predicted"].astype(int).to_numpy() if "churn_predicted" in g else (p >= 0.5).astype(int)
@@ -662,7 +689,7 @@ def serving_summary(log: pd.DataFrame,                 # prediction-log rows
     return out.reset_index(drop=by is None)
 
 def serving_over_time(log: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
-    "`serving_summary` per time window."
+    "`serving_summary` per window of wall time (latency is about when requests were answered, not what they were about)."
     if len(log) == 0: return serving_summary(log)
     return serving_summary(log.assign(window=pd.to_datetime(log["ts"], utc=True).dt.floor(freq)), by="window")
 
@@ -670,43 +697,78 @@ def process_metrics(pid: int,                    # the serving process
                     interval: float = 0.2,       # seconds over which CPU is measured
                     children: bool = True,       # include worker processes
                    ) -> dict:
-    "CPU percent (of one core), resident memory (MB) and threads of a process and its children (psutil)."
+    "CPU (% of the machine and of one core), memory (% of total, RSS MB) and threads, summed over a process and its children."
     import psutil
     try: proc = psutil.Process(pid)
     except psutil.NoSuchProcess: raise ValueError(f"no process with pid {pid}") from None
-    procs = [proc] + (proc.children(recursive=True) if children else [])
+    kids = proc.children(recursive=True) if children else []
+    procs = [proc] + kids
     for p in procs:
         try: p.cpu_percent(None)
         except psutil.Error: pass
     time.sleep(interval)
-    cpu = rss = threads = 0.0
+    cpu = rss = mem = threads = 0.0
     for p in procs:
         try:
-            cpu += p.cpu_percent(None); rss += p.memory_info().rss; threads += p.num_threads()
+            cpu += p.cpu_percent(None); rss += p.memory_info().rss; mem += p.memory_percent(); threads += p.num_threads()
         except psutil.Error: pass
-    return {"pid": pid, "processes": len(procs), "cpu_percent": cpu, "rss_mb": rss / 2**20, "threads": int(threads),
-            "system_memory_percent": psutil.virtual_memory().percent}
+    return {"pid": pid, "worker_pids": [k.pid for k in kids], "processes": len(procs),
+            "cpu_percent": cpu / (psutil.cpu_count() or 1), "cpu_core_percent": cpu, "memory_percent": mem,
+            "rss_mb": rss / 2**20, "threads": int(threads), "system_memory_percent": psutil.virtual_memory().percent}
+
+def serving_process(home: str | os.PathLike | None = None,  # churnops home
+                   ) -> dict | None:
+    "The running service `churnops serve` recorded in `serve/server.json` (pid, workers); None when none is, or it has exited."
+    import psutil
+    from churnops.serve import server_info_path
+    p = server_info_path(home)
+    if not p.exists(): return None
+    try: info = json.loads(p.read_text())
+    except (OSError, ValueError) as e: raise ValueError(f"{p}: not a readable server record ({e})") from None
+    pid, started = info.get("pid"), to_utc(info.get("started"))
+    try: proc = psutil.Process(int(pid))
+    except (psutil.NoSuchProcess, TypeError, ValueError): return None
+    if started is not None and proc.create_time() > started.timestamp() + 60: return None   # the pid was reused
+    return {"pid": int(pid), "workers": info.get("workers"), "record": str(p)}
+
+GPU_QUERY = ["--query-gpu=utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"]
+
+def _gpu_number(s: str) -> float:
+    try: return float(s)
+    except ValueError: return float("nan")     # nvidia-smi prints [N/A] for what a GPU does not report
 
 def gpu_metrics(timeout: float = 5.0) -> list[dict] | None:
     "Utilisation and memory of each NVIDIA GPU via `nvidia-smi`; `None` when no GPU (or no driver) exists."
     import shutil
     exe = shutil.which("nvidia-smi")
     if exe is None: return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=index,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=timeout, check=True).stdout
+    try: out = subprocess.run([exe, *GPU_QUERY], capture_output=True, text=True, timeout=timeout, check=True).stdout
     except (subprocess.SubprocessError, OSError): return None
-    gpus = [dict(zip(("index", "utilization_percent", "memory_used_mb", "memory_total_mb"), map(float, l.split(","))))
-            for l in out.strip().splitlines() if l.strip()]
+    gpus = []
+    for i, line in enumerate(l for l in out.strip().splitlines() if l.strip()):
+        util, used, total = (_gpu_number(x.strip()) for x in (line.split(",") + ["", "", ""])[:3])
+        gpus.append({"index": i, "utilization_percent": util, "memory_used_mb": used, "memory_total_mb": total,
+                     "memory_percent": 100 * used / total if total else float("nan")})
     return gpus or None
 
-def system_metrics(pid: int | None = None) -> dict:
-    "Serving-process CPU/memory (when `pid` is given) and GPU utilisation, GPU reported as 'absent' where none exists."
-    out: dict[str, Any] = {"process": process_metrics(pid) if pid else None}
+def _nanmax(xs) -> float | None:
+    xs = [x for x in xs if x == x]
+    return max(xs) if xs else None
+
+def system_metrics(pid: int | None = None,                      # serving process; default: the one recorded under `home`
+                   home: str | os.PathLike | None = None,       # churnops home whose serve/server.json names the service
+                   interval: float = 0.2,                       # seconds over which CPU is measured
+                  ) -> dict:
+    "CPU and memory of the serving process tree, GPU use ('absent' where none), and the flat `metrics` the rules read."
+    source = "given" if pid else None
+    if not pid and home is not None and (rec := serving_process(home)) is not None: pid, source = rec["pid"], rec["record"]
+    proc = process_metrics(pid, interval) if pid else None
     g = gpu_metrics()
-    out["gpu"] = g if g is not None else "absent"
-    out["gpu_utilization_percent"] = float(np.mean([x["utilization_percent"] for x in g])) if g else None
-    return out
+    flat = {k: proc[k] for k in ("cpu_percent", "memory_percent", "rss_mb")} if proc else {}
+    if g: flat.update(gpu_utilization_percent=_nanmax(x["utilization_percent"] for x in g),
+                      gpu_memory_percent=_nanmax(x["memory_percent"] for x in g))
+    return {"process": proc, "pid_source": source, "gpu": g if g is not None else "absent",
+            "gpu_utilization_percent": flat.get("gpu_utilization_percent"), "metrics": flat}
 
 # %% ../nbs/09_monitor.ipynb #65f325fa
 def evaluate_rules(metrics: dict[str, float | None],          # metric name -> value from this run
@@ -764,8 +826,36 @@ def read_alerts(home: str | os.PathLike | None = None) -> pd.DataFrame:
     if not p.exists(): return pd.DataFrame(columns=["ts", "metric", "value", "threshold", "direction", "unit", "message"])
     return pd.DataFrame([json.loads(l) for l in p.read_text().splitlines() if l.strip()])
 
+def system_rules(config: Config | None = None) -> list[MonitoringRule]:
+    "Rules for the serving machine from `config.system_metrics`: CPU and memory share (80 %), busiest GPU (90 %)."
+    s = (config or Config()).system_metrics
+    return [MonitoringRule(metric="cpu_percent", threshold=100 * s.max_cpu, direction="above", unit="%"),
+            MonitoringRule(metric="memory_percent", threshold=100 * s.max_memory, direction="above", unit="%"),
+            MonitoringRule(metric="gpu_utilization_percent", threshold=100 * s.max_gpu, direction="above", unit="%")]
+
+def monitoring_rules(config: Config | None = None) -> list[MonitoringRule]:
+    "The config's `monitoring` rules, plus the system rules for metrics those do not name."
+    rules = list((config or Config()).monitoring)
+    named = {r.metric for r in rules}
+    return rules + [r for r in system_rules(config) if r.metric not in named]
+
 # %% ../nbs/09_monitor.ipynb #978cb6fb
 RETRAIN_REASONS = ("accuracy_degradation", "data_drift", "scheduled_retrain", "new_data_available")
+
+def seasonal_drift(feature_psi: dict | pd.Series,                   # PSI per feature: this window against the reference
+                   last_year_psi: dict | pd.Series | None,           # the same per feature, both windows moved back a year
+                   policy: SeasonAwarePolicy | None = None,          # thresholds (default: config's defaults)
+                  ) -> dict:
+    "Per feature, PSI in excess of last year's for the same calendar interval; which features drifted, their share, the verdict."
+    policy = policy or SeasonAwarePolicy()
+    now = pd.Series(feature_psi, dtype=float).dropna()
+    base = pd.Series(0.0, index=now.index) if last_year_psi is None else pd.Series(last_year_psi, dtype=float).reindex(now.index)
+    excess = now - base.fillna(0.0)              # a feature without last year's value counts on its plain PSI
+    drifted = sorted(excess.index[excess >= policy.psi_threshold])
+    share = len(drifted) / len(excess) if len(excess) else 0.0
+    return {"drifted": bool(len(excess)) and share >= policy.drifted_share, "share": share, "min_share": policy.drifted_share,
+            "drifted_columns": drifted, "baseline": "none" if last_year_psi is None else "last_year",
+            "excess_psi": {k: round(float(v), 6) for k, v in excess.items()}}
 
 @dataclass
 class TriggerDecision:
@@ -779,7 +869,7 @@ class TriggerDecision:
     def to_dict(self) -> dict: return asdict(self)
 
 class RetrainingTrigger:
-    "Decide on retraining from monitoring signals, with a cool-down persisted under the home."
+    "Decide on retraining from monitoring signals by the configured policy, with a cool-down persisted under the home."
     def __init__(self, home: str | os.PathLike | None = None,  # churnops home (state lives under reports/)
                  config: RetrainConfig | None = None,          # default: load_config(home).retrain
                 ):
@@ -795,28 +885,39 @@ class RetrainingTrigger:
     def _save_state(self, st: dict) -> None:
         write_json_atomic(self.state_path, st, indent=1)
 
+    def _drift(self, max_psi, dataset_drift, feature_psi, last_year_psi, details) -> list[str]:
+        "Why the data drifted, by the policy (`thresholds`: largest PSI or the dataset verdict; `season_aware`: beyond last year's)."
+        c = self.config
+        if max_psi is not None and not math.isnan(max_psi): details["max_psi"] = {"value": float(max_psi), "max": c.max_psi}
+        if dataset_drift is not None: details["dataset_drift"] = bool(dataset_drift)
+        if c.policy == "season_aware" and feature_psi is not None:
+            s = details["seasonal_drift"] = seasonal_drift(feature_psi, last_year_psi, c.season_aware)
+            if c.season_aware.season_window: details["training_window"] = "add last year's rows of the coming weeks"
+            return ["seasonal_psi"] if s["drifted"] else []
+        if c.policy == "season_aware": details["policy_note"] = "no per-feature PSI given: the thresholds rule decided drift"
+        why = []
+        if max_psi is not None and not math.isnan(max_psi) and max_psi > c.max_psi: why.append("max_psi")
+        if dataset_drift: why.append("dataset_drift")
+        return why
+
     def evaluate(self, accuracy: float | None = None,          # realised accuracy in the window (None: no labels yet)
                  max_psi: float | None = None,                # largest PSI over the features
                  dataset_drift: bool | None = None,           # drift_report(...).dataset_drift
-                 trained_at: datetime | str | None = None,    # when the champion was trained
+                 trained_at: datetime | str | None = None,    # when the champion was trained (the end of its data, in event time)
                  rows_since_training: int | None = None,      # new labelled rows since then
-                 now: datetime | str | None = None,
+                 now: datetime | str | None = None,           # the moment judged (the window's end, in event time)
+                 feature_psi: dict | pd.Series | None = None,  # season_aware: PSI per feature in this window
+                 last_year_psi: dict | pd.Series | None = None,  # season_aware: the same a year earlier (None: no baseline)
                 ) -> TriggerDecision:
         "The decision for these signals (does not launch anything; see `fire`)."
         c = self.config
         now = to_utc(now) or pd.Timestamp.now(tz="UTC")
-        reasons, details = [], {}
+        reasons, details = [], {"policy": c.policy}
         if accuracy is not None and not math.isnan(accuracy):
             details["accuracy"] = {"value": float(accuracy), "min": c.min_accuracy}
             if accuracy < c.min_accuracy: reasons.append("accuracy_degradation")
-        drift_why = []
-        if max_psi is not None and not math.isnan(max_psi):
-            details["max_psi"] = {"value": float(max_psi), "max": c.max_psi}
-            if max_psi > c.max_psi: drift_why.append("max_psi")
-        if dataset_drift is not None:
-            details["dataset_drift"] = bool(dataset_drift)
-            if dataset_drift: drift_why.append("dataset_drift")
-        if drift_why: reasons.append("data_drift"); details["data_drift_because"] = drift_why
+        if drift_why := self._drift(max_psi, dataset_drift, feature_psi, last_year_psi, details):
+            reasons.append("data_drift"); details["data_drift_because"] = drift_why
         if (t := to_utc(trained_at)) is not None:
             days = (now - t).total_seconds() / 86400
             details["days_since_training"] = {"value": days, "max": c.max_days_since_training}
@@ -886,6 +987,326 @@ def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tr
                               f"training with monitor.log_reference_profile, or monitor against a reference window ({type(e).__name__})") from None
         return load_profile(p), mv
 
+# %% ../nbs/09_monitor.ipynb #0fc19094
+@dataclass
+class Reference:
+    "What a window is compared with: a profile, where it came from, and the registered model version (if any)."
+    profile: dict
+    source: str
+    model_version: Any = None      # mlflow ModelVersion, None when no model is registered under that name
+
+def load_reference(home: str | os.PathLike | None,          # churnops home
+                   model: str = "churn",                      # registered model
+                   model_ref: str | int = "champion",         # its alias or version
+                   profile_path: str | os.PathLike | None = None,  # a profile JSON file instead of the model's
+                   start=None, end=None,                      # or: profile this earlier window of the log
+                   event_times: pd.DataFrame | None = None,   # see `with_event_time`
+                  ) -> Reference:
+    "The model's logged profile, a profile file, or a profile of an earlier log window; with the model version when registered."
+    mv = None
+    if profile_path: profile, source = load_profile(profile_path), str(profile_path)
+    elif start or end:
+        rows = read_window(home, start or None, end or None, event_times=event_times)
+        if len(rows) == 0: raise ValueError(f"the reference window {start} → {end} has no predictions")
+        profile, source = reference_profile(window_features(rows)), f"log {start} → {end}"
+    else:
+        profile, mv = model_reference_profile(home, model, model_ref)
+        source = f"model {model} v{mv.version} (run {mv.run_id})"
+    if mv is None:
+        try: mv = resolve_version(model, model_ref, tracking_client(home))
+        except Exception: mv = None    # no store, no such model: monitored against the profile alone
+    return Reference(profile, source, mv)
+
+def model_training_window(home: str | os.PathLike | None,  # churnops home
+                          mv,                               # a ModelVersion (or None)
+                         ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    "First and last observation date of a model's training data (event time, from its run's tags); else (None, registered)."
+    if mv is None: return None, None
+    try: tags = tracking_client(home).get_run(mv.run_id).data.tags
+    except Exception: tags = {}
+    start, end = to_utc(tags.get("churnops.as_of_start")), to_utc(tags.get("churnops.as_of_end"))
+    return start, end if end is not None else pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC")
+
+# %% ../nbs/09_monitor.ipynb #868f1700
+def drift_summary(profile: dict,                 # the reference profile
+                  current: pd.DataFrame,         # the window's features
+                  config: Config | None = None,  # thresholds and drift share
+                 ) -> dict:
+    "Drift of every profiled feature (Evidently's default method) beside its PSI: report, table, PSI per feature, largest PSI."
+    features = list(profile["columns"])
+    drift = drift_report_from_profile(profile, current, features, config=config)
+    psi = drift_report_from_profile(profile, current, features, methods="psi", config=config)
+    feature_psi = psi.table.set_index("column")["statistic"].astype(float)
+    table = drift.table.merge(psi.table[["column", "statistic"]].rename(columns={"statistic": "psi"}), on="column")
+    return {"report": drift, "table": table.sort_values(["drifted", "psi"], ascending=False, ignore_index=True),
+            "feature_psi": feature_psi, "max_psi": float(feature_psi.max()) if feature_psi.notna().any() else float("nan")}
+
+def last_year_psi(home: str | os.PathLike | None,   # churnops home
+                  columns: Sequence[str],            # features
+                  window: tuple,                     # (start, end) of this window, event time
+                  training: tuple,                   # (start, end) of the model's training window, event time
+                  lookback_days: float = 365,        # how far back the same season is
+                  min_rows: int = 30,                # fewer rows in either window a year back: None
+                  log: pd.DataFrame | None = None,   # an already-read log
+                  event_times: pd.DataFrame | None = None,
+                 ) -> pd.Series | None:
+    "PSI per feature a year earlier: last year's log over this window against last year's log over the training window."
+    if None in (*window, *training): return None
+    back = pd.Timedelta(days=lookback_days)
+    log = with_event_time(read_prediction_log(home) if log is None else log, event_times)
+    ref = read_window(log=log, start=to_utc(training[0]) - back, end=to_utc(training[1]) + pd.Timedelta(days=1) - back)
+    cur = read_window(log=log, start=to_utc(window[0]) - back, end=to_utc(window[1]) - back)
+    if min(len(ref), len(cur)) < min_rows: return None
+    rf, cf = window_features(ref), window_features(cur)
+    out = {}
+    for c in columns:
+        try: out[c] = column_drift(rf[c], cf[c], "psi")
+        except (KeyError, ValueError): out[c] = float("nan")
+    return pd.Series(out, dtype=float)
+
+# %% ../nbs/09_monitor.ipynb #a6907861
+def performance_summary(log: pd.DataFrame,             # the window's prediction-log rows
+                        labels: pd.DataFrame,          # `read_labels`
+                        config: Config | None = None,  # the label horizon
+                        freq: str = "1D",              # windows inside the window (event time)
+                       ) -> dict:
+    "Realised metrics over the labelled predictions, the CBPE estimate over all, and both per window."
+    cfg = config or Config()
+    joined = join_labels(log, labels, cfg.problem.label_horizon_days)
+    ok = joined[(pd.to_numeric(joined["status"], errors="coerce") < 400) & joined["churn_probability"].notna()]
+    lab = ok[ok["label"].notna()]
+    return {"by_window": performance_by_window(joined, freq),
+            "realised": served_metrics(lab["label"], lab["churn_probability"], lab["churn_predicted"].astype(int)),
+            "estimated": cbpe_estimate(ok["churn_probability"], ok["churn_predicted"].astype(int)),
+            "n": int(len(ok)), "n_labelled": int(len(lab)), "labelled_churned": int(lab["label"].sum())}
+
+def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)["by_window"]`
+                     min_accuracy: float | None = None,  # the trigger's line
+                    ):
+    "Realised and estimated accuracy and ROC AUC per window (event time), and the labelled share."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(12, 3)); ax = fig.subplots(1, 2)
+    for m in ("accuracy", "roc_auc"):
+        ax[0].plot(by_window["window"], by_window[m], marker="o", label=f"{m} (realised)")
+        ax[0].plot(by_window["window"], by_window[f"estimated_{m}"], ls="--", marker=".", label=f"{m} (CBPE)")
+    if min_accuracy is not None: ax[0].axhline(min_accuracy, color="red", lw=0.8, label="retrain.min_accuracy")
+    ax[0].legend(fontsize=8); ax[0].set_title("performance per window (event time)")
+    ax[1].bar(by_window["window"].dt.strftime("%Y-%m-%d %H:%M"), by_window["labelled_share"]); ax[1].set_title("share labelled")
+    for a in ax: a.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+def plot_distributions(profile: dict,          # the reference profile
+                       current: pd.DataFrame,  # the window's features
+                       table: pd.DataFrame,    # `drift_summary(...)["table"]` (its order: drifted first)
+                       max_plots: int = 12,
+                      ):
+    "Reference against current per feature: histograms for numbers, shares for categories; drifted titles in red."
+    from matplotlib.figure import Figure
+    order = table["column"].tolist()[:max_plots]
+    ncol = 3; nrow = max(1, math.ceil(len(order) / ncol))
+    fig = Figure(figsize=(5 * ncol, 3 * nrow)); axes = fig.subplots(nrow, ncol, squeeze=False)
+    for ax, c in zip(axes.flat, order):
+        col = profile["columns"][c]
+        cur = current[c].dropna() if c in current else pd.Series(dtype=float)
+        if col["kind"] == NUMERICAL:
+            cur = pd.to_numeric(cur, errors="coerce"); cur = cur[np.isfinite(cur)]
+            edges = np.array(col["histogram"]["edges"])
+            bins = np.linspace(min(edges[0], cur.min() if len(cur) else edges[0]), max(edges[-1], cur.max() if len(cur) else edges[-1]), 31)
+            ax.hist(reference_sample(profile, c, 5000), bins=bins, density=True, alpha=0.5, label="reference")
+            ax.hist(cur, bins=bins, density=True, alpha=0.5, label="current")
+        else:
+            rc = pd.Series({str(k): v for k, v in col["counts"]}, dtype=float); rc = rc / rc.sum()
+            pd.DataFrame({"reference": rc, "current": cur.astype(str).value_counts(normalize=True)}).fillna(0).head(15).plot.bar(ax=ax, alpha=0.7, legend=False)
+        r = table.set_index("column").loc[c]
+        ax.set_title(f"{c}: {r.method} {r.statistic:.3g}{' DRIFT' if r.drifted else ''}", fontsize=9, color="red" if r.drifted else "black")
+    axes.flat[0].legend(fontsize=8)
+    for ax in list(axes.flat)[len(order):]: ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+def plot_latency(over_time: pd.DataFrame,        # `serving_over_time`
+                 p99_budget: float | None = None,  # the config's p99 latency line
+                ):
+    "p50 and p99 latency per window of wall time; None when there is only one window."
+    if len(over_time) < 2: return None
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(12, 3)); ax = fig.subplots()
+    ax.plot(over_time["window"], over_time["p50_latency_ms"], label="p50"); ax.plot(over_time["window"], over_time["p99_latency_ms"], label="p99")
+    if p99_budget is not None: ax.axhline(p99_budget, color="red", lw=0.8)
+    ax.set_ylabel("ms"); ax.set_title("latency (wall time)"); ax.legend(); ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_monitor.ipynb #b38e8d9a
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+def monitoring_metrics(performance: dict,   # `performance_summary`
+                       drift: dict,         # `drift_summary`
+                       serving: pd.Series,  # `serving_summary(log, None).iloc[0]`
+                       system: dict,        # `system_metrics`
+                      ) -> dict[str, float | None]:
+    "The flat metrics the rules and MLflow read (None where there is no data)."
+    real, est = performance["realised"], performance["estimated"]
+    m = {**{k: real[k] for k in ("accuracy", "precision", "recall", "roc_auc", "precision_at_recall_80")},
+         **{f"estimated_{k}": est[k] for k in ("accuracy", "precision", "recall", "roc_auc")},
+         "psi": drift["max_psi"], "drift_share": drift["report"].share, "n_drifted": drift["report"].n_drifted,
+         "p50_latency_ms": serving.get("p50_latency_ms"), "p99_latency_ms": serving.get("p99_latency_ms"),
+         "error_rate": serving.get("error_rate"), "labelled_share": performance["n_labelled"] / max(performance["n"], 1),
+         **system.get("metrics", {})}
+    return {k: _num(v) for k, v in m.items()}
+
+def decide_retraining(home: str | os.PathLike | None,   # churnops home (trigger state)
+                      config: Config,                   # `retrain` policy and thresholds
+                      metrics: dict,                    # `monitoring_metrics`
+                      drift: dict,                      # `drift_summary`
+                      reference: Reference,             # the model judged
+                      window: tuple,                    # (start, end), event time
+                      labels: pd.DataFrame,             # `read_labels`
+                      launch: bool = False,             # launch the retrain command when the decision says so
+                      command: str | None = None,       # default: churnops pipeline run --home H
+                      log: pd.DataFrame | None = None,  # the whole log (season-aware baseline), read when needed
+                      event_times: pd.DataFrame | None = None,
+                     ) -> tuple[TriggerDecision, dict | None]:
+    "The trigger's decision for this window under the configured policy, and what `fire` launched."
+    train_start, trained_at = model_training_window(home, reference.model_version)
+    rows_since = int((labels["ts"] > trained_at).sum()) if trained_at is not None else (len(labels) or None)
+    seasonal = None
+    if config.retrain.policy == "season_aware":
+        sa = config.retrain.season_aware
+        seasonal = last_year_psi(home, list(drift["feature_psi"].index), window, (train_start, trained_at), sa.lookback_days,
+                                 sa.min_rows, log=log, event_times=event_times)
+    trigger = RetrainingTrigger(home, config.retrain)
+    d = trigger.evaluate(accuracy=metrics.get("accuracy"), max_psi=metrics.get("psi"), dataset_drift=drift["report"].dataset_drift,
+                         trained_at=trained_at, rows_since_training=rows_since, now=window[1],
+                         feature_psi=drift["feature_psi"], last_year_psi=seasonal)
+    if not (launch and d.retrain): return d, None
+    cmd = shlex.split(command) if command else [sys.executable, "-m", "churnops.cli", "pipeline", "run", "--home", str(Paths(home).home)]
+    return d, trigger.fire(d, launch=cmd)
+
+def verdict(decision: TriggerDecision,     # from `decide_retraining`
+            launch: dict | None = None,    # what was launched
+           ) -> str:
+    "One Markdown paragraph: retrain or not, and each reason with its numbers."
+    det, why = decision.details, []
+    for r in decision.reasons:
+        if r == "accuracy_degradation": why.append(f"realised accuracy {det['accuracy']['value']:.3f} < {det['accuracy']['min']:g}")
+        elif r == "data_drift":
+            s = det.get("seasonal_drift")
+            why.append(f"drift beyond last year's in {len(s['drifted_columns'])} features (share {s['share']:.2f} ≥ {s['min_share']:g}): "
+                       f"{', '.join(s['drifted_columns'][:8])}" if s else
+                       "data drift (" + ", ".join(f"largest PSI {det['max_psi']['value']:.3f} > {det['max_psi']['max']:g}" if b == "max_psi"
+                                                  else "dataset drift" for b in det["data_drift_because"]) + ")")
+        elif r == "scheduled_retrain": why.append(f"trained {det['days_since_training']['value']:.0f} days before the window's end")
+        elif r == "new_data_available": why.append(f"{det['rows_since_training']['value']} labelled rows since training")
+    head = "**Retrain: yes**" if decision.retrain else "**Retrain: no**"
+    if decision.suppressed: head += f" (held back by the {decision.suppressed} until {decision.cooldown_until})"
+    body = "; ".join(why) if why else "no rule fired"
+    tail = f"; launched pid {launch['pid']} (log {launch['log']})" if launch and launch.get("pid") else ""
+    return f"{head} — {body}{tail}. Policy: `{det.get('policy', 'thresholds')}`."
+
+# %% ../nbs/09_monitor.ipynb #82d803e7
+def log_monitoring_run(home: str | os.PathLike | None,  # churnops home
+                       run: "MonitorRun",                # the finished window
+                       experiment: str = "churn-monitoring",
+                      ) -> str:
+    "Log a window's metrics, drift statistics, alerts and decision as an MLflow run; returns its id."
+    import mlflow
+    from .tracking import setup_mlflow
+    setup_mlflow(home, experiment=experiment)
+    mv, (s, e) = run.reference.model_version, (run.window_start, run.window_end)
+    with mlflow.start_run(run_name=f"monitor {s:%Y-%m-%d %H:%M} → {e:%Y-%m-%d %H:%M}") as r:
+        mlflow.log_params({"window_start": str(s), "window_end": str(e), "model_version": getattr(mv, "version", None),
+                           "reference": run.reference.source[:250], "retrain_policy": run.decision.details.get("policy")})
+        mlflow.log_metrics({k: v for k, v in run.metrics.items() if v is not None})
+        mlflow.log_metrics({f"drift.{t.column}": float(t.statistic) for t in run.drift["table"].itertuples() if pd.notna(t.statistic)})
+        mlflow.set_tags({"churnops.retrain": str(run.decision.retrain), "churnops.retrain_reasons": ",".join(run.decision.reasons),
+                         "churnops.dataset_drift": str(run.drift["report"].dataset_drift), "churnops.alerts": str(len(run.alerts))})
+        mlflow.log_dict(run.drift["report"].to_dict(), "drift_report.json")
+        mlflow.log_dict({"alerts": run.alerts}, "alerts.json")
+        return r.info.run_id
+
+@dataclass
+class MonitorRun:
+    "One monitored window: every step's result (the job's cells show them) and the decision."
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    log: pd.DataFrame
+    reference: Reference
+    current: pd.DataFrame
+    drift: dict
+    performance: dict
+    serving: dict
+    system: dict
+    metrics: dict
+    alerts: list
+    skipped: list
+    alert_result: dict
+    decision: TriggerDecision
+    launch: dict | None = None
+    mlflow_run_id: str | None = None
+
+    @property
+    def verdict(self) -> str: return verdict(self.decision, self.launch)
+
+    def summary(self) -> dict:
+        "The JSON result of the job (what `run_monitor` returns, with the report's paths added)."
+        d, perf = self.drift, self.performance
+        return {"window_start": str(self.window_start), "window_end": str(self.window_end), "time": EVENT_TIME,
+                "n_predictions": int(len(self.log)), "n_labelled": perf["n_labelled"], "labelled_churned": perf["labelled_churned"],
+                "reference": self.reference.source, "model_version": getattr(self.reference.model_version, "version", None),
+                "verdict": self.verdict,
+                "drift": {"dataset_drift": d["report"].dataset_drift, "share": d["report"].share, "n_drifted": d["report"].n_drifted,
+                          "n_columns": d["report"].n_columns, "drifted_columns": d["report"].drifted_columns, "max_psi": self.metrics["psi"],
+                          "table": json.loads(d["table"].to_json(orient="records"))},
+                "metrics": self.metrics, "estimated": {k: _num(v) for k, v in perf["estimated"].items()},
+                "performance": json.loads(perf["by_window"].to_json(orient="records", date_format="iso")),
+                "serving": json.loads(self.serving["by_version"].to_json(orient="records")), "system": self.system,
+                "alerts": self.alerts, "alerts_skipped": self.skipped, "webhook": self.alert_result,
+                "trigger": self.decision.to_dict(), "launch": self.launch, "mlflow_run_id": self.mlflow_run_id}
+
+# %% ../nbs/09_monitor.ipynb #4539187f
+def monitor_window(home: str | os.PathLike | None,  # churnops home
+                   window_start, window_end,         # the window, event time (start inclusive, end exclusive)
+                   model: str = "churn", model_ref: str = "champion",   # the model judged (its reference profile)
+                   reference_profile: str | os.PathLike | None = None,  # a profile JSON instead of the model's
+                   reference_start=None, reference_end=None,            # or: profile this earlier window of the log
+                   freq: str = "1D",                 # performance windows (event time)
+                   webhook_url: str | None = None,   # POST alerts here
+                   launch_retrain: bool = False,     # let the trigger launch `retrain_command`
+                   retrain_command: str | None = None,
+                   serving_pid: int | None = None,   # default: the service recorded in serve/server.json
+                   event_times: str | os.PathLike | pd.DataFrame | None = None,  # request_id → as_of for a log without as_of
+                   experiment: str | None = "churn-monitoring",  # MLflow experiment (None: do not log)
+                   result_path: str | os.PathLike | None = None,  # where the JSON result is written
+                  ) -> MonitorRun:
+    "Every step of the monitoring job for one window: drift, performance, serving and system, alerts, the decision, records."
+    cfg = load_config(home=home)
+    start, end = to_utc(window_start), to_utc(window_end)
+    ev = read_table(event_times) if isinstance(event_times, (str, os.PathLike)) and str(event_times) else event_times
+    full = with_event_time(read_prediction_log(home), ev)
+    log = read_window(log=full, start=start, end=end)
+    if len(log) == 0: raise ValueError(f"no predictions in the prediction log ({Paths(home).predictions}) between {start} and {end} (event time): nothing to monitor")
+    ref = load_reference(home, model, model_ref, reference_profile, reference_start, reference_end, ev)
+    current = window_features(log)
+    drift = drift_summary(ref.profile, current, cfg)
+    labels = read_labels(home)
+    perf = performance_summary(log, labels, cfg, freq)
+    serving = {"by_version": serving_summary(log, "model_version"), "overall": serving_summary(log, None).iloc[0],
+               "over_time": serving_over_time(log, "1h")}
+    system = system_metrics(serving_pid or None, home=home)
+    metrics = monitoring_metrics(perf, drift, serving["overall"], system)
+    context = {"window_start": str(start), "window_end": str(end), "model": model, "model_version": getattr(ref.model_version, "version", None)}
+    alerts, skipped = evaluate_rules(metrics, monitoring_rules(cfg), context=context)
+    alert_result = record_alerts(home, alerts, webhook_url or None)
+    decision, launch = decide_retraining(home, cfg, metrics, drift, ref, (start, end), labels, launch_retrain, retrain_command or None,
+                                         log=full)
+    run = MonitorRun(start, end, log, ref, current, drift, perf, serving, system, metrics, alerts, skipped, alert_result, decision, launch)
+    if experiment: run.mlflow_run_id = log_monitoring_run(home, run, experiment)
+    if result_path: write_json_atomic(result_path, json.loads(json.dumps(run.summary(), default=str)), indent=1)
+    return run
+
 # %% ../nbs/09_monitor.ipynb #b90765ec
 MONITOR_EXPERIMENT = "churn-monitoring"
 
@@ -894,40 +1315,43 @@ def _iso(t) -> str:
     return "" if t is None else t.isoformat()
 
 def run_monitor(home: str | os.PathLike | None = None,  # churnops home
-                window_start=None,                       # window start (inclusive); default window_end - days
-                window_end=None,                         # window end (exclusive); default now
+                window_start=None,                       # window start (inclusive, event time); default window_end - days
+                window_end=None,                         # window end (exclusive, event time); default now
                 days: float = 7.0,                       # window length when window_start is not given
                 model: str = "churn",                    # registered model whose reference profile is used
                 model_ref: str = "champion",             # its alias or version
                 reference_profile: str | os.PathLike | None = None,  # a profile JSON file instead of the model's
                 reference_start=None, reference_end=None,  # or: profile this earlier window of the log as the reference
-                freq: str = "1D",                        # performance/latency windows inside the monitored window
+                freq: str = "1D",                        # performance windows inside the monitored window
                 webhook_url: str | None = None,          # POST alerts here
                 launch_retrain: bool = False,            # let the trigger launch `retrain_command`
                 retrain_command: str | None = None,      # default: `churnops pipeline run --home H`
-                serving_pid: int | None = None,          # serving process for CPU/memory
+                serving_pid: int | None = None,          # serving process; default: the one in serve/server.json
+                event_times: str | os.PathLike | None = None,  # table request_id, as_of for a log without event times
                 quiet: bool = True,
                ) -> dict:
-    "Run the monitoring job notebook for one window; returns its summary (paths, drift, metrics, alerts, decision)."
+    "Run the monitoring job notebook for one window; returns its result (paths, verdict, drift, metrics, alerts, decision)."
     h = Paths(home)
     end = to_utc(window_end) or pd.Timestamp.now(tz="UTC")
     start = to_utc(window_start) or end - pd.Timedelta(days=days)
     if start >= end: raise ValueError(f"window start {start} is not before window end {end}")
-    if len(read_window(home, start, end)) == 0:       # fail fast, before starting a kernel
-        raise ValueError(f"no predictions in the prediction log ({h.predictions}) between {start} and {end}: nothing to monitor")
+    ev = read_table(event_times) if event_times else None
+    if len(read_window(home, start, end, event_times=ev)) == 0:       # fail fast, before starting a kernel
+        raise ValueError(f"no predictions in the prediction log ({h.predictions}) between {start} and {end} (event time): nothing to monitor")
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
     h.reports.mkdir(parents=True, exist_ok=True)
     out = h.reports / f"monitor-{stamp}.ipynb"
-    summary = out.with_suffix(".json")
+    result = out.with_suffix(".json")
     params = dict(home=str(h.home), window_start=start.isoformat(), window_end=end.isoformat(), model=model,
                   model_ref=str(model_ref), reference_profile=str(reference_profile or ""),
                   reference_start=_iso(reference_start), reference_end=_iso(reference_end), freq=freq,
                   webhook_url=webhook_url or "", launch_retrain=bool(launch_retrain), retrain_command=retrain_command or "",
-                  serving_pid=int(serving_pid or 0), summary_path=str(summary), experiment=MONITOR_EXPERIMENT)
+                  serving_pid=int(serving_pid or 0), event_times=str(event_times or ""), result_path=str(result),
+                  experiment=MONITOR_EXPERIMENT)
     execute_job(job_notebook("monitor"), out, params, cwd=h.reports, quiet=quiet)
     html = out.with_suffix(".html")
-    res = json.loads(summary.read_text())
-    res.update(notebook=str(out), html=str(html) if html.exists() else None, summary=str(summary))
+    res = json.loads(result.read_text())
+    res.update(notebook=str(out), html=str(html) if html.exists() else None, summary=str(result))
     return res
 
 # %% ../nbs/09_monitor.ipynb #9f1e761c
@@ -935,9 +1359,10 @@ def _cmd_monitor(args) -> int:
     res = run_monitor(args.home, args.window_start, args.window_end, days=args.days, model=args.model, model_ref=args.ref,
                       reference_profile=args.profile, reference_start=args.reference_start, reference_end=args.reference_end,
                       freq=args.freq, webhook_url=args.webhook, launch_retrain=args.retrain,
-                      retrain_command=args.retrain_command, serving_pid=args.serving_pid, quiet=args.quiet)
+                      retrain_command=args.retrain_command, serving_pid=args.serving_pid, event_times=args.event_times, quiet=args.quiet)
     d, t = res["drift"], res["trigger"]
-    print(f"window {res['window_start']} .. {res['window_end']}: {res['n_predictions']} predictions, {res['n_labelled']} labelled")
+    print(res["verdict"].replace("**", "").replace("`", ""))
+    print(f"window {res['window_start']} .. {res['window_end']} (event time): {res['n_predictions']} predictions, {res['n_labelled']} labelled")
     print(f"drift: {d['n_drifted']}/{d['n_columns']} features drifted (share {d['share']:.2f}; dataset drift {d['dataset_drift']}): "
           f"{', '.join(d['drifted_columns']) or '-'}")
     m = res["metrics"]
@@ -979,7 +1404,8 @@ def add_commands(sub, parent) -> None:
     p.add_argument("--webhook", default=None, help="POST alerts to this URL")
     p.add_argument("--retrain", action="store_true", help="let the trigger launch the training pipeline")
     p.add_argument("--retrain-command", default=None, help="command the trigger launches (default: churnops pipeline run --home H)")
-    p.add_argument("--serving-pid", type=int, default=None, help="pid of the serving process (CPU/memory)")
+    p.add_argument("--serving-pid", type=int, default=None, help="pid of the serving process (default: from serve/server.json)")
+    p.add_argument("--event-times", default=None, help="table (request_id, as_of) of event times for a log that lacks them")
     p.set_defaults(func=_cmd_monitor)
     s = p.add_subparsers(dest="monitor_command", metavar="SUBCOMMAND")
     pr = s.add_parser("profile", parents=[parent], help="write a reference profile JSON of a CSV/parquet table")

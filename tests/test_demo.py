@@ -25,6 +25,12 @@ def test_demo_runs_the_whole_loop(tmp_path):
     assert len(runs) == 2 and all((r / "train.ipynb").exists() and (r / "evaluate.html").exists() for r in runs)
     decisions = [json.loads(l) for l in (Paths(home).reports / "retrain_decisions.jsonl").read_text().splitlines()]
     assert decisions[-1]["retrain"] and "data_drift" in decisions[-1]["reasons"]
+    # the monitoring report ran in the world's time: outcomes known for both classes, the world's dates on its axis
+    mon = json.loads(sorted(Paths(home).reports.glob("monitor-*.json"))[-1].read_text())
+    assert mon["n_labelled"] == mon["n_predictions"] and 0 < mon["labelled_churned"] < mon["n_labelled"]
+    assert all(mon["metrics"][k] is not None for k in ("accuracy", "precision", "recall", "roc_auc", "estimated_accuracy"))
+    assert [p["window"][:4] for p in mon["performance"]] and {p["window"][:4] for p in mon["performance"]} <= {"2024", "2025"}
+    assert len(mon["performance"]) == 7 and all(p["labelled_share"] == 1.0 for p in mon["performance"])
     log = pd.concat(pd.read_parquet(p) for p in Paths(home).predictions.glob("part-*.parquet"))
     assert len(log) >= 2 * 300 and (log.status == 200).all()
     # nothing changed since the retraining run: a third pipeline run skips every stage
