@@ -350,8 +350,10 @@ def _compact(self: PredictionLog, final: bool = False) -> None:
 
 @patch
 def flush(self: PredictionLog) -> int:
-    "Write every waiting row to parquet now; returns how many were written."
-    with self._step_lock: return self._rotate()
+    "Write every waiting row to parquet now, and compact what is due; returns how many rows were written."
+    with self._step_lock:
+        n = self._rotate(); self._compact()
+    return n
 
 @patch
 def _run(self: PredictionLog):
