@@ -425,8 +425,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'churnops.predlog._fsync_path': ('predlog.html#_fsync_path', 'churnops/predlog.py'),
                                   'churnops.predlog._full': ('predlog.html#_full', 'churnops/predlog.py'),
                                   'churnops.predlog._hold_lock': ('predlog.html#_hold_lock', 'churnops/predlog.py'),
-                                  'churnops.predlog._hour_dir': ('predlog.html#_hour_dir', 'churnops/predlog.py'),
-                                  'churnops.predlog._hours_present': ('predlog.html#_hours_present', 'churnops/predlog.py'),
                                   'churnops.predlog._inside': ('predlog.html#_inside', 'churnops/predlog.py'),
                                   'churnops.predlog._json_default': ('predlog.html#_json_default', 'churnops/predlog.py'),
                                   'churnops.predlog._log_table': ('predlog.html#_log_table', 'churnops/predlog.py'),
