@@ -557,7 +557,7 @@ def with_event_time(log: pd.DataFrame,                       # prediction-log ro
         if missing: raise ValueError(f"event times: missing column(s) {missing} (expected request_id, {EVENT_TIME})")
         by_id = _utc_series(event_times[EVENT_TIME]).set_axis(event_times["request_id"].astype(str))
         by_id = by_id[~by_id.index.duplicated()]
-        ev = ev.fillna(out["request_id"].astype(str).map(by_id))
+        ev = out["request_id"].astype(str).map(by_id).fillna(ev)   # the client's record wins: an old log's as_of is its ts
     out[EVENT_TIME] = ev.fillna(ts).astype("datetime64[us, UTC]")
     return out
 
@@ -569,7 +569,9 @@ def read_window(home: str | os.PathLike | None = None,  # churnops home
                 event_times: pd.DataFrame | None = None,  # see `with_event_time`
                ) -> pd.DataFrame:
     "Prediction-log rows with `start <= time < end`, in event time unless told otherwise; every row gets `as_of`."
-    log = with_event_time(read_prediction_log(home) if log is None else log, event_times)
+    if log is None:   # the log plans its files from their names: only the window's are read
+        log = read_prediction_log(home, start, end, time_column=time_column) if event_times is None else read_prediction_log(home)
+    log = with_event_time(log, event_times)
     if len(log) == 0: return log
     t = pd.to_datetime(log[time_column], utc=True)
     keep = np.ones(len(log), bool)
