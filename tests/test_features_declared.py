@@ -102,7 +102,7 @@ def test_stored_build_bucket_by_bucket_matches_one_piece(tmp_path):
     "A build in 5 buckets, each task reading its own: the same training set as all tables in memory as one bucket."
     from churnops import data as D
     home = tmp_path / "h"
-    S.simulate_world(home, customers=120, days=150, seed=2)
+    S.simulate_world(home, customers=120, days=240, seed=2)
     (home / "churnops.yaml").write_text("compute: {bucket_entities: 25}\n")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
