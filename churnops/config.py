@@ -19,8 +19,8 @@ from .files import write_text_atomic   # its home is `files`; simulate, data and
 __all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME',
            'parse_quantity', 'ProjectDefinition', 'MLProblem', 'Constraints', 'DataRequirements', 'Gate',
            'OnlineMetrics', 'SystemMetrics', 'MonitoringRule', 'SeasonAwarePolicy', 'RetrainConfig', 'DriftConfig',
-           'ComparisonConfig', 'OnlineStoreConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config',
-           'default_config_yaml', 'resolve_home', 'Paths']
+           'ComparisonConfig', 'OnlineStoreConfig', 'ComputeConfig', 'Config', 'ConfigError', 'config_from_dict',
+           'load_config', 'default_config_yaml', 'resolve_home', 'Paths']
 
 # %% ../nbs/00_config.ipynb #88874623
 _UNIT_FACTORS = {
@@ -182,6 +182,18 @@ class OnlineStoreConfig(_Strict):
         if scheme not in ("redis", "rediss", "unix"): raise ValueError(f"url: expected redis://, rediss:// or unix://, found scheme {scheme!r}")
         return self
 
+# %% ../nbs/00_config.ipynb #79c552b2
+class ComputeConfig(_Strict):
+    "Where bucket-by-bucket work runs: in-process (no `scheduler`) or on the Dask cluster at `scheduler`."
+    scheduler: str | None = None   # a Dask scheduler address, e.g. tcp://10.0.0.5:8786; $CHURNOPS_DASK_SCHEDULER overrides it
+    bucket_entities: int = Field(20_000, ge=1)  # entities per data bucket: a build's bucket count is its population / this, rounded up
+
+    @model_validator(mode="after")
+    def _scheduler_is_address(self):
+        if self.scheduler is not None and "://" not in self.scheduler:
+            raise ValueError(f"scheduler: expected an address such as tcp://host:8786, found {self.scheduler!r}")
+        return self
+
 # %% ../nbs/00_config.ipynb #52f38dfd
 class Config(_Strict):
     project: ProjectDefinition = ProjectDefinition()
@@ -191,6 +203,7 @@ class Config(_Strict):
     offline_gates: dict[str, Gate] = Field(default_factory=_default_gates)
     online_metrics: OnlineMetrics = OnlineMetrics()
     online_store: OnlineStoreConfig = OnlineStoreConfig()
+    compute: ComputeConfig = ComputeConfig()
     system_metrics: SystemMetrics = SystemMetrics()
     monitoring: list[MonitoringRule] = Field(default_factory=_default_monitoring)
     retrain: RetrainConfig = RetrainConfig()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,15 +26,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .compute import get_client, run_tasks
 from .config import Paths, load_config, write_text_atomic
 from .declaration import Declaration, Table, load_declaration, source_url
 
 # %% auto #0
 __all__ = ['TS', 'DTYPES', 'CAP_IQR', 'PART_ROWS', 'table_dtypes', 'DataError', 'SourceError', 'sql_engine', 'extract_sql',
-           'lake_partitions', 'extract_lake', 'extract_api', 'fit_rules', 'transform', 'ValidationFailed', 'validate',
-           'check', 'content_hash', 'column_stats', 'to_arrow', 'write_version', 'DataBuild', 'RequirementsNotMet',
-           'source_urls', 'extract_table', 'check_requirements', 'build', 'latest_build', 'read_build', 'load_table',
-           'load_build', 'versions', 'diff_versions', 'diff', 'format_diff', 'add_commands']
+           'lake_partitions', 'extract_lake', 'extract_api', 'fit_rules', 'transform', 'row_order', 'ValidationFailed',
+           'validate', 'check', 'bucket_of', 'split_buckets', 'bucket_count', 'content_hash', 'column_stats',
+           'to_arrow', 'write_version', 'DataBuild', 'RequirementsNotMet', 'source_urls', 'extract_table',
+           'check_requirements', 'build', 'latest_build', 'read_build', 'load_table', 'load_build', 'StoredBuild',
+           'open_build', 'versions', 'diff_versions', 'diff', 'format_diff', 'add_commands']
 
 # %% ../nbs/02_data.ipynb #f8323309
 TS = "datetime64[us, UTC]"
@@ -396,6 +400,10 @@ def transform(raw: pd.DataFrame,              # the extract
     return _clean(df, t, rep, rules, fit_until, entity)
 
 # %% ../nbs/02_data.ipynb #14b0d05a
+def row_order(t: Table, entity: str | None, columns) -> list[str]:
+    "The columns a table's rows are sorted by: its key, else its time column then the entity key (those present)."
+    return list(t.key) or [c for c in (t.time, entity) if c and c in columns]
+
 def _clean(df: pd.DataFrame, t: Table, rep: dict, rules: dict | None, fit_until, entity) -> tuple[pd.DataFrame, dict]:
     "Fill, cap, settle int columns and sort (steps 6 and 7)."
     if rules is None: rules = fit_rules(df, t, fit_until)
@@ -410,7 +418,7 @@ def _clean(df: pd.DataFrame, t: Table, rep: dict, rules: dict | None, fit_until,
         if over.any(): df.loc[over, c] = cap; rep["capped"][c] = int(over.sum())
     for c, dtype in table_dtypes(t).items():
         if dtype == "int64" and not df[c].isna().any(): df[c] = np.round(df[c]).astype("int64")
-    order = list(t.key) or [c for c in (t.time, entity) if c and c in df]
+    order = row_order(t, entity, df.columns)
     if order and not df[order[0]].is_monotonic_increasing: df = df.sort_values(order, kind="stable")   # (the hash ignores order)
     df = df.reset_index(drop=True)
     rep["rows_out"] = len(df); rep["rules"] = rules
@@ -476,6 +484,38 @@ def check(tables: dict[str, tuple[pd.DataFrame, dict]], decl: Declaration, max_n
     fails = [f for name, (df, rep) in tables.items() for f in validate(df, decl.tables[name], rep, max_null_ratio, name, decl.entity.key)]
     if fails: raise ValidationFailed(fails)
 
+# %% ../nbs/02_data.ipynb #7bf50ef9
+def _canonical(k) -> str:
+    "A key's text: integers (and integral floats) as digits, anything else as `str`."
+    if isinstance(k, (bool, np.bool_)): return str(k)
+    if isinstance(k, (int, np.integer)) or (isinstance(k, (float, np.floating)) and float(k).is_integer()): return str(int(k))
+    return str(k)
+
+def bucket_of(keys,   # entity keys (an array or Series of any dtype)
+              n: int,  # number of buckets
+             ) -> np.ndarray:
+    "Each key's bucket in `[0, n)`: SHA-1 of the key's text (first 8 bytes) modulo `n`; missing keys go to bucket 0."
+    codes, uniq = pd.factorize(pd.Series(keys))            # hash each distinct key once
+    b = np.array([int.from_bytes(hashlib.sha1(_canonical(k).encode()).digest()[:8], "big") % n for k in uniq], dtype=np.int64)
+    return np.where(codes >= 0, b[np.maximum(codes, 0)] if len(b) else 0, 0)
+
+def split_buckets(df: pd.DataFrame,  # rows holding the entity key
+                  key: str,          # the entity key column
+                  n: int,            # number of buckets
+                 ) -> list[pd.DataFrame]:
+    "`df` cut into its `n` buckets, each keeping the rows' relative order."
+    if n == 1: return [df]
+    b = bucket_of(df[key].to_numpy(), n)
+    order = np.argsort(b, kind="stable")
+    cuts = np.searchsorted(b[order], np.arange(n + 1))
+    return [df.iloc[order[cuts[i]: cuts[i + 1]]] for i in range(n)]
+
+def bucket_count(entities: int,  # rows of the population table
+                 home=None,      # churnops home (its `compute.bucket_entities`)
+                ) -> int:
+    "How many buckets a build of `entities` entities gets."
+    return max(1, math.ceil(entities / load_config(home=home).compute.bucket_entities))
+
 # %% ../nbs/02_data.ipynb #0a6b9366
 PART_ROWS = 1_000_000
 
@@ -519,8 +559,30 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
         else: cols[c] = pa.Array.from_pandas(s)
     return pa.table(cols)
 
-def write_version(home, table: str, df: pd.DataFrame, meta: dict | None = None) -> tuple[str, dict, bool]:
-    "Write `df` as an immutable version of `table`; return (version, manifest, created_now)."
+def _write_bucket(folder: str, bucket: int, df: pd.DataFrame) -> list[str]:
+    "Write one bucket's rows as parquet parts under `folder/bucket=NNN/` (a task); return their paths relative to `folder`."
+    sub = f"bucket={bucket:03d}"
+    (Path(folder) / sub).mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i, lo in enumerate(range(0, max(len(df), 1), PART_ROWS)):   # one Arrow slice at a time, not a full copy
+        name = f"{sub}/part-{i:05d}.parquet"
+        pq.write_table(to_arrow(df.iloc[lo: lo + PART_ROWS]), Path(folder) / name); parts.append(name)
+        _fault("load-after-part")
+    return parts
+
+def _write_parts(tmp: Path, df: pd.DataFrame, key: str | None, buckets: int, client) -> dict:
+    "Write `df`'s buckets into `tmp` (one task each); the manifest's fields that describe them."
+    key = key if key in df.columns else None
+    pieces = split_buckets(df, key, buckets) if key else [df]
+    parts = run_tasks(client, _write_bucket, [(str(tmp), b, piece) for b, piece in enumerate(pieces)])
+    return {"parts": [p for ps in parts for p in ps], "buckets": len(parts), "bucket_key": key, "bucket_parts": parts}
+
+def write_version(home, table: str, df: pd.DataFrame, meta: dict | None = None,
+                  key: str | None = None,   # the entity key to bucket by (None, or not a column: one bucket)
+                  buckets: int = 1,         # the bucket count
+                  client=None,              # compute client (default `compute.get_client(home)`)
+                 ) -> tuple[str, dict, bool]:
+    "Write `df` as an immutable version of `table`, bucketed by `key`; return (version, manifest, created_now)."
     full = content_hash(df); version = full[:16]
     tdir = Paths(home).data / table; dest = tdir / version
     if (dest / "manifest.json").exists(): return version, json.loads((dest / "manifest.json").read_text()), False
@@ -528,14 +590,10 @@ def write_version(home, table: str, df: pd.DataFrame, meta: dict | None = None) 
     tmp = tdir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        parts = []
-        for i, lo in enumerate(range(0, max(len(df), 1), PART_ROWS)):   # one Arrow slice at a time, not a full copy
-            name = f"part-{i:05d}.parquet"
-            pq.write_table(to_arrow(df.iloc[lo: lo + PART_ROWS]), tmp / name); parts.append(name)
-            _fault("load-after-part")
+        layout = _write_parts(tmp, df, key, buckets, client or get_client(home))
         manifest = {"table": table, "version": version, "hash": full, "rows": len(df),
                     "schema": [{"name": c, "dtype": str(t)} for c, t in df.dtypes.items()],
-                    "stats": column_stats(df), "parts": parts, "created": datetime.now(timezone.utc).isoformat()} | (meta or {})
+                    "stats": column_stats(df), **layout, "created": datetime.now(timezone.utc).isoformat()} | (meta or {})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         try: os.rename(tmp, dest)
         except OSError:
@@ -647,15 +705,17 @@ def _transform_all(home, decl: Declaration, raw: dict, prev, since, window, fit_
     return out
 
 # %% ../nbs/02_data.ipynb #97d1a748
-def _load(home, decl: Declaration, out: dict, described: dict, params: dict, shortfalls: list) -> DataBuild:
-    "Write each table's version and the build record."
-    paths = Paths(home)
+def _load(home, decl: Declaration, out: dict, described: dict, params: dict, shortfalls: list, client=None) -> DataBuild:
+    "Write each table's version (bucketed by entity) and the build record."
+    paths, key = Paths(home), decl.entity.key
+    n = bucket_count(len(out[decl.population.table][0]), home)
     tables, hashes, new = {}, {}, []
     for name, (df, rep) in out.items():
         src = decl.tables[name].source
         meta = {"sources": {src: described[src]}, "params": params,
-                "rules": rep["rules"], "transform_report": {k: v for k, v in rep.items() if k != "rules"}}
-        v, m, created = write_version(home, name, df, meta)
+                "rules": rep["rules"], "rules_fit": "exact (medians and quartiles over every row)",
+                "order": row_order(decl.tables[name], key, df.columns), "transform_report": {k: v for k, v in rep.items() if k != "rules"}}
+        v, m, created = write_version(home, name, df, meta, key=key, buckets=n, client=client)
         tables[name], hashes[name] = v, m["hash"]
         if created: new.append(name)
     build_id = hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:16]
@@ -663,7 +723,7 @@ def _load(home, decl: Declaration, out: dict, described: dict, params: dict, sho
     rec_path = paths.data / "builds" / f"{build_id}.json"
     dhash = hashlib.sha256(json.dumps(decl.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
     record = {"build_id": build_id, "tables": tables, "hashes": hashes, "created": created, "sources": described, "params": params,
-              "new_versions": new, "declaration": dhash, "requirements": shortfalls}
+              "new_versions": new, "declaration": dhash, "requirements": shortfalls, "buckets": n}
     if not rec_path.exists(): _write_json_atomic(rec_path, record)
     else: record["created"] = json.loads(rec_path.read_text())["created"]; created = record["created"]
     _write_json_atomic(paths.data / "latest.json", record)
@@ -711,7 +771,7 @@ def build(home=None,                       # churnops home
               "since": str(since) if since else None, "fit_until": str(fit_until) if fit_until else None,
               "max_null_ratio": max_null_ratio}
     described = {n: _describe(s.kind, urls[n]) for n, s in decl.sources.items()}
-    b = _load(home, decl, out, described, params, shortfalls)
+    b = _load(home, decl, out, described, params, shortfalls, get_client(home))
     bar.update(); bar.close()
     return b
 
@@ -743,11 +803,22 @@ def read_build(home=None, build_id: str | None = None) -> dict:
     if len(hits) != 1: raise DataError(f"build {build_id!r} " + ("not found" if not hits else "is ambiguous"))
     return json.loads(hits[0].read_text())
 
+def _bucket_files(m: dict, buckets: Sequence[int] | None, of: int | None) -> tuple[list[str], bool]:
+    "The parts to read for `buckets` (of `of` buckets), and whether their rows must still be selected by `bucket_of`."
+    if buckets is None or m.get("bucket_key") is None: return m["parts"], False
+    n = of or m["buckets"]
+    bad = [b for b in buckets if not 0 <= b < n]
+    if bad: raise DataError(f"table {m['table']!r} version {m['version']}: bucket(s) {bad} outside [0, {n})")
+    if n != m["buckets"]: return m["parts"], True
+    return [p for b in sorted(set(buckets)) for p in m["bucket_parts"][b]], False
+
 def load_table(home=None,                  # churnops home
                table: str | None = None,   # the table's name (as declared)
                version: str | None = None,  # version (or prefix); None: the latest build's
+               buckets: Sequence[int] | None = None,  # read only these buckets (None: all)
+               of: int | None = None,      # the bucket count `buckets` refer to (default: the version's)
               ) -> pd.DataFrame:
-    "Read one data version of `table`."
+    "Read one data version of `table` (or some of its buckets)."
     if table is None: raise DataError("load_table: name the table to read")
     if version is None:
         rec = read_build(home)
@@ -755,15 +826,45 @@ def load_table(home=None,                  # churnops home
         version = rec["tables"][table]
     d = _version_dir(home, table, version)
     m = json.loads((d / "manifest.json").read_text())
-    df = pd.concat([pq.read_table(d / p).to_pandas() for p in m["parts"]], ignore_index=True)
+    if "bucket_parts" not in m and buckets is not None:
+        raise DataError(f"table {table!r} version {m['version']} was written before data versions were bucketed: rebuild it to read buckets")
+    files, select = _bucket_files(m, buckets, of)
+    df = pd.concat([pq.read_table(d / p).to_pandas() for p in files], ignore_index=True) if files else pd.DataFrame({c["name"]: [] for c in m["schema"]})
     for c in m["schema"]:
         if str(df[c["name"]].dtype) != c["dtype"]: df[c["name"]] = df[c["name"]].astype(c["dtype"])
+    if select: df = df[np.isin(bucket_of(df[m["bucket_key"]].to_numpy(), of), list(buckets))].reset_index(drop=True)
+    if len(files) > 1 and m.get("buckets", 1) > 1 and m.get("order"): df = df.sort_values(m["order"], kind="stable", ignore_index=True)
     return df
 
-def load_build(home=None, build_id: str | None = None) -> dict[str, pd.DataFrame]:
+def load_build(home=None, build_id: str | None = None,
+               buckets: Sequence[int] | None = None,  # read only these buckets of every table (None: all)
+              ) -> dict[str, pd.DataFrame]:
     "Every table of a build (the latest when `build_id` is None)."
+    return open_build(home, build_id).load(buckets)
+
+@dataclass(frozen=True)
+class StoredBuild:
+    "A data build on disk, to read whole or bucket by bucket (small: tasks receive it and read their bucket)."
+    home: str
+    build_id: str
+    tables: dict[str, str]    # table -> version
+    buckets: int              # the build's bucket count
+
+    def load(self, buckets: Sequence[int] | None = None) -> dict[str, pd.DataFrame]:
+        "Every table (only `buckets` of them when given)."
+        return {t: load_table(self.home, t, v, buckets, self.buckets) for t, v in self.tables.items()}
+
+    def time_range(self, table: str, column: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        "First and last value of a timestamp column, from the manifest (None when the table is empty)."
+        st = _manifest(self.home, table, self.tables[table])["stats"][column]
+        return (pd.Timestamp(st["min"]), pd.Timestamp(st["max"])) if "min" in st else None
+
+    def rows(self, table: str) -> int: return _manifest(self.home, table, self.tables[table])["rows"]
+
+def open_build(home=None, build_id: str | None = None) -> StoredBuild:
+    "The build `build_id` (latest when None), to read bucket by bucket."
     rec = read_build(home, build_id)
-    return {t: load_table(home, t, v) for t, v in rec["tables"].items()}
+    return StoredBuild(str(Paths(home).home), rec["build_id"], dict(rec["tables"]), rec.get("buckets", 1))
 
 # %% ../nbs/02_data.ipynb #088eacc0
 def versions(home=None) -> pd.DataFrame:

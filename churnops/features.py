@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .data import StoredBuild, bucket_count, open_build, split_buckets
+from .compute import get_client, run_tasks
 from .declaration import Declaration, Feature, FeatureName, declaration_from_dict, expand_feature, load_declaration
 from .simulate import world_declaration
 
@@ -253,8 +255,20 @@ def _first_label_event(tables, declaration) -> pd.Series:
     ts = pd.Series(utc_ns(lab[declaration.tables[declaration.label.table].time]), index=lab[declaration.entity.key].to_numpy())
     return ts[ts != NAT].groupby(level=0).min()
 
+def _names(tables) -> dict:
+    "The tables held (a stored build: its table versions)."
+    return tables.tables if isinstance(tables, StoredBuild) else tables
+
+def _time_bounds(tables, name: str, column: str) -> tuple[int, int] | None:
+    "First and last time (ns) of a timestamp column; a stored build answers from its manifest. None when empty."
+    if isinstance(tables, StoredBuild):
+        r = tables.time_range(name, column)
+        return None if r is None else tuple(int(x) for x in utc_ns(pd.Series(list(r))))
+    s = utc_ns(tables[name][column]); s = s[s != NAT]
+    return (int(s.min()), int(s.max())) if len(s) else None
+
 def _data_end_ns(tables, declaration) -> int:
-    ends = [utc_ns(tables[n][t.time]).max() for n, t in declaration.tables.items() if t.time and n in tables and len(tables[n])]
+    ends = [b[1] for n, t in declaration.tables.items() if t.time and n in _names(tables) and (b := _time_bounds(tables, n, t.time))]
     return int(max(ends)) if ends else NAT
 
 # %% ../nbs/03_features.ipynb #c82c2e83
@@ -284,17 +298,28 @@ def label_frame(tables: dict[str, pd.DataFrame],        # the data version's tab
                ) -> pd.DataFrame:
     "Population with `is_churned` = 1 when the first label event is in `(as_of, as_of + horizon]`."
     decl = _default(declaration)
+    pop = _labels(tables, as_of_dates, horizon_days, decl)
+    _warn_censored(pop, _data_end_ns(tables, decl), _horizon_ns(decl, horizon_days))
+    return pop
+
+def _horizon_ns(decl: Declaration, horizon_days: float | None) -> float:
+    return float(decl.label.horizon_days if horizon_days is None else horizon_days) * 86400e9
+
+def _labels(tables, as_of_dates, horizon_days, decl) -> pd.DataFrame:
+    "`label_frame` without the censoring warning (a bucket's tables do not know the data's end)."
     pop = population(tables, as_of_dates, decl)
     first = _first_label_event(tables, decl).reindex(pop[decl.entity.key].to_numpy()).to_numpy(dtype="float64")
-    t = utc_ns(pop["as_of"]).astype("float64")
-    h = float(decl.label.horizon_days if horizon_days is None else horizon_days) * 86400e9
+    t, h = utc_ns(pop["as_of"]).astype("float64"), _horizon_ns(decl, horizon_days)
     pop["is_churned"] = ((first > t) & (first <= t + h)).astype("int64")
-    end = _data_end_ns(tables, decl)
-    if len(pop) and (t.max() + h) > end:
-        censored = sorted({str(d.date()) for d in pop.loc[t + h > end, "as_of"].unique()})
-        warnings.warn(f"labels for as_of {censored} reach past the last event in the data ({pd.Timestamp(end, tz='UTC')}): "
-                      f"churn after it is unknown, so those labels are censored", stacklevel=2)
     return pop
+
+def _warn_censored(lab: pd.DataFrame, end: int, h: float) -> None:
+    "Warn when label windows reach past `end` (ns), the last event of the data."
+    t = utc_ns(lab["as_of"]).astype("float64")
+    if len(lab) and (t.max() + h) > end:
+        censored = sorted({str(d.date()) for d in lab.loc[t + h > end, "as_of"].unique()})
+        warnings.warn(f"labels for as_of {censored} reach past the last event in the data ({pd.Timestamp(end, tz='UTC')}): "
+                      f"churn after it is unknown, so those labels are censored", stacklevel=3)
 
 # %% ../nbs/03_features.ipynb #0e38b71e
 def _event_time(df: pd.DataFrame, table, entry) -> np.ndarray:
@@ -442,24 +467,51 @@ FEATURE_COLUMNS: list[str] = feature_columns(_world())        # the simulator's 
 NUMERIC_COLUMNS: list[str] = numeric_columns(_world())
 CATEGORICAL_COLUMNS: list[str] = categorical_columns(_world())
 
-def build_features(tables: dict[str, pd.DataFrame],        # the data version's tables
+def _bucket_rows(tables, bucket: int, dates: list, horizon_days: float | None, decl: Declaration, labels: bool) -> pd.DataFrame:
+    "One bucket's rows (a task): a stored build's bucket is read here; in-memory tables arrive already cut."
+    if isinstance(tables, StoredBuild): tables = tables.load([bucket])
+    grid = _labels(tables, dates, horizon_days, decl) if labels else population(tables, dates, decl)
+    cols = [grid[[decl.entity.key, "as_of"]], compute_features(tables, grid, decl)]
+    return pd.concat(cols + ([grid[["is_churned"]]] if labels else []), axis=1)
+
+def _bucket_inputs(tables, decl: Declaration, buckets: int | None) -> list:
+    "Each task's tables: a stored build itself (each task reads its bucket), or in-memory tables cut by `data.split_buckets`."
+    if isinstance(tables, StoredBuild): return [tables] * tables.buckets
+    check_tables(tables, decl)
+    n, key = buckets or bucket_count(len(tables[decl.population.table])), decl.entity.key
+    cut = {name: split_buckets(df, key, n) if key in df.columns else [df] * n for name, df in tables.items()}
+    return [{name: cut[name][b] for name in tables} for b in range(n)]
+
+def _per_bucket(tables, as_of_dates, horizon_days, decl: Declaration, labels: bool, buckets, client) -> pd.DataFrame:
+    "Rows of every bucket, computed as tasks on the compute client, concatenated in (as_of, entity) order."
+    dates = list(as_of_dates)
+    inputs = _bucket_inputs(tables, decl, buckets)
+    client = client or get_client(tables.home if isinstance(tables, StoredBuild) else None)
+    parts = run_tasks(client, _bucket_rows, [(t, b, dates, horizon_days, decl, labels) for b, t in enumerate(inputs)])
+    out = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+    return out.sort_values(["as_of", decl.entity.key], kind="stable", ignore_index=True)
+
+def build_features(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables, or a stored build (`data.open_build`)
                    as_of_dates: Iterable,                   # observation dates (naive = UTC)
                    declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
+                   buckets: int | None = None,              # in-memory tables: buckets to cut them into (default `data.bucket_count`)
+                   client=None,                             # compute client (default `compute.get_client()`)
                   ) -> pd.DataFrame:
     "Columns entity key, `as_of` and the feature columns, one row per entity in the population at each date."
-    decl = _default(declaration)
-    pop = population(tables, as_of_dates, decl)
-    return pd.concat([pop, compute_features(tables, pop, decl)], axis=1)
+    return _per_bucket(tables, as_of_dates, None, _default(declaration), False, buckets, client)
 
-def build_training_set(tables: dict[str, pd.DataFrame],        # the data version's tables
+def build_training_set(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables, or a stored build (`data.open_build`)
                        as_of_dates: Iterable,                   # observation dates (naive = UTC)
                        horizon_days: float | None = None,       # label window in days; default: the declaration's
                        declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
+                       buckets: int | None = None,              # in-memory tables: buckets to cut them into (default `data.bucket_count`)
+                       client=None,                             # compute client (default `compute.get_client()`)
                       ) -> pd.DataFrame:
     "Columns entity key, `as_of`, the feature columns, `is_churned`: one row per (entity, as_of) in the population."
     decl = _default(declaration)
-    lab = label_frame(tables, as_of_dates, horizon_days, decl)
-    return pd.concat([lab[[decl.entity.key, "as_of"]], compute_features(tables, lab, decl), lab[["is_churned"]]], axis=1)
+    out = _per_bucket(tables, as_of_dates, horizon_days, decl, True, buckets, client)
+    _warn_censored(out, _data_end_ns(tables, decl), _horizon_ns(decl, horizon_days))
+    return out
 
 # %% ../nbs/03_features.ipynb #be94d539
 def make_preprocessor(numeric: Sequence[str] | None = None,      # numeric columns (default NUMERIC_COLUMNS)
@@ -514,23 +566,28 @@ def write_frame_version(df: pd.DataFrame,        # the frame to store
         shutil.rmtree(tmp, ignore_errors=True)           # a concurrent writer produced the same content
     return dest
 
-def data_end(tables: dict[str, pd.DataFrame],         # the data version's tables
+def data_end(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables (or a stored build)
              declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
             ) -> pd.Timestamp:
     "The last event of any declared event table (UTC)."
     return pd.Timestamp(_data_end_ns(tables, _default(declaration)), tz="UTC")
 
-def data_start(tables: dict[str, pd.DataFrame],         # the data version's tables
+def data_start(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables (or a stored build)
                declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
               ) -> pd.Timestamp:
     "The first event of the tables that windowed features read (UTC): before it, windows see nothing."
     decl = _default(declaration)
     windowed = {f.table for f in decl.features if f.windows and f.table != decl.label.table}
-    starts = [utc_ns(tables[n][decl.tables[n].time]).min() for n in sorted(windowed) if len(tables[n])]
+    starts = [b[0] for n in sorted(windowed) if (b := _time_bounds(tables, n, decl.tables[n].time))]
     if starts: return pd.Timestamp(min(starts), tz="UTC")
-    return to_utc(tables[decl.population.table][decl.population.since]).min() if decl.population.since else data_end(tables, decl)
+    return _first_since(tables, decl) if decl.population.since else data_end(tables, decl)
 
-def default_as_of_dates(tables: dict[str, pd.DataFrame],          # the data version's tables
+def _first_since(tables, decl: Declaration) -> pd.Timestamp | None:
+    "The earliest `since` of the population (None when it has no rows)."
+    b = _time_bounds(tables, decl.population.table, decl.population.since)
+    return None if b is None else pd.Timestamp(b[0], tz="UTC")
+
+def default_as_of_dates(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables (or a stored build)
                         horizon_days: float | None = None,        # label horizon: dates stop where labels would be censored; None: up to the data end
                         warmup_days: float = 90,                  # history needed before the first date (the longest window)
                         declaration: Declaration | None = None,   # default: `simulate.world_declaration()`
@@ -538,17 +595,16 @@ def default_as_of_dates(tables: dict[str, pd.DataFrame],          # the data ver
     "Monthly dates from `warmup_days` after the first windowed event (and 30 days after the first `since`) to the last date with a fully observed label window."
     decl = _default(declaration)
     first = data_start(tables, decl) + pd.Timedelta(days=warmup_days)
-    if decl.population.since: first = max(first, to_utc(tables[decl.population.table][decl.population.since]).min() + pd.Timedelta(days=30))
+    if decl.population.since and (since := _first_since(tables, decl)) is not None: first = max(first, since + pd.Timedelta(days=30))
     end = data_end(tables, decl) - pd.Timedelta(days=horizon_days or 0)
     return monthly_as_of_dates(first, end)
 
 # %% ../nbs/03_features.ipynb #c2ca8c46
 def _features_build(args) -> int:
-    from churnops import data as D
     from churnops.config import Paths, load_config
     horizon = args.horizon or load_config(home=args.home).problem.label_horizon_days
     decl = load_declaration(args.home)
-    tables = D.load_build(args.home, args.build_id)
+    tables = open_build(args.home, args.build_id)           # each task reads its own bucket
     default = lambda: default_as_of_dates(tables, horizon, declaration=decl)
     dates = monthly_as_of_dates(args.start or default()[0], args.end or default()[-1]) if args.start or args.end else default()
     if not dates: raise ValueError("no observation dates: the data is shorter than the label horizon plus 30 days")

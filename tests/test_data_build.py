@@ -162,3 +162,26 @@ def test_content_hash_is_order_independent_and_content_sensitive(rows, rnd):
     changed = df.copy(); changed.loc[0, "i"] = changed.loc[0, "i"] + 100
     assert data.content_hash(changed) != data.content_hash(df)
     assert data.content_hash(df.iloc[1:]) != data.content_hash(df)          # a dropped row (the multiset counts duplicates)
+
+
+def test_bucket_count_changes_no_hash_and_no_table(cli_home, tmp_path):
+    "The same sources built with 1 and with 4 buckets: the same build id and hashes, the same tables read back."
+    one = data.build(cli_home)
+    home = tmp_path / "four"
+    shutil.copytree(Paths(cli_home).sources, Paths(home).sources)
+    shutil.copy(Paths(cli_home).home / "declaration.yaml", home / "declaration.yaml")
+    (home / "churnops.yaml").write_text("compute: {bucket_entities: 40}\n")     # 150 customers: 4 buckets
+    four = data.build(home)
+    assert (four.build_id, four.hashes) == (one.build_id, one.hashes)
+    assert data.read_build(home)["buckets"] == 4 and data.read_build(cli_home)["buckets"] == 1
+    key = "customer_id"
+    for t, v in four.tables.items():
+        m = json.loads((Paths(home).data / t / v / "manifest.json").read_text())
+        assert m["buckets"] == 4 and [ps[0].split("/")[0] for ps in m["bucket_parts"]] == [f"bucket={b:03d}" for b in range(4)]
+        whole = data.load_table(home, t)
+        pd.testing.assert_frame_equal(whole, data.load_table(cli_home, t))     # whole tables equal, rows in the same order
+        parts = [data.load_table(home, t, buckets=[b]) for b in range(4)]
+        assert sum(map(len, parts)) == len(whole)
+        for b, p in enumerate(parts):                                           # a bucket holds whole entities
+            assert set(data.bucket_of(p[key], 4)) <= {b}
+        pd.testing.assert_frame_equal(parts[1], data.load_table(cli_home, t, buckets=[1], of=4))   # selected by hash: the same rows

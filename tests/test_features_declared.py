@@ -96,3 +96,26 @@ def test_comparison_can_fail():
     bad.loc[bad.index[0], "sessions_30d"] += 1e-9
     with pytest.raises(AssertionError):
         assert_same(bad, want)
+
+
+def test_stored_build_bucket_by_bucket_matches_one_piece(tmp_path):
+    "A build in 5 buckets, each task reading its own: the same training set as all tables in memory as one bucket."
+    from churnops import data as D
+    home = tmp_path / "h"
+    S.simulate_world(home, customers=120, days=240, seed=2)
+    (home / "churnops.yaml").write_text("compute: {bucket_entities: 25}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        D.build(home)
+    sb = D.open_build(home)
+    assert sb.buckets == 5
+    tables = D.load_build(home)
+    dates = F.default_as_of_dates(tables, 30)
+    assert F.default_as_of_dates(sb, 30) == dates and len(dates) >= 2      # the manifests give the same dates
+    got = F.build_training_set(sb, dates, 30)
+    want = F.build_training_set(tables, dates, 30, buckets=1)
+    assert len(want) > 200
+    pd.testing.assert_frame_equal(got, want)
+    assert F.frame_hash(got) == F.frame_hash(want)
+    with pytest.warns(UserWarning, match="censored"):                      # warned once, against the whole data's end
+        F.build_training_set(sb, [F.data_end(sb).normalize()], 30)
