@@ -440,6 +440,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.registry.champion_stack': ('registry.html#champion_stack', 'churnops/registry.py'),
                                    'churnops.registry.default_actor': ('registry.html#default_actor', 'churnops/registry.py'),
                                    'churnops.registry.evaluate_gates': ('registry.html#evaluate_gates', 'churnops/registry.py'),
+                                   'churnops.registry.feature_kinds': ('registry.html#feature_kinds', 'churnops/registry.py'),
                                    'churnops.registry.format_history': ('registry.html#format_history', 'churnops/registry.py'),
                                    'churnops.registry.gate_metrics': ('registry.html#gate_metrics', 'churnops/registry.py'),
                                    'churnops.registry.gate_names': ('registry.html#gate_names', 'churnops/registry.py'),
