@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from .files import write_text_atomic   # its home is `files`; simulate, data and store still import it from here
-
 # %% auto #0
 __all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME',
            'parse_quantity', 'ProjectDefinition', 'MLProblem', 'Constraints', 'DataRequirements', 'Gate',

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .compute import get_client, run_tasks
-from .config import Paths, load_config, write_text_atomic
+from .config import Paths, load_config
+from .files import safe_url, write_json_atomic, write_text_atomic
 from .declaration import Declaration, Table, load_declaration, source_url
 
 # %% auto #0
@@ -55,10 +56,6 @@ class SourceError(DataError):
 # %% ../nbs/02_data.ipynb #66c0985a
 _NO_START, _NO_END = datetime(1900, 1, 1), datetime(9999, 1, 1)
 
-def _safe_url(url) -> str:
-    import sqlalchemy as sa
-    try: return sa.engine.make_url(str(url)).render_as_string(hide_password=True)
-    except Exception: return str(url)
 
 def _naive_in(d, tz: str = "UTC", default: datetime | None = None) -> datetime | None:
     "A date/timestamp (naive means UTC) as a naive datetime in zone `tz`."
@@ -73,8 +70,8 @@ def sql_engine(db_url: str):
     url = sa.engine.make_url(db_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         p = Path(url.database)
-        if not p.exists(): raise SourceError(f"SQL source {_safe_url(db_url)}: database file {p} not found")
-        if not os.access(p, os.R_OK): raise SourceError(f"SQL source {_safe_url(db_url)}: database file {p} is not readable")
+        if not p.exists(): raise SourceError(f"SQL source {safe_url(db_url)}: database file {p} not found")
+        if not os.access(p, os.R_OK): raise SourceError(f"SQL source {safe_url(db_url)}: database file {p} is not readable")
         url = url.set(database=f"file:{p.resolve()}?mode=ro", query={"uri": "true"})
     return sa.create_engine(url)
 
@@ -89,7 +86,7 @@ def extract_sql(db_url: str,                  # SQLAlchemy URL
                ) -> pd.DataFrame:
     "The rows of a declared SQL query, the window bound as parameters."
     import sqlalchemy as sa
-    where = f"SQL source {_safe_url(db_url)}"
+    where = f"SQL source {safe_url(db_url)}"
     eng = sql_engine(db_url)
     q = sa.text(query)
     params = {"start_date": _naive_in(start_date, tz, _NO_START), "end_date": _naive_in(end_date, tz, _NO_END)}
@@ -131,7 +128,7 @@ def lake_partitions(url: str,                 # fsspec URL of the folder holding
     glob = re.sub(r"\{date:[^}]*\}", "*", partition)
     out: dict[date, list[str]] = {}
     try: files = sorted(fs.glob(f"{root}/{glob}/*.{fmt}"))
-    except Exception as e: raise SourceError(f"lake {_safe_url(url)}: cannot list partitions: {type(e).__name__}: {e}") from None
+    except Exception as e: raise SourceError(f"lake {safe_url(url)}: cannot list partitions: {type(e).__name__}: {e}") from None
     for f in files:
         rel = f.rstrip("/")[len(root) + 1:].rsplit("/", 1)[0]
         m = rx.fullmatch(rel)
@@ -623,8 +620,7 @@ class RequirementsNotMet(DataError):
         super().__init__("data requirements not met:\n" + "\n".join(f"  {s['requirement']}: found {s['observed']}, required {s['expected']}"
                                                                    for s in shortfalls))
 
-def _write_json_atomic(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
+
 
 # %% ../nbs/02_data.ipynb #3bfe7173
 def source_urls(decl: Declaration, home=None, db_url: str | None = None, lake_url: str | None = None,
@@ -634,7 +630,7 @@ def source_urls(decl: Declaration, home=None, db_url: str | None = None, lake_ur
     return {n: str(over[s.kind]) if over[s.kind] else source_url(s, home) for n, s in decl.sources.items()}
 
 def _describe(kind: str, url: str) -> str:
-    if kind == "sql": return _safe_url(url)
+    if kind == "sql": return safe_url(url)
     return f"in-process API {url}" if url.startswith("python:") else url
 
 def extract_table(decl: Declaration,          # the declaration
@@ -724,9 +720,9 @@ def _load(home, decl: Declaration, out: dict, described: dict, params: dict, sho
     dhash = hashlib.sha256(json.dumps(decl.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
     record = {"build_id": build_id, "tables": tables, "hashes": hashes, "created": created, "sources": described, "params": params,
               "new_versions": new, "declaration": dhash, "requirements": shortfalls, "buckets": n}
-    if not rec_path.exists(): _write_json_atomic(rec_path, record)
+    if not rec_path.exists(): write_json_atomic(rec_path, record)
     else: record["created"] = json.loads(rec_path.read_text())["created"]; created = record["created"]
-    _write_json_atomic(paths.data / "latest.json", record)
+    write_json_atomic(paths.data / "latest.json", record)
     return DataBuild(build_id, tables, created, rec_path, {k: r for k, (_, r) in out.items()}, new, hashes, shortfalls)
 
 # %% ../nbs/02_data.ipynb #b866b12d

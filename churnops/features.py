@@ -18,36 +18,21 @@ import yaml
 from .data import StoredBuild, bucket_count, open_build, split_buckets
 from .compute import get_client, run_tasks
 from .declaration import Declaration, Feature, FeatureName, declaration_from_dict, expand_feature, load_declaration
+from .files import to_utc, utc_ns
 from .simulate import world_declaration
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'NAT', 'DAY_NS', 'EXAMPLE_DECLARATION', 'FEATURE_COLUMNS', 'NUMERIC_COLUMNS', 'CATEGORICAL_COLUMNS',
-           'PREPROCESSOR_TRUSTED_TYPES', 'to_utc', 'utc_ns', 'monthly_as_of_dates', 'GroupTimeIndex',
-           'categorical_columns', 'numeric_columns', 'feature_columns', 'eval_expr', 'example_tables',
-           'example_declaration', 'check_tables', 'population', 'label_frame', 'compute_features', 'build_features',
-           'build_training_set', 'make_preprocessor', 'frame_hash', 'write_frame_version', 'data_end', 'data_start',
-           'default_as_of_dates', 'add_commands']
+           'monthly_as_of_dates', 'GroupTimeIndex', 'categorical_columns', 'numeric_columns', 'feature_columns',
+           'eval_expr', 'example_tables', 'example_declaration', 'check_tables', 'population', 'label_frame',
+           'compute_features', 'build_features', 'build_training_set', 'make_preprocessor', 'frame_hash',
+           'write_frame_version', 'data_end', 'data_start', 'default_as_of_dates', 'add_commands']
 
 # %% ../nbs/03_features.ipynb #d3d2e245
 NAT = np.iinfo(np.int64).min
 DAY_NS = 86_400 * 10**9
-
-def to_utc(values,  # timestamps: a scalar, or a Series/array/list; naive ones are declared UTC
-          ) -> pd.Series | pd.Timestamp:
-    "Timestamps as UTC: naive values are declared UTC, aware values converted."
-    if isinstance(values, (pd.Series, pd.Index, np.ndarray, list, tuple, pd.api.extensions.ExtensionArray)):
-        s = values if isinstance(values, pd.Series) else pd.Series(values)
-        if s.dtype == object or pd.api.types.is_string_dtype(s): return pd.to_datetime(s, utc=True, format="mixed")
-        return pd.to_datetime(s, utc=True)
-    ts = pd.Timestamp(values)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-def utc_ns(values) -> np.ndarray:
-    "Timestamps (naive = UTC) as int64 nanoseconds since the epoch; NaT becomes the int64 minimum."
-    s = to_utc(values)
-    return s.dt.tz_localize(None).dt.as_unit("ns").to_numpy().view("int64")
 
 # %% ../nbs/03_features.ipynb #2d6e0ff8
 def monthly_as_of_dates(start,  # first date (str or timestamp); rounded up to the next month start if needed
@@ -528,9 +513,6 @@ def make_preprocessor(numeric: Sequence[str] | None = None,      # numeric colum
     cat = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing", missing_values=np.nan)),
                     ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
     return ColumnTransformer([("num", num, numeric), ("cat", cat, categorical)], remainder="drop", verbose_feature_names_out=True)
-
-# %% ../nbs/03_features.ipynb #db64fe90
-PREPROCESSOR_TRUSTED_TYPES: list[str] = ["numpy.dtype"]
 
 # %% ../nbs/03_features.ipynb #2c105b87
 import hashlib

@@ -18,7 +18,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['PARQUET_SUFFIXES', 'atomic_path', 'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic', 'write_table',
-           'TableError', 'read_table', 'to_utc', 'utc_ns', 'utc_now', 'iso_utc']
+           'TableError', 'read_table', 'to_utc', 'utc_ns', 'utc_now', 'iso_utc', 'safe_url']
 
 # %% ../nbs/00a_files.ipynb #7cf35b48
 @contextlib.contextmanager
@@ -104,3 +104,11 @@ def iso_utc(t=None,                      # a timestamp (naive = UTC); None: now
     "ISO 8601 text of `t` in UTC, with its `+00:00` offset."
     t = utc_now() if t is None else to_utc(t).to_pydatetime()
     return t.isoformat(timespec=timespec)
+
+# %% ../nbs/00a_files.ipynb #7b272257
+def safe_url(url,  # a SQLAlchemy URL (str or URL), or anything else (an fsspec URL, a path)
+            ) -> str:
+    "The URL as text with its password hidden (`***`); text that is not a SQLAlchemy URL unchanged."
+    import sqlalchemy as sa
+    try: return sa.engine.make_url(str(url)).render_as_string(hide_password=True)
+    except Exception: return str(url)

@@ -71,7 +71,8 @@ def lineage(home: str | os.PathLike | None,  # churnops home
             "created": f["created"], "source": f["source"],
             "run": {"run_id": f["run_id"], "run_name": f["run_name"], "experiment_id": f["experiment_id"],
                     "parent_run_id": f["run_tags"].get("mlflow.parentRunId"), "datasets": datasets},
-            "data": {"build_id": f["data_version"], "build": data_build(home, f["data_version"]), "tables": tables,
+            "data": {"build_id": f["data_version"], "build": (build := data_build(home, f["data_version"])), "tables": tables,
+                     "declaration": (build or {}).get("declaration") or f["run_tags"].get("churnops.declaration"),
                      "as_of_start": f["run_tags"].get("churnops.as_of_start"), "as_of_end": f["run_tags"].get("churnops.as_of_end")},
             "features": {"feature_set_version": f["feature_set_version"], "columns": f["feature_columns"]},
             "code": {"git_commit": f["git_commit"], "churnops_version": f["churnops_version"]},
@@ -101,7 +102,8 @@ def format_lineage(lin: dict) -> str:
     d, fe, c, r, p = lin["data"], lin["features"], lin["code"], lin["run"], lin["parents"]
     out = [f"{lin['model']} version {lin['version']}" + (f"  semver {lin['semver']}" if lin["semver"] else "")
            + (f"  aliases {lin['aliases']}" if lin["aliases"] else "") + (f"  family {lin['family']}" if lin["family"] else ""),
-           f"  data build      {d['build_id'] or '(unknown)'}" + (f"  as of {d['as_of_start']} … {d['as_of_end']}" if d.get("as_of_start") else "")]
+           f"  data build      {d['build_id'] or '(unknown)'}" + (f"  as of {d['as_of_start']} … {d['as_of_end']}" if d.get("as_of_start") else ""),
+           f"  declaration     {d.get('declaration') or '(unknown)'}"]
     for t, m in d["tables"].items():
         rows = f"{m['rows']} rows" if m["rows"] is not None else "no manifest" if m["manifest"] is None else ""
         out.append(f"    {t:<16}{m['hash']}  {rows}")

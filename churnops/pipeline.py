@@ -282,11 +282,12 @@ def _api_fingerprint(entry: dict) -> dict:
 def source_fingerprint(sources: list[dict],  # one dict per table: name, kind (sql|lake|api), url, and table/query/time/path
                       ) -> dict:
     "What each source holds now (SQL counts and latest times, lake listings, API page hashes), keyed by name."
-    from churnops.data import _safe_url, sql_engine
+    from churnops.data import sql_engine
+    from churnops.files import safe_url
     out, engines = {}, {}
     try:
         for e in sources:
-            kind, where = e.get("kind"), f"source {e.get('name')!r} ({e.get('kind')} {_safe_url(e.get('url'))})"
+            kind, where = e.get("kind"), f"source {e.get('name')!r} ({e.get('kind')} {safe_url(e.get('url'))})"
             try:
                 if kind == "sql":
                     if e["url"] not in engines: engines[e["url"]] = sql_engine(e["url"])
@@ -296,7 +297,7 @@ def source_fingerprint(sources: list[dict],  # one dict per table: name, kind (s
                 else: raise ValueError(f"unknown kind {kind!r}: expected sql, lake or api")
             except Exception as err:
                 raise PipelineError(f"fingerprint of {where}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
-            out[e["name"]] = {"kind": kind, "url": _safe_url(e["url"]), **fp}
+            out[e["name"]] = {"kind": kind, "url": safe_url(e["url"]), **fp}
     finally:
         for eng in engines.values(): eng.dispose()
     return out

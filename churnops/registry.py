@@ -29,8 +29,8 @@ from .tracking import TrackingError, load_model_dir, tracking_client
 __all__ = ['EVENT_COLUMNS', 'NON_HYPERPARAMETERS', 'RESERVED_ACTIONS', 'HISTORY_COLUMNS', 'RegistryError', 'AuditStoreError',
            'GateFailure', 'registry_client', 'registered_model', 'get_version', 'audit_store', 'registry_lock',
            'default_actor', 'champion_stack', 'evaluate_gates', 'gate_names', 'gate_metrics', 'gates_summary',
-           'version_facts', 'hyperparameters', 'semver_bump', 'parse_semver', 'next_semver', 'promote', 'rollback',
-           'set_alias', 'set_challenger', 'record', 'reconcile', 'champion', 'history', 'trail_from_tags',
+           'feature_kinds', 'version_facts', 'hyperparameters', 'semver_bump', 'parse_semver', 'next_semver', 'promote',
+           'rollback', 'set_alias', 'set_challenger', 'record', 'reconcile', 'champion', 'history', 'trail_from_tags',
            'format_history', 'add_commands']
 
 # %% ../nbs/07_registry.ipynb #b7031052
@@ -306,6 +306,12 @@ def _json_tag(tags: dict, key: str):
     try: return json.loads(v)
     except (TypeError, ValueError): return v
 
+def feature_kinds(tags: dict,  # a training run's tags
+                 ) -> dict[str, str]:
+    "Each model input's kind, `numeric` or `categorical`, from the run's `churnops.numeric_columns` / `categorical_columns` tags."
+    return {**{c: "numeric" for c in _json_tag(tags, "churnops.numeric_columns") or []},
+            **{c: "categorical" for c in _json_tag(tags, "churnops.categorical_columns") or []}}
+
 def version_facts(client,                    # an `MlflowClient`
                   mv: "ModelVersion",        # the model version
                  ) -> dict:
@@ -319,6 +325,7 @@ def version_facts(client,                    # an `MlflowClient`
     return {"model": mv.name, "version": int(mv.version), "run_id": mv.run_id, "experiment_id": run.info.experiment_id,
             "run_name": run.info.run_name, "family": tags.get("churnops.model_family"),
             "feature_columns": _json_tag(tags, "churnops.feature_columns"),
+            "feature_kinds": feature_kinds(tags),
             "feature_set_version": tags.get("churnops.feature_set_version"),
             "data_version": tags.get("churnops.data_version"), "data_hashes": _json_tag(tags, "churnops.data_hashes") or {},
             "git_commit": tags.get("churnops.git_commit"), "churnops_version": tags.get("churnops.version"),
@@ -346,6 +353,9 @@ def semver_bump(candidate: dict,        # `version_facts` of the candidate
         removed, added = sorted(set(ca) - set(cb)), sorted(set(cb) - set(ca))
         if removed: major.append(f"feature schema changed: removed {removed}" + (f", added {added}" if added else ""))
         elif added: minor.append(f"features added: {added}")
+    ka, kb = champion.get("feature_kinds") or {}, candidate.get("feature_kinds") or {}
+    retyped = sorted(c for c in set(ka) & set(kb) if ka[c] != kb[c])
+    if retyped: major.append("features retyped: " + ", ".join(f"{c} {ka[c]} → {kb[c]}" for c in retyped))
     # the feature-set version also hashes where the views' snapshots live, which every data build changes: it stands in for
     # the schema only when a run did not record its feature columns
     known_columns = isinstance(ca, list) and isinstance(cb, list)

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from .config import Paths, write_text_atomic
+from .config import Paths
+from .files import write_table, write_text_atomic
 from .declaration import Declaration, declaration_from_dict
 
 # %% auto #0
@@ -552,8 +553,8 @@ def simulate_world(home=None,                  # churnops home (default $CHURNOP
         lake.abort(); raise
     lake.commit()
     truth = C.assign(churn_day=sim["churn_day"])
-    _write_parquet_atomic(truth, paths.sources / "truth.parquet")
-    _write_parquet_atomic(C[["customer_id", "credit_band", "regional_index"]], paths.sources / "external.parquet")
+    write_table(truth, paths.sources / "truth.parquet")
+    write_table(C[["customer_id", "credit_band", "regional_index"]], paths.sources / "external.parquet")
     import sqlalchemy as sa
     counts = {k: len(v) for k, v in tables.items()} | {"sessions": sim["n_sessions"], "external": len(C)}
     meta = W | {"hazard": HAZARD, "db_url": sa.engine.make_url(db_url).render_as_string(hide_password=True),
@@ -569,11 +570,6 @@ def _under(url: str, home: Path) -> str:
     if "://" in path or not Path(path).is_absolute() or not Path(path).resolve().is_relative_to(home.resolve()): return url
     rel = Path(path).resolve().relative_to(home.resolve()).as_posix()
     return f"sqlite:///{rel}" if url.startswith("sqlite:///") else rel
-
-def _write_parquet_atomic(df: pd.DataFrame, path: Path):
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    df.to_parquet(tmp, index=False); os.replace(tmp, path)
-
 
 def load_world(home=None) -> dict:
     "The settings `simulate_world` recorded in `sources/world.json`."

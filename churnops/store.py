@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .config import Paths, load_config, write_text_atomic
+from .config import Paths, load_config
+from .declaration import Declaration, load_declaration
+from .files import safe_url, to_utc, utc_ns, write_text_atomic
 from . import features as F
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ __all__ = ['log', 'FeatureType', 'CHURN_VIEW', 'Feature', 'FeatureView', 'featur
            'pit_indices_bruteforce', 'get_historical_features', 'OnlineStore', 'SQLiteOnlineStore', 'materialize',
            'get_online_features', 'OnlineStoreError', 'RedisOnlineStore', 'open_online_store', 'FeatureStore',
            'churn_feature_view', 'write_feature_snapshots', 'register_churn_features', 'registered_snapshot_dates',
-           'build_training_set_from_store', 'default_snapshot_dates', 'add_commands']
+           'build_training_set_from_store', 'churn_entity', 'entity_value', 'online_features_by_id',
+           'default_snapshot_dates', 'add_commands']
 
 # %% ../nbs/04_feature_store.ipynb #887a7079
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,9 +131,9 @@ def load_source(view: FeatureView,        # the view whose source to read
     missing = [c for c in need if c not in df.columns]
     if missing: raise ValueError(f"feature view {view.name!r}: source {view.source!r} lacks columns {missing} (has {list(df.columns)})")
     df = df[need]                                  # copy-on-write (pandas 3): no eager copy of a million rows
-    df[view.timestamp_field] = F.to_utc(df[view.timestamp_field])
+    df[view.timestamp_field] = to_utc(df[view.timestamp_field])
     if view.created_timestamp_field:
-        c = F.to_utc(df[view.created_timestamp_field])
+        c = to_utc(df[view.created_timestamp_field])
         df[view.created_timestamp_field] = c.fillna(df[view.timestamp_field])   # no created time: known at its event time
     bad = df[view.entity].isna() | df[view.timestamp_field].isna()
     if bad.any():
@@ -220,9 +223,9 @@ def _check_entity_df(entity_df: pd.DataFrame, entity: str, timestamp_column: str
             raise ValueError(f"entity_df has no {what} column {col!r} (columns: {list(entity_df.columns)})")
     nulls = entity_df[entity].isna().to_numpy()
     if nulls.any(): raise ValueError(f"entity_df has {int(nulls.sum())} null {entity!r} value(s), first at row position(s) {np.flatnonzero(nulls)[:5].tolist()}")
-    ts = F.to_utc(entity_df[timestamp_column].reset_index(drop=True))
+    ts = to_utc(entity_df[timestamp_column].reset_index(drop=True))
     if ts.isna().any(): raise ValueError(f"entity_df has null timestamps in {timestamp_column!r} at row position(s) {np.flatnonzero(ts.isna().to_numpy())[:5].tolist()}")
-    return F.utc_ns(ts)
+    return utc_ns(ts)
 
 def _check_key_types(entity_keys: pd.Series, source_keys: pd.Series, view: str) -> None:
     a, b = entity_keys.dtype, source_keys.dtype
@@ -255,8 +258,8 @@ def get_historical_features(entity_df: pd.DataFrame,      # entity key column + 
         ets = _check_entity_df(entity_df, view.entity, timestamp_column)
         src = sources[vname] if sources and vname in sources else load_source(view, home)
         _check_key_types(entity_df[view.entity], src[view.entity], vname)
-        created = F.utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else None
-        evt = F.utc_ns(src[view.timestamp_field])
+        created = utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else None
+        evt = utc_ns(src[view.timestamp_field])
         if created is not None and backfill_guard:
             late = int((created > evt).sum())
             if late: log.info("feature view %r: %d of %d rows were created after their event time; the backfill guard hides each from entity rows before its created time", vname, late, len(src))
@@ -359,11 +362,11 @@ def materialize(views: Iterable[FeatureView] | dict[str, FeatureView],  # views 
     written = {}
     for view in _as_view_dict(views).values():
         src = sources[view.name] if sources and view.name in sources else load_source(view, home)
-        evt = F.utc_ns(src[view.timestamp_field])
-        cre = F.utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else evt
+        evt = utc_ns(src[view.timestamp_field])
+        cre = utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else evt
         keep = np.ones(len(src), dtype=bool)
-        if start is not None: keep &= evt >= F.utc_ns(pd.Series([F.to_utc(start)]))[0]
-        if end is not None: keep &= evt <= F.utc_ns(pd.Series([F.to_utc(end)]))[0]
+        if start is not None: keep &= evt >= utc_ns(pd.Series([to_utc(start)]))[0]
+        if end is not None: keep &= evt <= utc_ns(pd.Series([to_utc(end)]))[0]
         sel = np.flatnonzero(keep)
         order = sel[np.lexsort((sel, cre[sel], evt[sel]))]
         latest = pd.Series(order, index=src[view.entity].to_numpy()[order]).groupby(level=0, sort=False).last().to_numpy()
@@ -432,10 +435,6 @@ def _sortable_ns(ns) -> str:
     "An int64 nanosecond time as 20-digit text that sorts like the number (Lua compares it exactly, unlike a double)."
     return f"{int(ns) + 2**63:020d}"
 
-def _masked(url: str) -> str:
-    from churnops.data import _safe_url
-    return _safe_url(url)
-
 # %% ../nbs/04_feature_store.ipynb #b5edc354
 class RedisOnlineStore(_RemembersViews):
     "Online store in Redis: a string `<prefix>:<view>:<entity key>` holding the sortable event and created times, then the value JSON."
@@ -444,7 +443,7 @@ class RedisOnlineStore(_RemembersViews):
                  batch: int = 1000,             # keys per upsert script call
                  timeout: float = 5.0):         # connect and read timeout, seconds
         import redis
-        self.url, self.prefix, self.batch = _masked(url), prefix, batch
+        self.url, self.prefix, self.batch = safe_url(url), prefix, batch
         try: self.r = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
         except ValueError as e: raise OnlineStoreError(f"the Redis online store URL {self.url!r} is not valid: {e}") from None
         with self._errors("connecting to"): self.r.ping()
@@ -566,22 +565,32 @@ def _cached_store(home: str | os.PathLike | None) -> FeatureStore:
 
 # %% ../nbs/04_feature_store.ipynb #5e0a05b5
 CHURN_VIEW = "churn_features"
+_VIEW_DTYPE = {"int": "int64", "string": "string"}
 
-def churn_feature_view(source: str,           # parquet folder/URL of the snapshots
-                       ttl_days: float = 35,  # how long a monthly snapshot stays usable
+def _declared(home, declaration: Declaration | None) -> Declaration:
+    "The declaration given, else the home's (`load_declaration`)."
+    return load_declaration(home) if declaration is None else declaration
+
+def churn_feature_view(source: str,                # parquet folder/URL of the snapshots
+                       declaration: Declaration,    # the entity and features of the view
+                       ttl_days: float = 35,        # how long a monthly snapshot stays usable
                       ) -> FeatureView:
-    "The view over the churn feature snapshots: every column of `features.FEATURE_COLUMNS`."
-    feats = [Feature(name=c, dtype="float64") for c in F.NUMERIC_COLUMNS] + [Feature(name=c, dtype="string") for c in F.CATEGORICAL_COLUMNS]
-    return FeatureView(name=CHURN_VIEW, features=feats, source=str(source), ttl=timedelta(days=ttl_days), owner="churnops",
-                       description="Monthly as-of-date churn features (features.build_features): activity, purchases, support, plan, profile")
+    "The view over the churn feature snapshots: the declaration's entity key and its model features (numeric, then categorical)."
+    feats = ([Feature(name=c, dtype="float64") for c in F.numeric_columns(declaration)]
+             + [Feature(name=c, dtype="string") for c in F.categorical_columns(declaration)])
+    return FeatureView(name=CHURN_VIEW, entity=declaration.entity.key, features=feats, source=str(source), ttl=timedelta(days=ttl_days),
+                       owner="churnops", tags={"entity_dtype": declaration.entity.dtype},
+                       description="Monthly as-of-date churn features of the declaration (features.build_features)")
 
 def write_feature_snapshots(home: str | os.PathLike | None,   # churnops home
                             tables: dict[str, pd.DataFrame],   # the data version's tables
                             as_of_dates: Iterable,             # snapshot dates
                             build_id: str | None = None,       # recorded in the manifest
+                            declaration: Declaration | None = None,  # default: the home's
                            ) -> Path:
     "Compute the feature snapshots and write them (atomically, content-addressed) as the churn view's source; returns the folder."
-    snap = F.build_features(tables, as_of_dates).rename(columns={"as_of": "event_timestamp"})
+    decl = _declared(home, declaration)
+    snap = F.build_features(tables, as_of_dates, decl).rename(columns={"as_of": "event_timestamp"})
     snap.insert(2, "created", snap["event_timestamp"])
     return F.write_frame_version(snap, Paths(home).features / CHURN_VIEW,
                                  {"build_id": build_id, "as_of_dates": sorted({str(t) for t in snap["event_timestamp"].unique()})})
@@ -591,14 +600,16 @@ def register_churn_features(home: str | os.PathLike | None,   # churnops home
                             tables: dict[str, pd.DataFrame] | None = None,  # default: data.load_build(home, build_id)
                             build_id: str | None = None,       # which data build (default latest)
                             ttl_days: float = 35,              # view ttl
+                            declaration: Declaration | None = None,  # default: the home's
                            ) -> FeatureStore:
     "Write the churn feature snapshots and register the `churn_features` view; returns the store."
+    decl = _declared(home, declaration)
     if tables is None:
         from churnops import data as D
         tables = D.load_build(home, build_id)
-    dest = write_feature_snapshots(home, tables, as_of_dates, build_id)
+    dest = write_feature_snapshots(home, tables, as_of_dates, build_id, decl)
     store = FeatureStore(home)
-    store.apply([churn_feature_view(dest, ttl_days)])
+    store.apply([churn_feature_view(dest, decl, ttl_days)])
     return store
 
 def registered_snapshot_dates(home: str | os.PathLike | None) -> list[pd.Timestamp]:
@@ -610,40 +621,74 @@ def registered_snapshot_dates(home: str | os.PathLike | None) -> list[pd.Timesta
 
 def build_training_set_from_store(home: str | os.PathLike | None,   # churnops home
                                   as_of_dates: Iterable,             # observation dates
-                                  horizon_days: float,               # label horizon
+                                  horizon_days: float | None = None, # label horizon; default: the declaration's `label.horizon_days`
                                   tables: dict[str, pd.DataFrame] | None = None,  # default: data.load_build(home, build_id)
                                   build_id: str | None = None,       # which data build (default latest)
+                                  declaration: Declaration | None = None,  # default: the home's
                                  ) -> pd.DataFrame:
     "The training set (same columns as `features.build_training_set`) with features point-in-time joined from the store.\n\n    The churn view is re-registered with snapshots for these dates plus those already registered, from `tables`."
+    decl = _declared(home, declaration)
     if tables is None:
         from churnops import data as D
         tables = D.load_build(home, build_id)
     dates = list(as_of_dates)
-    store = register_churn_features(home, sorted({F.to_utc(d) for d in dates} | set(registered_snapshot_dates(home))),
-                                    tables=tables, build_id=build_id)
-    labels = F.label_frame(tables, dates, horizon_days)
-    ent = labels[["customer_id"]].assign(event_timestamp=labels["as_of"])
-    joined = store.get_historical_features(ent, [f"{CHURN_VIEW}:*"])
-    out = pd.concat([labels[["customer_id", "as_of"]], joined[F.FEATURE_COLUMNS], labels[["is_churned"]]], axis=1)
-    for c in F.CATEGORICAL_COLUMNS: out[c] = out[c].astype("str")
+    store = register_churn_features(home, sorted({to_utc(d) for d in dates} | set(registered_snapshot_dates(home))),
+                                    tables=tables, build_id=build_id, declaration=decl)
+    key, cols = decl.entity.key, F.feature_columns(decl)
+    labels = F.label_frame(tables, dates, horizon_days, decl)
+    joined = store.get_historical_features(labels[[key]].assign(event_timestamp=labels["as_of"]), [f"{CHURN_VIEW}:*"])
+    out = pd.concat([labels[[key, "as_of"]], joined[cols], labels[["is_churned"]]], axis=1)
+    for c in F.categorical_columns(decl): out[c] = out[c].astype("str")
     return out
 
+# %% ../nbs/04_feature_store.ipynb #0df59d8a
+def churn_entity(home: str | os.PathLike | None = None,  # churnops home with a registered churn view
+                ) -> tuple[str, str]:
+    "`(key, dtype)` of the churn view's entity, as declared: what a request names a customer by (`('member_id', 'string')`)."
+    fs = _cached_store(home); fs._require()
+    view = fs.views.get(CHURN_VIEW)
+    if view is None: raise RuntimeError(f"no {CHURN_VIEW!r} view registered under {fs.paths.home}: run `churnops store register` first")
+    return view.entity, view.tags.get("entity_dtype", "int")
+
+def entity_value(v: Any,                 # an id as it came (JSON number or text, CLI text)
+                 dtype: str,             # the declared entity dtype: "int" or "string"
+                ) -> Any:
+    "The id in the declared type (`'5'` → 5 for int keys, 5 → `'5'` for string keys); `ValueError` when it cannot be."
+    if v is None or isinstance(v, bool): raise ValueError(f"an entity id must be an {dtype}; found {v!r}")
+    if dtype == "string": return str(v)
+    if isinstance(v, (int, np.integer)): return int(v)
+    if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v): return int(v)
+    raise ValueError(f"an entity id must be an integer; found {v!r}")
+
+def online_features_by_id(ids: Sequence,              # entity key values, e.g. ["M0001"] (typed as declared, see `entity_value`)
+                          features: Sequence[str] | None = None,  # bare names or "view:feature"; default: every churn feature
+                          home: str | os.PathLike | None = None,  # churnops home
+                         ) -> dict[str, list]:
+    "`get_online_features` keyed by the declared entity: columns `<entity key>`, the features and `_status` per id."
+    key, dtype = churn_entity(home)
+    fs = _cached_store(home)
+    rows = [{key: entity_value(i, dtype)} for i in ids]
+    return get_online_features(features or [f"{CHURN_VIEW}:*"], rows, fs.views, fs.online)
+
 # %% ../nbs/04_feature_store.ipynb #0580e6a6
-def default_snapshot_dates(tables: dict[str, pd.DataFrame]) -> list[pd.Timestamp]:
+def default_snapshot_dates(tables: dict[str, pd.DataFrame],          # the data version's tables
+                           declaration: Declaration | None = None,   # default: the simulator's world's (as in `features`)
+                          ) -> list[pd.Timestamp]:
     "Monthly snapshot dates up to the data end, plus the day after the last event (the 'now' serving needs)."
-    dates = F.default_as_of_dates(tables, None)
-    now = F.data_end(tables).normalize() + pd.Timedelta(days=1)
+    dates = F.default_as_of_dates(tables, None, declaration=declaration)
+    now = F.data_end(tables, declaration).normalize() + pd.Timedelta(days=1)
     return sorted(set(dates) | {now})
 
 def _store_register(args) -> int:
     from churnops import data as D
+    decl = load_declaration(args.home)
     tables = D.load_build(args.home, args.build_id)
-    dates = default_snapshot_dates(tables)
+    dates = default_snapshot_dates(tables, decl)
     if args.start or args.end:
         dates = F.monthly_as_of_dates(args.start or dates[0], args.end or dates[-1])
-    store = register_churn_features(args.home, dates, tables=tables, build_id=args.build_id, ttl_days=args.ttl_days)
+    store = register_churn_features(args.home, dates, tables=tables, build_id=args.build_id, ttl_days=args.ttl_days, declaration=decl)
     v = store.views[CHURN_VIEW]
-    print(json.dumps({"view": CHURN_VIEW, "source": v.source, "snapshots": len(dates), "features": len(v.features),
+    print(json.dumps({"view": CHURN_VIEW, "entity": v.entity, "source": v.source, "snapshots": len(dates), "features": len(v.features),
                       "feature_set_version": store.version}))
     return 0
 
@@ -651,17 +696,16 @@ def _store_materialize(args) -> int:
     store = FeatureStore(args.home)
     if CHURN_VIEW not in store.views:
         from churnops import data as D
+        decl = load_declaration(args.home)
         tables = D.load_build(args.home, None)
-        register_churn_features(args.home, default_snapshot_dates(tables), tables=tables)
+        register_churn_features(args.home, default_snapshot_dates(tables, decl), tables=tables, declaration=decl)
         store = FeatureStore(args.home)
     written = store.materialize(args.start, args.end)
     print(json.dumps({"online_store": repr(store.online), "rows": written, "feature_set_version": store.version}))
     return 0
 
 def _store_get(args) -> int:
-    store = FeatureStore(args.home)
-    feats = args.features or [f"{CHURN_VIEW}:*"]
-    print(json.dumps(store.get_online_features(feats, [{"customer_id": c} for c in args.customer_id]), default=str))
+    print(json.dumps(online_features_by_id(args.ids, args.features or None, home=args.home), default=str))
     return 0
 
 def _store_views(args) -> int:
@@ -684,8 +728,9 @@ def add_commands(sub, parent) -> None:
     m.add_argument("--start", default=None, help="earliest event_timestamp (default: no bound)")
     m.add_argument("--end", default=None, help="latest event_timestamp, inclusive (default: no bound)")
     m.set_defaults(func=_store_materialize)
-    g = ssub.add_parser("get", parents=[parent], help="online feature values for customers, as JSON")
-    g.add_argument("--customer-id", type=int, action="append", required=True, help="repeat for several customers")
+    g = ssub.add_parser("get", parents=[parent], help="online feature values for customers (by the declared entity key), as JSON")
+    g.add_argument("--id", "--customer-id", dest="ids", action="append", required=True,
+                   help="a customer's id (the declared entity key's value); repeat for several")
     g.add_argument("--features", nargs="*", default=None, help="view:feature references (default churn_features:*)")
     g.set_defaults(func=_store_get)
     v = ssub.add_parser("views", parents=[parent], help="list registered views and the feature-set version")

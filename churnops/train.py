@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import Paths, load_config
+from .declaration import Declaration, load_declaration
 from .features import frame_hash
 from .files import TableError, read_table, write_table
 from .metrics import classification_metrics
@@ -48,7 +49,7 @@ __all__ = ['FAMILIES', 'suggest_params', 'make_estimator', 'make_table_preproces
            'time_ordered_folds', 'stratified_folds', 'study_storage', 'cv_objective', 'tune', 'encode_target',
            'TableSpec', 'prepare_table', 'make_telco_table', 'file_hash', 'train_table', 'column_kinds',
            'scoring_frame', 'transform_dedup', 'predict_proba_fast', 'predict_table', 'out_of_time_split',
-           'train_churn', 'run_training_job', 'add_commands']
+           'label_horizon', 'declared_training_set', 'train_churn', 'run_training_job', 'add_commands']
 
 # %% ../nbs/05_train.ipynb #5cafd419
 FAMILIES = ("logreg", "rf", "hgb")
@@ -742,11 +743,42 @@ def out_of_time_split(as_of: pd.Series,        # observation date per row
 def _window(s: pd.Series) -> tuple[str, str]:
     return (str(s.min().date()), str(s.max().date())) if len(s) else ("", "")
 
+def label_horizon(home, decl) -> float:
+    "The label horizon: the declaration's `label.horizon_days` (a warning when the config's `problem.label_horizon_days` says otherwise)."
+    cfg = load_config(home=home).problem.label_horizon_days
+    if float(cfg) != float(decl.label.horizon_days):
+        warnings.warn(f"problem.label_horizon_days ({cfg:g}) differs from the declaration's label.horizon_days "
+                      f"({decl.label.horizon_days:g}); the declaration's is used", stacklevel=2)
+    return float(decl.label.horizon_days)
+
+def declared_training_set(home, decl, tables: dict, dates: list, horizon: float, build_id: str, use_store: bool) -> tuple[pd.DataFrame, str]:
+    "(training set sorted by as_of and entity key, feature-set version): through the feature store or straight from `features`."
+    from churnops import features as F
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)    # censored-label warnings: dates already stop before the data end
+        if use_store:
+            from churnops import store as ST
+            ts = ST.build_training_set_from_store(home, dates, horizon, tables=tables, build_id=build_id, declaration=decl)
+            fsv = ST.FeatureStore(home).version
+        else:
+            ts = F.build_training_set(tables, dates, horizon, declaration=decl)
+            fsv = hashlib.sha256(json.dumps(F.feature_columns(decl)).encode()).hexdigest()[:16]
+    return ts.sort_values(["as_of", decl.entity.key], ignore_index=True), fsv
+
+def _oracle_metrics(home, decl, ts: pd.DataFrame, te: np.ndarray, y: np.ndarray, horizon: float) -> dict:
+    "The simulator's true churn probability on the test rows (`oracle_*`); {} for a world the simulator did not make."
+    from churnops import simulate as S
+    if decl != S.world_declaration() or not (Paths(home).sources / "world.json").exists(): return {}
+    key = decl.entity.key
+    p = S.true_churn_probability(home, ts[key].iloc[te].to_numpy(), ts["as_of"].iloc[te].to_numpy(), int(horizon))
+    m = classification_metrics(y[te], p)
+    return {"oracle_roc_auc": m["roc_auc"], "oracle_precision_at_recall_80": m["precision_at_recall_80"]}
+
 def train_churn(home: str | os.PathLike | None = None,  # churnops home with a data build
                 trials: int = 20,                 # Optuna trials (total in the study)
                 families: Sequence[str] = FAMILIES,
                 seed: int = 0,
-                horizon_days: float | None = None,  # label horizon (default: config problem.label_horizon_days)
+                horizon_days: float | None = None,  # label horizon (default: the declaration's label.horizon_days)
                 as_of_start: str | None = None,   # first observation date (default: 30 days after the first signup)
                 as_of_end: str | None = None,     # last observation date (default: data end minus the horizon)
                 build_id: str | None = None,      # data build (default: latest)
@@ -759,29 +791,22 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
                 experiment: str = "churn",
                 close_figures: bool = True,
                 quiet: bool = False,
+                declaration: Declaration | None = None,  # default: the home's (`load_declaration`)
                ) -> TrainResult:
-    "Train, tune, log and register model `name` on the synthetic world with out-of-time splits and the oracle AUC."
-    from churnops import data as D, features as F, simulate as S
-    horizon = float(horizon_days or load_config(home=home).problem.label_horizon_days)
+    "Train, tune, log and register model `name` on the home's declared world with out-of-time splits (and the oracle AUC on the simulator's)."
+    from churnops import data as D, features as F
+    decl = load_declaration(home) if declaration is None else declaration
+    horizon = float(horizon_days) if horizon_days else label_horizon(home, decl)
     rec = D.read_build(home, build_id)
     tables = D.load_build(home, rec["build_id"])
-    dates = F.default_as_of_dates(tables, horizon)
+    dates = F.default_as_of_dates(tables, horizon, declaration=decl)
     if as_of_start or as_of_end:
         dates = F.monthly_as_of_dates(as_of_start or dates[0], as_of_end or dates[-1])
     if len(dates) < folds + 1 + test_dates + val_dates:
         raise ValueError(f"{len(dates)} observation dates ({dates[0].date() if dates else '-'}..{dates[-1].date() if dates else '-'}) "
                          f"are too few for {folds} time-ordered folds plus {val_dates} validation and {test_dates} test date(s)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)    # censored-label warnings: dates already stop before the data end
-        if use_store:
-            from churnops import store as ST
-            ts = ST.build_training_set_from_store(home, dates, horizon, tables=tables, build_id=rec["build_id"])
-            fsv = ST.FeatureStore(home).version
-        else:
-            ts = F.build_training_set(tables, dates, horizon)
-            fsv = hashlib.sha256(json.dumps(F.FEATURE_COLUMNS).encode()).hexdigest()[:16]
-    ts = ts.sort_values(["as_of", "customer_id"], ignore_index=True)
-    numeric, categorical = list(F.NUMERIC_COLUMNS), list(F.CATEGORICAL_COLUMNS)
+    ts, fsv = declared_training_set(home, decl, tables, dates, horizon, rec["build_id"], use_store)
+    numeric, categorical = F.numeric_columns(decl), F.categorical_columns(decl)
     X = ts[numeric + categorical].copy()
     for c in numeric: X[c] = X[c].astype(float)
     for c in categorical: X[c] = X[c].astype(object).where(X[c].notna(), None)
@@ -790,16 +815,16 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
     for part, idx in (("training", tr), ("validation", va), ("test", te)):
         if len(np.unique(y[idx])) < 2: raise ValueError(f"the {part} rows ({len(idx)}) hold one class only; widen the as_of window")
     cv = time_ordered_folds(ts["as_of"].iloc[tr], folds)
-    oracle = S.true_churn_probability(home, ts["customer_id"].iloc[te].to_numpy(), ts["as_of"].iloc[te].to_numpy(), int(horizon))
-    oracle_m = classification_metrics(y[te], oracle)
+    oracle = _oracle_metrics(home, decl, ts, te, y, horizon)
     preprocessor = F.make_preprocessor(numeric, categorical)
     data_version = rec["build_id"]
     study_name = study_name or f"{name}-{data_version}-{fsv}-{'-'.join(families)}-s{seed}-f{folds}-h{horizon:g}"
     win = {k: _window(ts["as_of"].iloc[idx]) for k, idx in (("train", tr), ("val", va), ("test", te))}
     tags = {"churnops.data_version": data_version, "churnops.data_hashes": json.dumps(rec["tables"], sort_keys=True),
             "churnops.feature_set_version": fsv, "churnops.as_of_start": str(dates[0].date()), "churnops.as_of_end": str(dates[-1].date()),
-            "churnops.training_path": "synthetic", "churnops.numeric_columns": json.dumps(numeric),
-            "churnops.categorical_columns": json.dumps(categorical), "churnops.id_column": "customer_id"}
+            "churnops.training_path": "declared", "churnops.numeric_columns": json.dumps(numeric),
+            "churnops.categorical_columns": json.dumps(categorical), "churnops.id_column": decl.entity.key,
+            "churnops.entity_dtype": decl.entity.dtype, "churnops.declaration": rec.get("declaration") or ""}
     setup_mlflow(home, experiment)
     Xtr, Xva, Xte = (X.iloc[i].reset_index(drop=True) for i in (tr, va, te))
     with mlflow.start_run(run_name=f"{name}-train") as run:
@@ -813,12 +838,11 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
                   "n_trials": trials, "families": list(families), "seed": seed, "study_name": study_name, "use_store": use_store,
                   "best_trial": study.best_trial.number, "model_family": family, **{f"model_{k}": v for k, v in best.items()},
                   **{f"{k}_window": f"{a}..{b}" for k, (a, b) in win.items()}}
+        if oracle: oracle["oracle_gap_roc_auc"] = oracle["oracle_roc_auc"] - roc_auc_score(y[te], pipe.predict_proba(Xte)[:, 1])
         result = log_and_register(
             pipe, Xtr, y[tr], Xte, y[te], name=name, X_val=Xva, y_val=y[va], params=params,
             tags={**tags, "churnops.model_family": family},
-            extra_metrics={"cv_roc_auc": float(study.best_value), "trials_finished": float(_finished(study)),
-                           "oracle_roc_auc": oracle_m["roc_auc"], "oracle_precision_at_recall_80": oracle_m["precision_at_recall_80"],
-                           "oracle_gap_roc_auc": oracle_m["roc_auc"] - roc_auc_score(y[te], pipe.predict_proba(Xte)[:, 1])},
+            extra_metrics={"cv_roc_auc": float(study.best_value), "trials_finished": float(_finished(study)), **oracle},
             datasets={"training": (frame(tr), "is_churned"), "validation": (frame(va), "is_churned"), "test": (frame(te), "is_churned")},
             dataset_tags={"data_version": data_version, "feature_set_version": fsv}, seed=seed, close_figures=close_figures)
     return result

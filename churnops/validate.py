@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .config import Config, Gate, Paths, RATE_METRICS, load_config
+from .declaration import Declaration, load_declaration
 from .files import read_table, write_json_atomic
 from .metrics import classification_metrics, weighted_metrics
 from .runner import execute_job, job_notebook
@@ -661,21 +662,22 @@ def model_size_mb(name: str, version: int | str) -> float:
 def recent_holdout(home=None,                 # churnops home with a data build
                    as_of=None,                # observation date; default: the latest month start with complete labels
                    build_id: str | None = None,  # data build; default the latest
-                   horizon_days: float | None = None,  # default config.problem.label_horizon_days
+                   horizon_days: float | None = None,  # default: the declaration's label.horizon_days
+                   declaration: Declaration | None = None,  # default: the home's (`load_declaration`)
                   ) -> pd.DataFrame:
-    "Feature rows with labels (`is_churned`) for the synthetic world at one recent as-of date."
+    "Feature rows with labels (`is_churned`) of the home's declared world at one recent as-of date."
     from churnops import data, features
-    cfg = load_config(home=home)
-    horizon = horizon_days or cfg.problem.label_horizon_days
+    decl = load_declaration(home) if declaration is None else declaration
+    horizon = horizon_days or decl.label.horizon_days
     tables = data.load_build(home, build_id)
     if as_of is None:
-        dates = features.default_as_of_dates(tables, horizon)
+        dates = features.default_as_of_dates(tables, horizon, declaration=decl)
         if not dates: raise ValueError(f"no observation date with {horizon:g} days of labels before the end of the data")
         as_of = dates[-1]
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # censored-label warning when as_of is given explicitly late
-        return features.build_training_set(tables, [as_of], horizon)
+        return features.build_training_set(tables, [as_of], horizon, declaration=decl)
 
 # %% ../nbs/06_validate.ipynb #04cfa042
 @dataclass
@@ -718,7 +720,8 @@ def _scoring_frame(train, model, run, df: pd.DataFrame, target: str) -> pd.DataF
         try: return train.scoring_frame(df, model, source="holdout")
         except ValueError as e: raise ValueError(f"{e} (model run {run.info.run_id})") from None
     tag = run.data.tags.get("churnops.feature_columns")
-    cols = json.loads(tag) if tag else [c for c in df.columns if c not in ("customer_id", "as_of", target)]
+    key = run.data.tags.get("churnops.id_column")
+    cols = json.loads(tag) if tag else [c for c in df.columns if c not in (key, "as_of", target)]
     missing = [c for c in cols if c not in df.columns]
     if missing: raise ValueError(f"holdout: column(s) {missing} needed by the model (run {run.info.run_id}) are missing")
     return df[cols]
@@ -789,8 +792,8 @@ def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log,
     target = cfg.problem.target
     notes = []
     if holdout is None:
-        holdout = recent_holdout(home, horizon_days=cfg.problem.label_horizon_days)
-        notes.append(f"holdout: the synthetic world's latest complete month, as_of {pd.Timestamp(holdout['as_of'].iloc[0]).date() if len(holdout) else '?'}")
+        holdout = recent_holdout(home)
+        notes.append(f"holdout: the declared world's latest complete month, as_of {pd.Timestamp(holdout['as_of'].iloc[0]).date() if len(holdout) else '?'}")
     if target not in holdout: raise ValueError(f"holdout has no target column {target!r}; columns are {list(holdout.columns)}")
     holdout = holdout.reset_index(drop=True)
     y = holdout[target].to_numpy(dtype=float)
@@ -822,7 +825,9 @@ def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log,
                                       n_resamples or cfg.comparison.bootstrap_samples,
                                       cfg.comparison.seed if seed is None else seed, min_improvement=cfg.comparison.min_improvement)
     decision = overall_decision(report, comparison, cfg.problem.success_metric)
-    slices = slice_metrics(holdout, y, probas, thr, seed=cfg.comparison.seed)
+    declared = json.loads(cand_run.data.tags.get("churnops.categorical_columns") or "[]")    # a world without the default segments
+    segments = [s for s in DEFAULT_SEGMENTS if s in add_tenure_band(holdout.head(0))] or [c for c in declared if c in holdout]
+    slices = slice_metrics(holdout, y, probas, thr, segments=segments, seed=cfg.comparison.seed)
     eff = feature_effects(cand, X_cand, y, seed=cfg.comparison.seed) if effects else None
     ta = threshold_analysis(y, probas["candidate"], cfg)
     if log: log_validation(report, cand_mv.run_id, name, cand_mv.version, comparison)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from churnops import features as F
+from churnops.tracking import TRUSTED_TYPES
 from worlds_features import DATES, WORLDS, perturb_future
 
 pytestmark = pytest.mark.filterwarnings("ignore:labels for as_of")   # the last date's labels are censored on purpose here
@@ -89,5 +90,5 @@ def test_unseen_categories_and_skops_roundtrip():
     z = pre.transform(new)
     assert z.shape[0] == 3 and np.isfinite(z).all()
     blob = sio.dumps(pre)
-    assert set(sio.get_untrusted_types(data=blob)) <= set(F.PREPROCESSOR_TRUSTED_TYPES)
-    np.testing.assert_allclose(sio.loads(blob, trusted=F.PREPROCESSOR_TRUSTED_TYPES).transform(new), z)
+    assert set(sio.get_untrusted_types(data=blob)) <= set(TRUSTED_TYPES)
+    np.testing.assert_allclose(sio.loads(blob, trusted=TRUSTED_TYPES).transform(new), z)

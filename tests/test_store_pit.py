@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from churnops import store as S
-from churnops.features import utc_ns
+from churnops.files import utc_ns
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 H = 3600 * 10**9

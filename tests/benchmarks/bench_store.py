@@ -27,6 +27,7 @@ import pandas as pd
 
 from churnops import features as F
 from churnops import store as S
+from churnops.files import utc_ns
 
 FEAST_VENV = Path(os.environ.get("FEAST_VENV", "/tmp/feastvenv"))
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -119,9 +120,9 @@ def bench_pit(n_rows, n_ent, sample, with_feast):
     pick = np.sort(rng.choice(n_ent, sample, replace=False))
     es = ent.iloc[pick]
     rows = np.flatnonzero(np.isin(src["customer_id"].to_numpy(), es["customer_id"].to_numpy()))
-    sk, ev, cr = src["customer_id"].to_numpy()[rows], F.utc_ns(src["event_timestamp"])[rows], F.utc_ns(src["created"])[rows]
+    sk, ev, cr = src["customer_id"].to_numpy()[rows], utc_ns(src["event_timestamp"])[rows], utc_ns(src["created"])[rows]
     t = time.perf_counter()
-    ref = S.pit_indices_bruteforce(es["customer_id"].to_numpy(), F.utc_ns(es["event_timestamp"]), sk, ev, cr, ttl_h * HOUR, True)
+    ref = S.pit_indices_bruteforce(es["customer_id"].to_numpy(), utc_ns(es["event_timestamp"]), sk, ev, cr, ttl_h * HOUR, True)
     t_bf = time.perf_counter() - t
     ref_vals = np.where(ref >= 0, src["f0"].to_numpy()[rows[np.maximum(ref, 0)]], np.nan)
     same = np.array_equal(ref_vals, ours_g["f0"].to_numpy()[pick], equal_nan=True)
@@ -172,7 +173,7 @@ def bench_pit(n_rows, n_ent, sample, with_feast):
             fa, fb = a[bad], b[bad]
             both = ~np.isnan(fa) & ~np.isnan(fb)
             ra, rb = row_of.reindex(fa[both]).to_numpy(), row_of.reindex(fb[both]).to_numpy()
-            evs, crs = F.utc_ns(src["event_timestamp"]), F.utc_ns(src["created"])
+            evs, crs = utc_ns(src["event_timestamp"]), utc_ns(src["created"])
             tie = evs[ra] == evs[rb]
             feast_older_created = crs[ra] < crs[rb]
             print(f"  {int(bad.sum())} rows differ: {int((~both).sum())} null on one side; of the rest {int(tie.sum())} are event_timestamp ties "
