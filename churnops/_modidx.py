@@ -710,6 +710,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.tracking.TrackingUnreachable': ('tracking.html#trackingunreachable', 'churnops/tracking.py'),
                                    'churnops.tracking.artifact_location': ('tracking.html#artifact_location', 'churnops/tracking.py'),
                                    'churnops.tracking.check_tracking_uri': ('tracking.html#check_tracking_uri', 'churnops/tracking.py'),
+                                   'churnops.tracking.ensure_experiment': ('tracking.html#ensure_experiment', 'churnops/tracking.py'),
                                    'churnops.tracking.load_model': ('tracking.html#load_model', 'churnops/tracking.py'),
                                    'churnops.tracking.load_model_dir': ('tracking.html#load_model_dir', 'churnops/tracking.py'),
                                    'churnops.tracking.parse_model_ref': ('tracking.html#parse_model_ref', 'churnops/tracking.py'),
