@@ -89,6 +89,7 @@ def notebook_html(nb_path: str | os.PathLike,  # an executed notebook; the repor
 JOB_ENV: dict[str, str] = {
     "TQDM_DISABLE": "1",                              # tqdm (Optuna, MLflow, ...) draws no progress bars
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # MLflow's "Downloading artifacts" bars
+    "PYTHONWARNINGS": "ignore:IProgress not found",   # tqdm.auto's warning, at import, in a kernel without ipywidgets
 }
 
 def job_kernel_manager(env: dict[str, str] | None = None,  # defaults for the kernel's environment (default: `JOB_ENV`)
