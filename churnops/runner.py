@@ -5,8 +5,10 @@
 # %% ../nbs/00e_runner.ipynb #9d9db4d7
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,7 +17,8 @@ from .config import Paths
 from .files import write_text_atomic
 
 # %% auto #0
-__all__ = ['job_notebook', 'JobFailed', 'notebook_html', 'execute_job', 'run_job']
+__all__ = ['VERDICT_TAG', 'HIDDEN_TAGS', 'NOISE', 'WIDGET', 'JOB_ENV', 'job_notebook', 'report_output', 'report_notebook',
+           'notebook_html', 'job_kernel_manager', 'JobFailed', 'execute_job', 'run_job']
 
 # %% ../nbs/00e_runner.ipynb #047a28a4
 def job_notebook(name: str = "train") -> Path:
@@ -27,23 +30,84 @@ def job_notebook(name: str = "train") -> Path:
         if c.exists(): return c
     raise FileNotFoundError(f"job notebook {name!r} not found; looked in {[str(c) for c in candidates]}")
 
-# %% ../nbs/00e_runner.ipynb #be54daa5
-class JobFailed(RuntimeError):
-    "A job notebook cell failed; `notebook` is the executed copy holding the error."
-    def __init__(self, msg: str, notebook: Path):
-        super().__init__(msg); self.notebook = notebook
+# %% ../nbs/00e_runner.ipynb #153e3f05
+VERDICT_TAG = "verdict"                                  # the cell tag that marks a job's conclusion
+HIDDEN_TAGS = {"parameters", "injected-parameters"}      # cells left out of the report
+NOISE = re.compile(r"IProgress not found|Downloading artifacts|Uploading artifacts|\d+%\|")   # progress bars and their warnings
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
-def notebook_html(nb_path: str | os.PathLike) -> Path | None:
-    "Write an HTML copy beside an executed notebook (atomically); None, with a warning, when nbconvert cannot."
+def report_output(output: dict) -> dict | None:
+    "`output` as the report shows it: None for stderr, widgets and progress bars; streams lose their progress-bar lines."
+    kind = output.get("output_type")
+    if kind == "stream":
+        if output.get("name") == "stderr": return None
+        text = "".join(l for l in output.get("text", "").splitlines(keepends=True) if not NOISE.search(l))
+        return {**output, "text": text} if text.strip() else None
+    data = output.get("data", {})
+    if WIDGET in data: return None
+    if set(data) <= {"text/plain"} and NOISE.search(str(data.get("text/plain", ""))): return None
+    return output
+
+# %% ../nbs/00e_runner.ipynb #7d24abd4
+def _tags(cell) -> set: return set(cell.get("metadata", {}).get("tags", []))
+
+def report_notebook(nb: "nbformat.NotebookNode",   # an executed notebook (left unchanged)
+                    ) -> "nbformat.NotebookNode":
+    "A copy of `nb` as its report shows it: no parameter cells, outputs through `report_output`, the `verdict` cells first."
+    import nbformat
+    nb, cells = copy.deepcopy(nb), []
+    for c in nb.cells:
+        if c.cell_type == "code":
+            if _tags(c) & HIDDEN_TAGS: continue
+            c.outputs = [o for o in map(report_output, c.outputs) if o is not None]
+            if not c.outputs: continue
+        cells.append(c)
+    verdict = [c for c in cells if VERDICT_TAG in _tags(c)]
+    rest = [c for c in cells if VERDICT_TAG not in _tags(c)]
+    lead = next((k for k, c in enumerate(rest) if c.cell_type != "markdown"), len(rest))   # the opening prose stays on top
+    head = [nbformat.v4.new_markdown_cell("## Verdict"), *verdict] if verdict else []
+    nb.cells = rest[:lead] + head + rest[lead:]
+    return nb
+
+# %% ../nbs/00e_runner.ipynb #be7644d5
+def notebook_html(nb_path: str | os.PathLike,  # an executed notebook; the report goes beside it as .html
+                 ) -> Path | None:
+    "Write the report of an executed notebook (`report_notebook`, no input cells) beside it, atomically; None, with a warning, when nbconvert cannot."
     nb_path = Path(nb_path)
     try:
         import nbformat
         from nbconvert import HTMLExporter
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
-    except Exception as e:   # the notebook is the report; its HTML copy is a convenience
+        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        report = report_notebook(nbformat.read(nb_path, as_version=4))
+        body, _ = exporter.from_notebook_node(report, resources={"metadata": {"name": nb_path.stem}})
+    except Exception as e:   # the notebook is the record; its HTML report is a convenience
         print(f"warning: no HTML copy of {nb_path}: {e}", file=sys.stderr)
         return None
     return write_text_atomic(nb_path.with_suffix(".html"), body)
+
+# %% ../nbs/00e_runner.ipynb #0885865b
+JOB_ENV: dict[str, str] = {
+    "TQDM_DISABLE": "1",                              # tqdm (Optuna, MLflow, ...) draws no progress bars
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # MLflow's "Downloading artifacts" bars
+    "PYTHONWARNINGS": "ignore:IProgress not found",   # tqdm.auto's warning, at import, in a kernel without ipywidgets
+}
+
+def job_kernel_manager(env: dict[str, str] | None = None,  # defaults for the kernel's environment (default: `JOB_ENV`)
+                      ) -> type:
+    "An `AsyncKernelManager` subclass whose kernels start with `env` under the caller's environment (the caller's values win)."
+    from jupyter_client import AsyncKernelManager
+    defaults = dict(JOB_ENV if env is None else env)
+    class JobKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw["env"] = {**defaults, **(kw.get("env") or os.environ)}
+            return await super().start_kernel(**kw)
+    return JobKernelManager
+
+# %% ../nbs/00e_runner.ipynb #5ccf6b7c
+class JobFailed(RuntimeError):
+    "A job notebook cell failed; `notebook` is the executed copy holding the error."
+    def __init__(self, msg: str, notebook: Path):
+        super().__init__(msg); self.notebook = notebook
 
 def execute_job(notebook: str | os.PathLike,   # the job notebook (see `job_notebook`)
                 out: str | os.PathLike,        # the executed copy to write
@@ -52,12 +116,13 @@ def execute_job(notebook: str | os.PathLike,   # the job notebook (see `job_note
                 quiet: bool = True,            # no papermill progress bar
                 html: bool = True,             # also write an HTML copy beside `out`
                ) -> Path:
-    "Run a job notebook with papermill; a failing cell raises `JobFailed` naming it, and the executed notebook is kept either way."
+    "Run a job notebook with papermill in a quiet kernel (`JOB_ENV`); a failing cell raises `JobFailed` naming it; the executed notebook is kept either way."
     import papermill as pm
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name="python3", language="python",
-                            progress_bar=not quiet, cwd=str(cwd or out.parent), log_output=False)
+                            progress_bar=not quiet, cwd=str(cwd or out.parent), log_output=False,
+                            kernel_manager_class=job_kernel_manager())
     except pm.PapermillExecutionError as e:
         raise JobFailed(f"job {Path(notebook).stem!r} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
                         f"executed notebook kept at {out}", out) from None
@@ -69,14 +134,15 @@ def execute_job(notebook: str | os.PathLike,   # the job notebook (see `job_note
 def run_job(name: str,                        # job notebook name, e.g. "train"
             home: str | os.PathLike | None,   # churnops home (passed as the `home` parameter)
             parameters: dict | None = None,   # papermill parameters
-            quiet: bool = False,
+            quiet: bool = False,              # no papermill progress bar
+            html: bool = True,                # write the HTML report beside the executed notebook
            ) -> tuple[Path, dict]:
-    "Execute job notebook `name` with papermill into `Paths(home).runs/`; returns (executed notebook, its result JSON)."
+    "Execute job notebook `name` into `Paths(home).runs/` (with its HTML report); returns (executed notebook, its result JSON)."
     runs = Paths(home).runs; runs.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
     out, result_file = runs / f"{name}-{stamp}.ipynb", runs / f".{name}-{stamp}.result.json"
     params = {**(parameters or {}), "home": str(Paths(home).home), "result_path": str(result_file), "quiet": True}
-    execute_job(job_notebook(name), out, params, cwd=runs, quiet=quiet, html=False)
+    execute_job(job_notebook(name), out, params, cwd=runs, quiet=quiet, html=html)
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     result_file.unlink(missing_ok=True)
     return out, result

@@ -12,9 +12,10 @@ from pathlib import Path
 from .config import Paths
 
 # %% auto #0
-__all__ = ['TRUSTED_TYPES', 'tracking_uri', 'artifact_location', 'telemetry_off', 'use_tracking', 'TrackingError',
-           'TrackingUnreachable', 'NoTrackingStore', 'check_tracking_uri', 'tracking_client', 'setup_mlflow',
-           'parse_model_ref', 'resolve_version', 'load_model_dir', 'load_model']
+__all__ = ['EXPERIMENT_KIND_TAG', 'MODEL_TRAINING_KIND', 'TRUSTED_TYPES', 'tracking_uri', 'artifact_location', 'telemetry_off',
+           'use_tracking', 'TrackingError', 'TrackingUnreachable', 'NoTrackingStore', 'check_tracking_uri',
+           'tracking_client', 'ensure_experiment', 'setup_mlflow', 'parse_model_ref', 'resolve_version',
+           'load_model_dir', 'load_model']
 
 # %% ../nbs/00d_tracking.ipynb #c8e9a94c
 def tracking_uri(home: str | os.PathLike | None = None) -> str:
@@ -81,25 +82,35 @@ def tracking_client(home: str | os.PathLike | None = None,  # churnops home
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 # %% ../nbs/00d_tracking.ipynb #eaf932ee
-def setup_mlflow(home: str | os.PathLike | None = None,  # churnops home (embedded store lives here)
-                 experiment: str = "churn",                # experiment name: one per project
-                ) -> str:
-    "Point MLflow at the home's tracking store, create/select `experiment` with an explicit artifact location; its id."
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"       # the experiment tag MLflow 3's UI reads to choose its view
+MODEL_TRAINING_KIND = "custom_model_development"    # the model-training view (the other kind: "genai_development")
+
+def ensure_experiment(name: str,                              # experiment name
+                      home: str | os.PathLike | None = None,  # churnops home (its store and artifact root)
+                     ) -> str:
+    "Id of experiment `name` on the home's store: created (artifact location, model-training kind) or restored, kind added if missing."
     import mlflow
-    from mlflow import MlflowClient
     uri = tracking_uri(home)
     if uri.startswith("sqlite:"): Paths(home).home.mkdir(parents=True, exist_ok=True)
     check_tracking_uri(uri)
-    use_tracking(home)
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
+    client = mlflow.MlflowClient(tracking_uri=use_tracking(home))
+    exp = client.get_experiment_by_name(name)
     if exp is None:
-        try: eid = client.create_experiment(experiment, artifact_location=artifact_location(home))
-        except mlflow.exceptions.MlflowException:          # created concurrently by another process
-            eid = client.get_experiment_by_name(experiment).experiment_id
-    else:
-        eid = exp.experiment_id
-        if exp.lifecycle_stage == "deleted": client.restore_experiment(eid)
+        try: return client.create_experiment(name, artifact_location=artifact_location(home),
+                                             tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+        except mlflow.exceptions.MlflowException:             # created concurrently by another process
+            exp = client.get_experiment_by_name(name)
+            if exp is None: raise
+    if exp.lifecycle_stage == "deleted": client.restore_experiment(exp.experiment_id)
+    if EXPERIMENT_KIND_TAG not in exp.tags: client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    return exp.experiment_id
+
+def setup_mlflow(home: str | os.PathLike | None = None,  # churnops home (embedded store lives here)
+                 experiment: str = "churn",                # experiment name: one per project
+                ) -> str:
+    "Point MLflow at the home's tracking store, ensure `experiment` (see `ensure_experiment`) and make it active; its id."
+    import mlflow
+    eid = ensure_experiment(experiment, home)
     mlflow.set_experiment(experiment_id=eid)
     return eid
 

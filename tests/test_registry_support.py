@@ -64,10 +64,9 @@ def log_version(home, features, build, family="logreg", hp=1.0, metrics=None, mo
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from churnops.tracking import artifact_location, tracking_uri
-    from churnops.tracking import TRUSTED_TYPES
+    from churnops.tracking import TRUSTED_TYPES, ensure_experiment
     use_tracking(home)
-    if mlflow.get_experiment_by_name(model) is None:
-        mlflow.create_experiment(model, artifact_location=artifact_location(home))
+    ensure_experiment(model, home)
     mlflow.set_experiment(model)
     rng = np.random.default_rng(len(features))
     X = pd.DataFrame(rng.normal(size=(40, len(features))), columns=features)
