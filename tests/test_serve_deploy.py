@@ -50,7 +50,7 @@ def audit_actions(home):
     return list(registry.history(home, "churn").action)
 
 
-def wait_until_only(load, version, timeout=15, variant="champion"):
+def wait_until_only(load, version, timeout=60, variant="champion"):
     "Wait until 200 answers in a row came from `version`; returns seconds waited."
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
