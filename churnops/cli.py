@@ -21,7 +21,7 @@ COMMAND_MODULES = {
     "init": "pipeline", "simulate": "simulate", "sources": "simulate", "data": "data", "features": "features",
     "store": "store", "train": "train", "train-table": "train", "tune": "train", "predict": "train",
     "evaluate": "validate", "ab": "validate", "promote": "registry", "rollback": "registry", "history": "registry",
-    "serve": "serve", "deploy": "serve", "monitor": "monitor", "lineage": "lineage", "diff": "lineage",
+    "serve": "serve", "deploy": "deploy", "monitor": "monitor", "lineage": "lineage", "diff": "lineage",
     "pipeline": "pipeline", "schedule": "pipeline", "demo": "demo",
 }
 

@@ -55,6 +55,13 @@ def test_health_ready_and_openapi(server):
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     rd = httpx.get(server.url + "/ready").json()
     assert rd["ready"] is True and rd["version"] == 1 and rd["fast_path"] is True
+    doc = httpx.get(server.url + "/openapi.json").json()
+    assert {"/predict", "/feedback"} <= set(doc["paths"])
+    schemas = doc["components"]["schemas"]
+    body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["anyOf"][0] == {"$ref": "#/components/schemas/ChurnV1Features"}
+    assert set(schemas["ChurnV1Features"]["required"]) == set(record(0))           # the signature's columns
+    assert {"churn_probability", "version", "customer_id"} <= set(schemas["ChurnPrediction"]["properties"])
 
 
 @pytest.mark.parametrize("payload,field", [
@@ -118,10 +125,10 @@ def test_feedback_is_stored(server):
 def test_metrics_count_requests_errors_and_latency(server):
     post(server, record(0)); post(server, record(0, plan=1))
     text = httpx.get(server.url + "/metrics").text
-    ok = [l for l in text.splitlines() if l.startswith('churnops_requests_total{model="churn",version="1",variant="champion",status="200"}')]
-    assert ok and int(ok[0].split()[-1]) >= 1
-    assert 'churnops_errors_total{model="churn",version="1",variant="champion"}' in text
-    assert 'churnops_request_latency_seconds_bucket{model="churn",version="1",variant="champion",le="+Inf"}' in text
+    ok = [l for l in text.splitlines() if l.startswith('churnops_requests_total{model="churn",status="200",variant="champion",version="1"}')]
+    assert ok and float(ok[0].split()[-1]) >= 1
+    assert 'churnops_errors_total{model="churn",variant="champion",version="1"}' in text
+    assert 'churnops_request_latency_seconds_bucket{le="+Inf",model="churn",variant="champion",version="1"}' in text
     assert "churnops_model_ready 1.0" in text
 
 
@@ -163,3 +170,17 @@ def test_unknown_customer_id_gets_404_with_the_id(server):
     assert r.status_code == 404, r.text
     assert r.json()["customer_id"] == 987654 and "987654" in r.json()["detail"]
     assert post(server, {"customer_id": [1]}).status_code == 422
+
+
+def test_as_of_is_checked_and_logged(server):
+    from churnops.predlog import LOG_COLUMNS, read_prediction_log
+    bad = post(server, record(0, as_of="the day after tomorrow"))
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "as_of", bad.text
+    rid = post(server, record(0, customer_id=77, as_of="2025-03-01T12:00:00+02:00")).json()["request_id"]
+    if "as_of" not in LOG_COLUMNS: pytest.skip("the prediction log has no as_of column in this branch")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = read_prediction_log(server.home)
+        if rid in set(log.request_id): break
+        time.sleep(0.2)
+    assert str(log[log.request_id == rid].as_of.iloc[0]) == "2025-03-01 10:00:00+00:00"

@@ -53,6 +53,7 @@ def register_version(home, pipe, df, threshold=0.3, semver=None, alias=None):
                                         signature=infer_signature(df, pipe.predict_proba(df)[:, 1]), input_example=df.head(2),
                                         registered_model_name="churn", pip_requirements=["scikit-learn", "skops"])
         mlflow.log_metric("threshold_at_recall_80", threshold)
+        mlflow.log_metric("precision_at_recall_80", 0.9)     # the registry's baseline gate judges it
     client = MlflowClient()
     v = int(info.registered_model_version)
     if semver: client.set_model_version_tag("churn", str(v), "churnops.semver", semver)
@@ -131,20 +132,22 @@ class Server:
         self.proc, self.port, self.home, self.log = proc, port, home, log
         self.url = f"http://127.0.0.1:{port}"
 
-    def admin(self, method, path, payload=None):
+    def admin_headers(self):
         info = json.loads((Path(self.home) / "serve" / "server.json").read_text())
-        return httpx.request(method, self.url + path, json=payload, timeout=60,
-                             headers={"Authorization": f"Bearer {info['token']}"})
+        return {"Authorization": f"Bearer {info['token']}"}
+
+    def admin(self, method, path, payload=None):
+        return httpx.request(method, self.url + path, json=payload, timeout=60, headers=self.admin_headers())
 
 
 @contextmanager
-def running_server(home, port, extra_env=None, timeout=60):
-    "A real `churnops serve` process on 127.0.0.1; waits until /ready; stops it with SIGTERM."
+def running_server(home, port, extra_env=None, timeout=90, workers=1):
+    "A real `churnops serve` process (`workers` worker processes) on 127.0.0.1; waits until /ready; stops it with SIGTERM."
     log = Path(home) / "server.log"
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1", **(extra_env or {}))
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from churnops.cli import main; sys.exit(main())",
-                             "serve", "--home", str(home), "--port", str(port)], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+                             "serve", "--home", str(home), "--port", str(port), "--workers", str(workers)], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
     srv = Server(proc, port, home, log)
     try:
         deadline = time.monotonic() + timeout
@@ -166,8 +169,9 @@ def running_server(home, port, extra_env=None, timeout=60):
 
 class LoadLoop:
     "`threads` clients posting records as fast as they can until stopped; records every status and exception."
-    def __init__(self, url, threads=4, customers=200, max_seconds=120):
+    def __init__(self, url, threads=4, customers=200, max_seconds=120, max_requests=None):
         self.url, self.threads, self.customers, self.max_seconds = url, threads, customers, max_seconds
+        self.max_requests, self._sent = max_requests, 0
         self.results = []          # (status, version, variant, request_id)
         self.failures = []         # descriptions of non-200 answers and transport errors
         self._stop = threading.Event()
@@ -179,6 +183,10 @@ class LoadLoop:
         with httpx.Client(timeout=10) as c:
             i = k
             while not self._stop.is_set() and time.monotonic() < deadline:
+                if self.max_requests is not None:
+                    with self._lock:
+                        if self._sent >= self.max_requests: break
+                        self._sent += 1
                 try:
                     r = c.post(self.url + "/predict", json=record(i, customer_id=i % self.customers))
                     if r.status_code == 200:
@@ -200,6 +208,10 @@ class LoadLoop:
         deadline = time.monotonic() + timeout
         start = len(self.results)
         while len(self.results) - start < n and time.monotonic() < deadline: time.sleep(0.01)
+
+    def join(self, timeout=120):
+        "Wait for the threads to finish by themselves (`max_requests` sent or `max_seconds` up)."
+        for t in self._ts: t.join(timeout)
 
     def stop(self):
         self._stop.set()
