@@ -91,7 +91,6 @@ def test_serving_path_reads_the_online_store_by_member_id(loop):
     np.testing.assert_allclose(p, model.predict_proba(train.scoring_frame(direct, model))[:, 1])
 
 
-@pytest.mark.xfail(strict=True, reason="serving by declared key: 08")
 def test_http_predict_by_member_id(loop):
     from test_serve_helpers import running_server
     with running_server(loop["world"].home, free_port_number()) as srv:
