@@ -14,11 +14,12 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 # %% auto #0
-__all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME',
-           'parse_quantity', 'ProjectDefinition', 'MLProblem', 'Constraints', 'DataRequirements', 'Gate',
-           'OnlineMetrics', 'SystemMetrics', 'MonitoringRule', 'SeasonAwarePolicy', 'RetrainConfig', 'DriftConfig',
-           'ComparisonConfig', 'OnlineStoreConfig', 'ComputeConfig', 'Config', 'ConfigError', 'config_from_dict',
-           'load_config', 'default_config_yaml', 'resolve_home', 'Paths']
+__all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'INTERPRETABILITY_ITEMS',
+           'INTERPRETABILITY_LEVELS', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME', 'parse_quantity', 'ProjectDefinition',
+           'MLProblem', 'Constraints', 'DataRequirements', 'Gate', 'OnlineMetrics', 'SystemMetrics', 'MonitoringRule',
+           'SeasonAwarePolicy', 'RetrainConfig', 'DriftConfig', 'ComparisonConfig', 'OnlineStoreConfig',
+           'ComputeConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config', 'default_config_yaml',
+           'resolve_home', 'Paths']
 
 # %% ../nbs/00_config.ipynb #88874623
 _UNIT_FACTORS = {
@@ -79,11 +80,22 @@ class MLProblem(_Strict):
     label_horizon_days: Days = 30       # churned within this many days after the observation date
     entity: str = "customer_id"
 
+INTERPRETABILITY_ITEMS = ("feature_importance", "feature_effects")   # what an evaluation report can be required to show
+INTERPRETABILITY_LEVELS = {"low": [], "medium": ["feature_importance"], "high": ["feature_importance", "feature_effects"]}
+
+def _interpretability(v):
+    "A level (low/medium/high), one item, or a list of items → the list of items the evaluation report must show."
+    if isinstance(v, str): return INTERPRETABILITY_LEVELS.get(v.strip().lower(), [v])
+    return v
+
 class Constraints(_Strict):
-    latency_ms: Milliseconds = 100.0
-    throughput_rps: RequestsPerSecond = 1000.0
-    model_size_mb: Megabytes = 500.0
-    interpretability: Literal["low", "medium", "high"] = "high"
+    latency_ms: Milliseconds = 100.0            # promotion gate p99_latency_ms: single-row scoring, in-process
+    throughput_rps: RequestsPerSecond = 1000.0  # promotion gate throughput_rps: sustained rows/s of in-process scoring
+    model_size_mb: Megabytes = 500.0            # promotion gate model_size_mb: the logged model's artifacts
+    # what `churnops evaluate` must show (else the job fails): "feature_importance" (permutation importance) and/or
+    # "feature_effects" (partial-dependence effect and direction per top feature); "high" = both, "medium" = importance
+    interpretability: Annotated[list[Literal["feature_importance", "feature_effects"]], BeforeValidator(_interpretability)] = \
+        ["feature_importance", "feature_effects"]
 
 class DataRequirements(_Strict):
     history_days: Days = 730
@@ -110,7 +122,7 @@ def _default_gates():
             "recall": Gate(min=0.75, target=0.80), "roc_auc": Gate(min=0.85, target=0.90)}
 
 class OnlineMetrics(_Strict):
-    churn_reduction: Fraction = 0.30
+    churn_reduction: Fraction = 0.30                 # target of an online A/B: 1 - churn(treatment)/churn(control) (`validate.churn_reduction`)
     max_false_positive_cost_usd_month: Dollars = 10_000.0
     cost_per_false_positive_usd: Dollars = 20.0      # retention offer sent to a customer who would have stayed
     value_per_true_positive_usd: Dollars = 300.0     # margin kept when a would-be churner is retained
@@ -211,7 +223,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _gates_are_metrics(self):
-        known = RATE_METRICS | {"log_loss", "p99_latency_ms", "model_size_mb"}
+        known = RATE_METRICS | {"log_loss", "p99_latency_ms", "model_size_mb", "throughput_rps"}
         for name, gate in self.offline_gates.items():
             if name not in known:
                 raise ValueError(f"offline_gates.{name}: unknown metric; expected one of {sorted(known)}")

@@ -28,111 +28,32 @@ from .config import Config, MonitoringRule, Paths, RetrainConfig, SeasonAwarePol
 from .files import read_table, to_utc, utc_now, write_json_atomic
 from .metrics import SERVED_METRICS, served_metrics
 from .predlog import read_feedback, read_prediction_log
+from .profile import (CATEGORICAL, NUMERICAL, PROFILE_ARTIFACT, PreparedColumn, histogram_sorted, infer_column_kind,
+                              load_profile, log_reference_profile, prepare_column, prepared_from_profile, reference_profile,
+                              save_profile)
 from .runner import execute_job, job_notebook
 from .tracking import resolve_version, tracking_client, use_tracking
 
 # %% auto #0
-__all__ = ['INTEGER_CARDINALITY_LIMIT', 'NUMERICAL', 'CATEGORICAL', 'DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS',
-           'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'PROFILE_FORMAT', 'PROFILE_QUANTILES', 'EVENT_TIME', 'GPU_QUERY',
-           'RETRAIN_REASONS', 'PROFILE_ARTIFACT', 'MONITOR_EXPERIMENT', 'infer_column_kind', 'PreparedColumn',
-           'prepare_column', 'sturges_edges', 'binned_proportions', 'merged_ecdf_counts', 'column_drift',
-           'default_method', 'method_thresholds', 'is_drifted', 'DriftReport', 'drift_report', 'reference_profile',
-           'prepared_from_profile', 'save_profile', 'load_profile', 'drift_report_from_profile', 'reference_sample',
-           'calibrate_thresholds', 'with_event_time', 'read_window', 'window_features', 'read_labels', 'join_labels',
-           'cbpe_estimate', 'fit_calibrator', 'performance_by_window', 'serving_summary', 'serving_over_time',
-           'process_metrics', 'serving_process', 'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path',
-           'record_alerts', 'read_alerts', 'system_rules', 'monitoring_rules', 'seasonal_drift', 'TriggerDecision',
-           'RetrainingTrigger', 'log_reference_profile', 'model_reference_profile', 'Reference', 'load_reference',
-           'model_training_window', 'drift_summary', 'last_year_psi', 'performance_summary', 'plot_performance',
-           'plot_distributions', 'plot_latency', 'monitoring_metrics', 'decide_retraining', 'verdict',
-           'log_monitoring_run', 'MonitorRun', 'monitor_window', 'run_monitor', 'add_commands']
+__all__ = ['DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS', 'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'EVENT_TIME',
+           'GPU_QUERY', 'RETRAIN_REASONS', 'MONITOR_EXPERIMENT', 'sturges_edges', 'binned_proportions',
+           'merged_ecdf_counts', 'column_drift', 'default_method', 'method_thresholds', 'is_drifted', 'DriftReport',
+           'drift_report', 'drift_report_from_profile', 'reference_sample', 'calibrate_thresholds', 'with_event_time',
+           'read_window', 'window_features', 'read_labels', 'join_labels', 'cbpe_estimate', 'fit_calibrator',
+           'performance_by_window', 'serving_summary', 'serving_over_time', 'process_metrics', 'serving_process',
+           'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path', 'record_alerts', 'read_alerts',
+           'system_rules', 'monitoring_rules', 'seasonal_drift', 'TriggerDecision', 'RetrainingTrigger',
+           'model_reference_profile', 'Reference', 'load_reference', 'model_training_window', 'drift_summary',
+           'last_year_psi', 'performance_summary', 'plot_performance', 'plot_distributions', 'plot_latency',
+           'monitoring_metrics', 'decide_retraining', 'verdict', 'log_monitoring_run', 'MonitorRun', 'monitor_window',
+           'run_monitor', 'add_commands']
 
 # %% ../nbs/09_monitor.ipynb #b0937dd5
-INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integer columns with at most this many distinct values are categorical
-NUMERICAL, CATEGORICAL = "numerical", "categorical"
 DISTANCE_METHODS = ("psi", "jensenshannon", "wasserstein")  # drift when statistic >= threshold
 PVALUE_METHODS = ("ks", "chisquare", "z")                    # drift when p-value <= (ks) or < (chisquare, z) threshold
 METHOD_KINDS = {"psi": (NUMERICAL, CATEGORICAL), "jensenshannon": (NUMERICAL, CATEGORICAL), "wasserstein": (NUMERICAL,),
                 "ks": (NUMERICAL,), "chisquare": (CATEGORICAL,), "z": (CATEGORICAL,)}
 
-def infer_column_kind(s: pd.Series,  # a column
-                     ) -> str:
-    "`'numerical'` or `'categorical'`, following Evidently 0.7.23's `infer_column_type`."
-    dt = s.dtype
-    if pd.api.types.is_bool_dtype(dt) or isinstance(dt, pd.CategoricalDtype): return CATEGORICAL
-    if pd.api.types.is_float_dtype(dt): return NUMERICAL
-    if pd.api.types.is_integer_dtype(dt): return CATEGORICAL if s.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERICAL
-    if pd.api.types.is_string_dtype(dt) or dt == object:
-        non_null = s.dropna()
-        if len(non_null) and all(isinstance(v, str) for v in (non_null.iloc[0], non_null.iloc[-1])): return CATEGORICAL
-    raise ValueError(f"column {s.name!r}: cannot monitor dtype {dt} (expected numbers, strings, booleans or categories)")
-
-# %% ../nbs/09_monitor.ipynb #8551aab6
-@dataclass
-class PreparedColumn:
-    "Sufficient statistics of one column's sample for every drift method."
-    name: str
-    kind: str                                   # numerical | categorical
-    n: int                                      # finite, non-missing values
-    nunique: int | None                         # distinct values among them (None: not counted yet, see `distinct_more_than`)
-    values: np.ndarray | None = None            # numerical: the finite values (float64), sorted when `is_sorted`
-    is_sorted: bool = False
-    integer: bool = False                       # numerical: the original dtype was integer (numpy's Sturges rule differs)
-    std: float | None = None                    # numerical: np.std of the values in their original order
-    counts: pd.Series | None = None             # categorical: value -> count
-    exact: bool = True                          # False when built from a sample of the reference (profile of a big reference)
-    full_n: int | None = None                   # sampled profile: size of the whole reference (method choice, Sturges size)
-    full_min: float | None = None               # sampled profile: minimum of the whole reference (bin edges)
-    full_max: float | None = None               # sampled profile: maximum of the whole reference
-
-    @property
-    def sorted_values(self) -> np.ndarray:
-        "The values sorted (computed once, only for the methods that need order: KS, Wasserstein)."
-        if not self.is_sorted: self.values, self.is_sorted = np.sort(self.values), True
-        return self.values
-
-    def distinct_more_than(self, k: int) -> bool:
-        "Whether the sample has more than `k` distinct values (a cheap look at a prefix settles most columns)."
-        if self.nunique is None:
-            if self.kind == NUMERICAL and np.unique(self.values[:4096]).size > k: return True
-            self.nunique = int(self.sorted_nunique() if self.kind == NUMERICAL else len(self.counts))
-        return self.nunique > k
-
-    def sorted_nunique(self) -> int:
-        v = self.values if self.is_sorted else None
-        if v is None: return int(pd.unique(self.values).size)
-        return int(1 + np.count_nonzero(v[1:] != v[:-1])) if v.size else 0
-
-    @property
-    def lo(self) -> float: return self.full_min if self.full_min is not None else float(self.values[0] if self.is_sorted else self.values.min())
-    @property
-    def hi(self) -> float: return self.full_max if self.full_max is not None else float(self.values[-1] if self.is_sorted else self.values.max())
-
-def prepare_column(s: pd.Series | np.ndarray,  # the raw column
-                   kind: str | None = None,      # numerical | categorical; inferred when None
-                   name: str | None = None,      # column name for messages
-                   side: str = "current",        # 'reference' or 'current', for messages
-                  ) -> PreparedColumn:
-    "Clean (drop NaN/±inf) and summarise a column for drift tests; errors name the column and side."
-    s = s if isinstance(s, pd.Series) else pd.Series(s)
-    name = name if name is not None else s.name
-    kind = kind or infer_column_kind(s)
-    if kind == NUMERICAL:
-        if not (pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)):
-            raise ValueError(f"column {name!r}: expected numerical values in the {side} data, found dtype {s.dtype}")
-        integer = pd.api.types.is_integer_dtype(s.dtype)
-        a = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        if not integer:
-            finite = np.isfinite(a)
-            if not finite.all(): a = a[finite]
-        if a.size == 0: raise ValueError(f"column {name!r}: no finite values in the {side} data (empty or all NaN/inf)")
-        return PreparedColumn(name, NUMERICAL, int(a.size), None, values=a, integer=integer, std=float(np.std(a)))
-    if kind != CATEGORICAL: raise ValueError(f"column {name!r}: unknown kind {kind!r} (expected numerical or categorical)")
-    if pd.api.types.is_float_dtype(s.dtype): s = s.replace([np.inf, -np.inf], np.nan)
-    counts = s.value_counts(dropna=True)
-    counts = counts[counts > 0]
-    if counts.empty: raise ValueError(f"column {name!r}: no values in the {side} data (empty or all missing)")
-    return PreparedColumn(name, CATEGORICAL, int(counts.sum()), int(len(counts)), counts=counts)
 
 # %% ../nbs/09_monitor.ipynb #b03cbb0e
 def sturges_edges(lo: float,              # smallest value over both samples
@@ -146,12 +67,6 @@ def sturges_edges(lo: float,              # smallest value over both samples
     if width and integer and width < 1: width = 1
     n_bins = int(np.ceil((hi - lo) / width)) if width else 1
     return np.linspace(lo, hi, n_bins + 1, endpoint=True, dtype=np.float64)
-
-def _hist_sorted(sv: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    "Counts per bin of sorted values `sv` (bins half-open, the last one closed), as `np.histogram` counts them."
-    left = np.searchsorted(sv, edges[:-1], side="left")
-    right = np.append(left[1:], np.searchsorted(sv, edges[-1:], side="right"))
-    return right - left
 
 def _fill_zeros(p: np.ndarray) -> np.ndarray:
     p = p.copy()
@@ -181,7 +96,7 @@ def binned_proportions(ref: PreparedColumn,  # prepared reference
 
 def _histogram(p: PreparedColumn, edges: np.ndarray) -> np.ndarray:
     "Counts per (equal-width) bin: binary search when sorted, else numpy's uniform-bin fast path; the same integers."
-    if p.is_sorted: return _hist_sorted(p.values, edges)
+    if p.is_sorted: return histogram_sorted(p.values, edges)
     return np.histogram(p.values, bins=len(edges) - 1, range=(edges[0], edges[-1]))[0]
 
 def _counts(p: PreparedColumn) -> pd.Series:
@@ -397,80 +312,6 @@ def _report(prepared, current, columns, kinds, methods, thresholds, column_thres
     return DriftReport(table, config.drift.drift_share if drift_share is None else drift_share)
 
 # %% ../nbs/09_monitor.ipynb #0a56ea43
-PROFILE_FORMAT = "churnops.reference_profile/1"
-PROFILE_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
-
-def _py(v):
-    "A JSON-safe Python scalar (numpy → Python; keeps int/float/bool/str)."
-    return v.item() if isinstance(v, np.generic) else v
-
-def _column_profile(s: pd.Series, kind: str, max_values: int, rng) -> dict:
-    p = prepare_column(s, kind, s.name, "reference")
-    if kind == NUMERICAL: p.sorted_values; p.nunique = p.sorted_nunique()
-    d = {"kind": kind, "dtype": str(s.dtype), "n": p.n, "n_missing": int(len(s) - p.n), "nunique": p.nunique}
-    if kind == CATEGORICAL:
-        d["counts"] = [[_py(k), int(v)] for k, v in p.counts.sort_values(ascending=False).items()]
-        return d
-    sv = p.sorted_values
-    d.update(integer=p.integer, std=p.std, mean=float(np.mean(sv)), min=float(sv[0]), max=float(sv[-1]),
-             quantiles={str(q): float(np.quantile(sv, q)) for q in PROFILE_QUANTILES})
-    edges = np.histogram_bin_edges(sv, "sturges")
-    d["histogram"] = {"edges": edges.tolist(), "proportions": (_hist_sorted(sv, edges) / p.n).tolist()}
-    if p.nunique <= max_values:
-        v, c = np.unique(sv, return_counts=True)
-        d.update(exact=True, values=v.tolist(), counts=c.tolist())
-    else:
-        d.update(exact=False, sample=np.sort(rng.choice(sv, max_values, replace=False)).tolist())
-    return d
-
-def reference_profile(df: pd.DataFrame,                     # the reference (training) features
-                      columns: Sequence[str] | None = None,  # columns to profile; default all
-                      kinds: dict[str, str] | None = None,   # {column: numerical|categorical}; inferred when missing
-                      max_values: int = 50_000,              # numerical: keep the full distribution up to this many distinct values
-                      seed: int = 0,                         # sampling seed for wider columns
-                      calibrate: bool = False,               # also store NannyML-style calibrated thresholds
-                      chunk_size: int | None = None,         # calibration chunk size (≈ a monitoring window's rows)
-                     ) -> dict:
-    "A JSON-serialisable summary of `df` from which `drift_report_from_profile` computes drift."
-    if len(df) == 0: raise ValueError("reference data is empty: cannot build a reference profile from 0 rows")
-    kinds = kinds or {}
-    columns = list(columns) if columns is not None else list(df.columns)
-    rng = np.random.default_rng(seed)
-    cols = {}
-    for c in columns:
-        if c not in df.columns: raise ValueError(f"column {c!r} not in the reference data (columns: {list(df.columns)})")
-        cols[c] = _column_profile(df[c], kinds.get(c) or infer_column_kind(df[c]), max_values, rng)
-    prof = {"format": PROFILE_FORMAT, "created": utc_now().isoformat(), "n_rows": int(len(df)),
-            "columns": cols}
-    if calibrate:
-        prof["calibrated_thresholds"] = calibrate_thresholds(df, columns, chunk_size=chunk_size,
-                                                             kinds={c: cols[c]["kind"] for c in columns})
-    return prof
-
-def prepared_from_profile(col: dict,   # one entry of `profile["columns"]`
-                          name: str,   # the column name
-                         ) -> PreparedColumn:
-    "Rebuild the reference `PreparedColumn` a profile entry describes."
-    if col["kind"] == CATEGORICAL:
-        counts = pd.Series([c for _, c in col["counts"]], index=pd.Index([k for k, _ in col["counts"]]), dtype="int64")
-        return PreparedColumn(name, CATEGORICAL, col["n"], col["nunique"], counts=counts)
-    if col.get("exact", True):
-        sv = np.repeat(np.asarray(col["values"], dtype=np.float64), np.asarray(col["counts"], dtype=np.int64))
-        return PreparedColumn(name, NUMERICAL, col["n"], col["nunique"], values=sv, is_sorted=True, integer=col["integer"], std=col["std"])
-    sv = np.asarray(col["sample"], dtype=np.float64)
-    return PreparedColumn(name, NUMERICAL, int(sv.size), col["nunique"], values=sv, is_sorted=True, integer=col["integer"],
-                          std=col["std"], exact=False, full_n=col["n"], full_min=col["min"], full_max=col["max"])
-
-def save_profile(profile: dict, path: str | os.PathLike) -> Path:
-    "Write a profile as JSON atomically."
-    return write_json_atomic(path, profile, indent=None)
-
-def load_profile(path: str | os.PathLike) -> dict:
-    "Read a profile written by `save_profile`, checking its format."
-    prof = json.loads(Path(path).read_text())
-    if prof.get("format") != PROFILE_FORMAT: raise ValueError(f"{path}: not a churnops reference profile (format {prof.get('format')!r})")
-    return prof
-
 def drift_report_from_profile(profile: dict,                 # from `reference_profile` / `load_profile`
                               current: pd.DataFrame,         # current window
                               columns: Sequence[str] | None = None,  # default: all profiled columns
@@ -480,7 +321,7 @@ def drift_report_from_profile(profile: dict,                 # from `reference_p
                               config: Config | None = None,
                               drift_share: float | None = None,
                               n_jobs: int | None = None,
-                              use_calibrated: bool = False,  # apply the thresholds stored by `reference_profile(calibrate=True)`
+                              use_calibrated: bool = False,  # apply the thresholds stored in the profile (`calibrated_thresholds`)
                              ) -> DriftReport:
     "`drift_report` against a saved reference profile instead of the raw reference."
     config = config or Config()
@@ -962,18 +803,6 @@ class RetrainingTrigger:
         return res
 
 # %% ../nbs/09_monitor.ipynb #4fd60557
-PROFILE_ARTIFACT = "reference_profile.json"
-
-def log_reference_profile(profile: dict,              # from `reference_profile`
-                          run_id: str | None = None,  # default: the active run
-                         ) -> None:
-    "Log a profile as the `reference_profile.json` artifact of an MLflow run."
-    import mlflow
-    with tempfile.TemporaryDirectory() as d:
-        p = save_profile(profile, Path(d) / PROFILE_ARTIFACT)
-        if run_id is None: mlflow.log_artifact(str(p))
-        else: mlflow.MlflowClient().log_artifact(run_id, str(p))
-
 def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tracking store)
                             name: str = "churn",              # registered model
                             ref: int | str | None = "champion",  # version, alias or None (latest)
@@ -1378,7 +1207,8 @@ def _cmd_monitor(args) -> int:
 def _cmd_profile(args) -> int:
     df = read_table(args.data)
     cols = args.columns.split(",") if args.columns else None
-    p = save_profile(reference_profile(df, cols, calibrate=args.calibrate, chunk_size=args.chunk_size), args.out)
+    cal = calibrate_thresholds(df, cols, chunk_size=args.chunk_size) if args.calibrate else None
+    p = save_profile(reference_profile(df, cols, calibrated_thresholds=cal), args.out)
     print(f"reference profile of {len(df)} rows x {len(cols or df.columns)} columns: {p}")
     return 0
 

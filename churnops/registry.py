@@ -227,7 +227,7 @@ def evaluate_gates(metrics: dict,             # metric name -> value, as logged 
     return _from_validate(check_gates(metrics, cfg=config))
 
 def gate_names(config: Config | None = None) -> set[str]:
-    "The metrics the gates judge: the offline gates, the baseline, latency and size (`validate.gates_from_config`)."
+    "The metrics the gates judge: the offline gates, the baseline, latency, throughput and size (`validate.gates_from_config`)."
     from churnops.validate import gates_from_config
     config = config or Config()
     return set(gates_from_config(config))
@@ -243,23 +243,24 @@ def _quiet_downloads():
         else: os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = old
 
 def _measure_system(client, model: str, version: int, want: set[str]) -> tuple[dict, dict]:
-    "Measure `p99_latency_ms` / `model_size_mb` of a version from its artifacts and input example; (values, notes)."
+    "Measure `p99_latency_ms` / `throughput_rps` / `model_size_mb` of a version from its artifacts and input example; (values, notes)."
     import mlflow
     from mlflow.models import Model
     vals, notes = {}, {}
     try:
-        from churnops.validate import directory_size_mb, measure_latency
+        from churnops.validate import directory_size_mb, measure_latency, measure_throughput
         uri = client.tracking_uri
         with tempfile.TemporaryDirectory() as d, _quiet_downloads():
             # resolve the storage location through this client: a `models:/` URI would use the process-wide registry
             where = client.get_model_version_download_uri(model, str(version))
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=where, dst_path=d, tracking_uri=uri))
             if "model_size_mb" in want: vals["model_size_mb"] = directory_size_mb(local)
-            if "p99_latency_ms" in want:
+            if want & {"p99_latency_ms", "throughput_rps"}:
                 X = Model.load(str(local)).load_input_example(str(local))
                 if X is None: raise RegistryError("no input example logged with the model")
                 pipe = load_model_dir(local, f"model {model!r} version {version}")
-                vals["p99_latency_ms"] = measure_latency(pipe, pd.DataFrame(X), n=50, warmup=5)["p99_latency_ms"]
+                if "p99_latency_ms" in want: vals["p99_latency_ms"] = measure_latency(pipe, pd.DataFrame(X), n=50, warmup=5)["p99_latency_ms"]
+                if "throughput_rps" in want: vals["throughput_rps"] = measure_throughput(pipe, pd.DataFrame(X), rows=2048)["throughput_rps"]
     except Exception as e:
         for k in want - set(vals): notes[k] = f"could not be measured ({type(e).__name__}: {e})"[:300]
     return vals, notes
@@ -280,7 +281,7 @@ def gate_metrics(client,                 # an `MlflowClient`
         for g in rep.get("gates", []):
             if g.get("actual") is not None: metrics[g["name"]] = g["actual"]; source[g["name"]] = "evaluation report"
     except Exception: pass    # no evaluation report on this run
-    want = {"p99_latency_ms", "model_size_mb"} & (set(names if names is not None else gate_names()) - set(metrics))
+    want = {"p99_latency_ms", "throughput_rps", "model_size_mb"} & (set(names if names is not None else gate_names()) - set(metrics))
     if measure and want:
         vals, notes = _measure_system(client, mv.name, int(mv.version), want)
         metrics.update(vals); source.update({k: "measured at promote" for k in vals}); source.update(notes)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,16 +41,19 @@ from .declaration import Declaration, load_declaration
 from .features import frame_hash
 from .files import TableError, read_table, write_table
 from .metrics import classification_metrics
+from .profile import log_reference_profile, reference_profile
 from .runner import JobFailed, run_job
 from .tracking import TRUSTED_TYPES, load_model, parse_model_ref, setup_mlflow
 
 # %% auto #0
-__all__ = ['FAMILIES', 'suggest_params', 'make_estimator', 'make_table_preprocessor', 'make_pipeline', 'split_trial_params',
-           'git_commit', 'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register',
+__all__ = ['FAMILIES', 'TABLE_SCHEMA_FORMAT', 'TABLE_SCHEMA_ARTIFACT', 'MISSING_RULE', 'suggest_params', 'make_estimator',
+           'make_table_preprocessor', 'make_pipeline', 'split_trial_params', 'git_commit',
+           'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register',
            'time_ordered_folds', 'stratified_folds', 'study_storage', 'cv_objective', 'tune', 'encode_target',
-           'TableSpec', 'prepare_table', 'make_telco_table', 'file_hash', 'train_table', 'column_kinds',
-           'scoring_frame', 'transform_dedup', 'predict_proba_fast', 'predict_table', 'out_of_time_split',
-           'label_horizon', 'declared_training_set', 'train_churn', 'run_training_job', 'add_commands']
+           'text_to_number', 'TableSpec', 'coerce_like_training', 'prepare_table', 'make_telco_table', 'file_hash',
+           'train_table', 'column_kinds', 'model_table_schema', 'scoring_frame', 'transform_dedup',
+           'predict_proba_fast', 'predict_table', 'out_of_time_split', 'label_horizon', 'declared_training_set',
+           'train_churn', 'run_training_job', 'add_commands']
 
 # %% ../nbs/05_train.ipynb #5cafd419
 FAMILIES = ("logreg", "rf", "hgb")
@@ -443,13 +447,25 @@ def encode_target(s: pd.Series,              # the raw target column
     out = pd.Series(np.where(missing, np.nan, (key == pos).fillna(False).astype(float)), index=s.index, name=s.name)
     return out, {"positive": str(pos), "negative": str(neg)}
 
+def _is_number_column(col: pd.Series) -> bool:
+    return pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col)
+
+def text_to_number(col: pd.Series) -> pd.Series:
+    "Text read as numbers: stripped, blank → missing, anything unreadable → missing (float)."
+    text = col.astype("string").str.strip()
+    return pd.to_numeric(text.where(text != ""), errors="coerce").astype(float)
+
 def _coerce_numeric(col: pd.Series, min_share: float = 0.95) -> tuple[pd.Series, int] | None:
     "A text column that is mostly numbers → (float column, values that could not be read); else None."
     text = col.astype("string").str.strip()
-    parsed = pd.to_numeric(text.where(text != ""), errors="coerce")
+    parsed = text_to_number(col)
     nonblank, ok = int((text.fillna("") != "").sum()), int(parsed.notna().sum())
     if nonblank == 0 or ok / nonblank < min_share: return None
-    return parsed.astype(float), int(col.notna().sum()) - ok   # blanks count as values that could not be read
+    return parsed, int(col.notna().sum()) - ok   # blanks count as values that could not be read
+
+TABLE_SCHEMA_FORMAT = "churnops.table_schema/1"
+TABLE_SCHEMA_ARTIFACT = "table_schema.json"   # on the model's run, beside reference_profile.json
+MISSING_RULE = "missing: null/NaN; numeric columns also blank text (after stripping) and text that is not a number"
 
 @dataclass
 class TableSpec:
@@ -459,6 +475,53 @@ class TableSpec:
     numeric: list[str]
     categorical: list[str]
     report: dict
+    coerced: list[str] = field(default_factory=list)   # text columns read as numbers
+
+    def schema(self) -> dict:
+        "The rules `coerce_like_training` replays (JSON): feature roles, coerced columns, missing values, target encoding."
+        return {"format": TABLE_SCHEMA_FORMAT, "target": self.target, "id_column": self.id_column,
+                "features": self.numeric + self.categorical, "numeric": self.numeric, "categorical": self.categorical,
+                "coerced_to_number": self.coerced, "missing_values": MISSING_RULE, "text": "stripped of surrounding spaces",
+                "target_mapping": self.report.get("target_mapping"), "dropped_columns": self.report.get("dropped_columns", {})}
+
+def coerce_like_training(records: pd.DataFrame,  # raw rows (a table, or serving's records), extra columns ignored
+                         schema: dict | TableSpec,  # `TableSpec.schema()` or the logged `table_schema.json`
+                         source: str = "records",   # for messages
+                        ) -> pd.DataFrame:
+    "The model's input frame from raw rows, by exactly the rules training applied: numeric columns to float, text stripped."
+    s = schema.schema() if isinstance(schema, TableSpec) else schema
+    if s.get("format") != TABLE_SCHEMA_FORMAT: raise ValueError(f"{source}: not a churnops table schema (format {s.get('format')!r})")
+    missing = [c for c in s["features"] if c not in records.columns]
+    if missing: raise TableError(f"{source}: column(s) {missing} needed by the model are missing")
+    X = records[s["features"]].copy()
+    for c in s["numeric"]:
+        X[c] = X[c].astype(float) if _is_number_column(X[c]) else text_to_number(X[c])
+    for c in s["categorical"]:
+        X[c] = X[c].astype("string").str.strip().astype(object).where(X[c].notna(), None)
+    return X.reset_index(drop=True)
+
+def _column_roles(df: pd.DataFrame, skip: set, source: str) -> tuple[list, list, list, dict, dict]:
+    "(numeric, categorical, coerced, unparseable counts, dropped) of the feature columns."
+    numeric, categorical, coerced, unparseable, dropped = [], [], [], {}, {}
+    for c in df.columns:
+        if c in skip: continue
+        col = df[c]
+        if col.isna().all() or (not pd.api.types.is_numeric_dtype(col) and (col.astype("string").str.strip().fillna("") == "").all()):
+            raise TableError(f"{source}: feature column {c!r} has no values (all missing); exclude it")
+        if _is_number_column(col): numeric.append(c); continue
+        num = _coerce_numeric(col)
+        if num is not None:
+            numeric.append(c); coerced.append(c)
+            if num[1]:
+                unparseable[c] = num[1]
+                warnings.warn(f"{source}: column {c!r}: {num[1]} value(s) could not be read as numbers; treated as missing")
+            continue
+        if len(df) > 50 and col.nunique() == len(df):
+            dropped[c] = "distinct value on every row (an identifier?)"
+            warnings.warn(f"{source}: column {c!r} has a distinct value on every row; left out as an identifier (pass it as --id)")
+            continue
+        categorical.append(c)
+    return numeric, categorical, coerced, unparseable, dropped
 
 def prepare_table(df: pd.DataFrame,             # the raw table
                   target: str,                  # target column
@@ -467,7 +530,7 @@ def prepare_table(df: pd.DataFrame,             # the raw table
                   positive: Any = None,         # value of the target meaning churned
                   source: str = "table",        # for messages (the file name)
                  ) -> tuple[pd.DataFrame, np.ndarray, pd.Series | None, TableSpec]:
-    "Validate and type a user table: `(X, y, ids, spec)`."
+    "Validate and type a user table: `(X, y, ids, spec)`; X is `coerce_like_training(rows, spec)`."
     if df.empty or df.shape[1] < 2: raise TableError(f"{source}: parsed to {df.shape[0]} rows x {df.shape[1]} columns; expected a table with a target and features")
     cols = list(df.columns)
     if target not in cols: raise TableError(f"{source}: target column {target!r} not found; columns are {cols[:30]}")
@@ -487,33 +550,13 @@ def prepare_table(df: pd.DataFrame,             # the raw table
         dups = int(ids.duplicated().sum())
         report["duplicate_ids"] = dups
         if dups: warnings.warn(f"{source}: id column {id_column!r} has {dups} duplicated value(s), e.g. {ids[ids.duplicated()].iloc[0]!r}")
-    numeric, categorical, coerced, dropped = [], [], {}, {}
-    for c in cols:
-        if c in (target, id_column) or c in exclude: continue
-        col = df[c]
-        if col.isna().all() or (not pd.api.types.is_numeric_dtype(col) and (col.astype("string").str.strip().fillna("") == "").all()):
-            raise TableError(f"{source}: feature column {c!r} has no values (all missing); exclude it")
-        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-            numeric.append(c); continue
-        num = _coerce_numeric(col)
-        if num is not None:
-            df[c] = num[0]; numeric.append(c)
-            if num[1]:
-                coerced[c] = num[1]
-                warnings.warn(f"{source}: column {c!r}: {num[1]} value(s) could not be read as numbers; treated as missing")
-            continue
-        if len(df) > 50 and col.nunique() == len(df):
-            dropped[c] = "distinct value on every row (an identifier?)"
-            warnings.warn(f"{source}: column {c!r} has a distinct value on every row; left out as an identifier (pass it as --id)")
-            continue
-        categorical.append(c)
+    numeric, categorical, coerced, unparseable, dropped = _column_roles(df, {target, id_column, *exclude}, source)
     if not numeric and not categorical: raise TableError(f"{source}: no feature columns left besides the target and id")
-    X = df[numeric + categorical].copy()
-    for c in numeric: X[c] = X[c].astype(float)
-    for c in categorical: X[c] = X[c].astype("string").str.strip().astype(object).where(X[c].notna(), None)
-    report.update(rows_used=len(X), numeric=numeric, categorical=categorical, coerced_unparseable=coerced,
-                  dropped_columns=dropped, positive_rate=float(y.mean()))
-    return X, y, ids, TableSpec(target, id_column, numeric, categorical, report)
+    report.update(rows_used=len(df), numeric=numeric, categorical=categorical, coerced_to_number=coerced,
+                  coerced_unparseable=unparseable, dropped_columns=dropped, positive_rate=float(y.mean()))
+    spec = TableSpec(target, id_column, numeric, categorical, report, coerced)
+    return coerce_like_training(df, spec, source), y, ids, spec
+
 
 # %% ../nbs/05_train.ipynb #bb52dc19
 def make_telco_table(n: int = 2000,              # customers
@@ -606,6 +649,8 @@ def train_table(data: str | os.PathLike | pd.DataFrame,  # CSV/parquet path, or 
     with mlflow.start_run(run_name=f"{name}-train-table") as run:
         mlflow.set_tags(tags)
         mlflow.log_dict(spec.report, "data_report.json")
+        mlflow.log_dict(spec.schema(), TABLE_SCHEMA_ARTIFACT)             # the rules serving replays (coerce_like_training)
+        log_reference_profile(reference_profile(Xtr))                    # what monitoring compares served traffic with
         study = tune(Xtr, y[tr], cv, preprocessor, study_name=study_name, home=home, storage=storage, families=families,
                      n_trials=trials, timeout=timeout, seed=seed, workers=workers, parent_run_id=run.info.run_id, quiet=quiet)
         family, best = split_trial_params(study.best_params)
@@ -638,8 +683,21 @@ def column_kinds(pipeline: Pipeline) -> tuple[list[str], list[str]]:
         (categorical if is_cat else numeric).extend(pre.feature_names_in_[c] if isinstance(c, (int, np.integer)) else c for c in cols)
     return numeric, categorical
 
-def scoring_frame(df: pd.DataFrame, pipeline: Pipeline, source: str = "data") -> pd.DataFrame:
+def model_table_schema(run_id: str | None,  # the model version's run
+                      ) -> dict | None:
+    "The `table_schema.json` a `train_table` run logged (None for a model trained another way); uses the current tracking URI."
+    if not run_id: return None
+    import mlflow
+    with tempfile.TemporaryDirectory() as d:
+        try: p = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TABLE_SCHEMA_ARTIFACT, dst_path=d)
+        except Exception: return None
+        return json.loads(Path(p).read_text())
+
+def scoring_frame(df: pd.DataFrame, pipeline: Pipeline, source: str = "data",
+                  schema: dict | None = None,  # a table model's schema: rows are typed by `coerce_like_training`
+                 ) -> pd.DataFrame:
     "The columns `pipeline` needs, typed as in training; error naming missing columns."
+    if schema is not None: return coerce_like_training(df, schema, source)
     needed = list(pipeline.feature_names_in_)
     missing = [c for c in needed if c not in df.columns]
     if missing: raise TableError(f"{source}: column(s) {missing} needed by the model are missing")
@@ -714,7 +772,7 @@ def predict_table(home: str | os.PathLike | None,  # churnops home
     if threshold is None: threshold = (run.data.metrics.get("threshold_at_recall_80", 0.5) if run else 0.5)
     if id_column is None and run is not None: id_column = run.data.tags.get("churnops.id_column") or None
     df, source = (data, "<DataFrame>") if isinstance(data, pd.DataFrame) else (read_table(data), str(data))
-    X = scoring_frame(df, pipeline, source)
+    X = scoring_frame(df, pipeline, source, schema=model_table_schema(mv.run_id))
     t0 = time.perf_counter()
     proba = predict_proba_fast(pipeline, X)
     seconds = time.perf_counter() - t0

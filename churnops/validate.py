@@ -29,25 +29,28 @@ from .tracking import load_model, parse_model_ref, setup_mlflow, tracking_uri
 # %% auto #0
 __all__ = ['HIGHER_IS_BETTER', 'GATE_METRICS', 'COMPARE_METRICS', 'TENURE_BINS', 'TENURE_LABELS', 'DEFAULT_SEGMENTS',
            'gates_from_config', 'validate_gates', 'GateResult', 'GateReport', 'check_gates', 'decide',
-           'paired_bootstrap', 'add_tenure_band', 'slice_metrics', 'feature_effects', 'threshold_analysis',
-           'plot_curves', 'Variant', 'ABTestConfig', 'load_ab_config', 'sample_size_two_proportions', 'ABPlan',
-           'plan_ab_test', 'hash_unit', 'assign_variant', 'two_proportion_ztest', 'ABAnalysis', 'analyze_ab',
-           'measure_latency', 'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation', 'overall_decision',
-           'log_validation', 'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions', 'add_commands']
+           'paired_bootstrap', 'add_tenure_band', 'slice_metrics', 'feature_effects', 'InterpretabilityMissing',
+           'interpretability_shown', 'check_interpretability', 'threshold_analysis', 'plot_curves', 'Variant',
+           'ABTestConfig', 'load_ab_config', 'sample_size_two_proportions', 'ABPlan', 'plan_ab_test', 'hash_unit',
+           'assign_variant', 'two_proportion_ztest', 'ABAnalysis', 'analyze_ab', 'churn_reduction', 'measure_latency',
+           'measure_throughput', 'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation',
+           'overall_decision', 'log_validation', 'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions',
+           'add_commands']
 
 # %% ../nbs/06_validate.ipynb #3ef6cf73
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "pr_auc": True,
                     "precision_at_recall_80": True, "oracle_roc_auc": True,
-                    "log_loss": False, "brier": False, "p99_latency_ms": False, "model_size_mb": False}
+                    "throughput_rps": True, "log_loss": False, "brier": False, "p99_latency_ms": False, "model_size_mb": False}
 GATE_METRICS = set(HIGHER_IS_BETTER)  # names a gate may use
 
 def gates_from_config(cfg: Config | None = None,  # the project config; default `Config()`
                      ) -> dict[str, Gate]:
-    "All quality gates: `offline_gates` plus precision@recall80 vs baseline, p99 latency and model size limits."
+    "All quality gates: `offline_gates` plus precision@recall80 vs baseline, p99 latency, throughput and model size limits."
     cfg = cfg or Config()
     gates = dict(cfg.offline_gates)
     gates.setdefault("precision_at_recall_80", Gate(min=cfg.problem.baseline, direction="min"))
     gates.setdefault("p99_latency_ms", Gate(min=cfg.constraints.latency_ms, direction="max"))
+    gates.setdefault("throughput_rps", Gate(min=cfg.constraints.throughput_rps, direction="min"))
     gates.setdefault("model_size_mb", Gate(min=cfg.constraints.model_size_mb, direction="max"))
     return gates
 
@@ -67,7 +70,7 @@ def validate_gates(gates: dict[str, Gate],  # gate name -> Gate
         if g.direction != expected:
             raise ValueError(f"gate {name!r}: direction {g.direction!r} but {name} is "
                              f"{'higher' if HIGHER_IS_BETTER[name] else 'lower'}-is-better; expected direction {expected!r}")
-        if name in ("p99_latency_ms", "model_size_mb") and g.min <= 0:
+        if name in ("p99_latency_ms", "model_size_mb", "throughput_rps") and g.min <= 0:
             raise ValueError(f"gate {name!r}: limit {g.min} must be positive")
     return gates
 
@@ -282,6 +285,28 @@ def feature_effects(model,                    # fitted pipeline with predict_pro
             effects.append(float(means[hi_c] - means[lo_c]))
             directions.append(f"most churn: {hi_c}; least: {lo_c}")
     return imp.assign(effect=effects, direction=directions)
+
+# %% ../nbs/06_validate.ipynb #cb312e1c
+class InterpretabilityMissing(ValueError):
+    "The evaluation report lacks what `constraints.interpretability` requires."
+
+def interpretability_shown(effects: pd.DataFrame | None,  # from `feature_effects` (None: not computed)
+                          ) -> list[str]:
+    "Which interpretability items an effects table shows: `feature_importance`, `feature_effects`."
+    if effects is None or len(effects) == 0: return []
+    has = lambda c: c in effects and effects[c].notna().any()
+    return [k for k, ok in (("feature_importance", has("importance")), ("feature_effects", has("effect") and has("direction"))) if ok]
+
+def check_interpretability(effects: pd.DataFrame | None,  # the report's effects table
+                           required: list[str],            # `config.constraints.interpretability`
+                          ) -> list[str]:
+    "What the report shows; `InterpretabilityMissing` naming the requirement, what is shown and what is missing."
+    shown = interpretability_shown(effects)
+    missing = [r for r in required if r not in shown]
+    if missing:
+        raise InterpretabilityMissing(f"constraints.interpretability requires {list(required)}; the evaluation report shows "
+                                      f"{shown or 'none of them'}: missing {missing} (was evaluate_model run with effects=False?)")
+    return shown
 
 # %% ../nbs/06_validate.ipynb #3a249363
 def threshold_analysis(y: np.ndarray,            # labels
@@ -625,6 +650,41 @@ def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer
             reasons += [f"guardrail: {r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in breached.itertuples()]
     return ABAnalysis(ab.experiment, c, variants, comparisons, secondary, guardrails, plan, decision, reasons)
 
+# %% ../nbs/06_validate.ipynb #30a47d7c
+def churn_reduction(outcomes: pd.DataFrame,        # one row per customer: its variant and whether it churned (0/1)
+                    control: str = "control",      # the control variant
+                    outcome: str = "churned",      # the 0/1 outcome column
+                    variant_col: str = "variant",  # the variant column
+                    target: float | None = None,   # default: config.online_metrics.churn_reduction
+                    cfg: Config | None = None,
+                    confidence: float = 0.95,
+                    n_resamples: int = 2000,
+                    seed: int = 0,
+                   ) -> pd.DataFrame:
+    "Per non-control variant: churn rates, relative churn reduction vs control with a bootstrap interval, and the target check."
+    for c in (variant_col, outcome):
+        if c not in outcomes: raise ValueError(f"outcomes: column {c!r} missing; columns are {list(outcomes.columns)}")
+    y = pd.to_numeric(outcomes[outcome], errors="coerce")
+    bad = ~y.isin([0, 1])
+    if bad.any(): raise ValueError(f"outcomes: {outcome!r} must be 0/1; found {outcomes[outcome][bad].head(3).tolist()} ({int(bad.sum())} rows)")
+    counts = y.groupby(outcomes[variant_col]).agg(["size", "sum"])
+    if control not in counts.index: raise ValueError(f"outcomes: control variant {control!r} not found; variants are {sorted(map(str, counts.index))}")
+    n_c, k_c = int(counts.loc[control, "size"]), int(counts.loc[control, "sum"])
+    if k_c == 0: raise ValueError(f"outcomes: control {control!r} has no churn among {n_c} customers; churn reduction is undefined")
+    target = (cfg or Config()).online_metrics.churn_reduction if target is None else float(target)
+    rng, a = np.random.default_rng(seed), (1 - confidence) / 2
+    rc_b = rng.binomial(n_c, k_c / n_c, n_resamples) / n_c          # resampling 0/1 outcomes = binomial draws
+    rows = []
+    for v, (n_t, k_t) in counts.drop(index=control).iterrows():
+        rt_b = rng.binomial(int(n_t), k_t / n_t, n_resamples) / n_t
+        red_b = 1 - rt_b[rc_b > 0] / rc_b[rc_b > 0]
+        red = 1 - (k_t / n_t) / (k_c / n_c)
+        lo, hi = np.quantile(red_b, [a, 1 - a])
+        rows.append({"variant": v, "customers": int(n_t), "churn_rate": k_t / n_t, "control_customers": n_c,
+                     "control_churn_rate": k_c / n_c, "churn_reduction": red, "ci_low": float(lo), "ci_high": float(hi),
+                     "target": target, "meets_target": bool(red >= target), "confident": bool(lo >= target)})
+    return pd.DataFrame(rows)
+
 # %% ../nbs/06_validate.ipynb #486ea041
 def measure_latency(model,               # fitted pipeline
                     X: pd.DataFrame,     # rows to score one at a time (cycled)
@@ -644,6 +704,25 @@ def measure_latency(model,               # fitted pipeline
             t0 = time.perf_counter(); model.predict_proba(r); times.append((time.perf_counter() - t0) * 1000)
     p50, p95, p99 = np.percentile(times, [50, 95, 99])
     return {"p50_latency_ms": float(p50), "p95_latency_ms": float(p95), "p99_latency_ms": float(p99)}
+
+def measure_throughput(model,               # fitted pipeline
+                       X: pd.DataFrame,     # rows to score (cycled)
+                       rows: int = 4096,    # rows scored in the timed run
+                       batch: int = 64,     # rows per call: serving's micro-batches under sustained load
+                       threads: int | None = 1,  # BLAS/OpenMP threads, as in serving
+                      ) -> dict[str, float]:
+    "Sustained rows per second of `predict_proba` in batches of `batch` rows, back to back, after one warm-up call."
+    import sklearn.ensemble  # noqa: F401
+    from threadpoolctl import threadpool_limits
+    if len(X) == 0: raise ValueError("no rows to time")
+    calls = max(1, -(-rows // batch))
+    frames = [X.iloc[np.arange(k * batch, (k + 1) * batch) % len(X)] for k in range(calls)]
+    with threadpool_limits(limits=threads):
+        model.predict_proba(frames[0])
+        t0 = time.perf_counter()
+        for f in frames: model.predict_proba(f)
+        seconds = time.perf_counter() - t0
+    return {"throughput_rps": calls * batch / seconds if seconds > 0 else float("inf"), "throughput_batch": float(batch)}
 
 def directory_size_mb(path: str | os.PathLike) -> float:
     "Total size of the files under `path`, in MB."
@@ -708,7 +787,7 @@ class Evaluation:
         return {"model": f"{self.name}/{self.version}", "run_id": self.run_id, "champion_version": self.champion_version,
                 "holdout_rows": self.holdout_rows, "decision": self.decision, "gates": self.gates.to_dict(),
                 "metrics": js(self.metrics), "comparison": js(self.comparison), "slices": js(self.slices),
-                "effects": js(self.effects), "latency": self.latency, "size_mb": self.size_mb,
+                "effects": js(self.effects), "interpretability": interpretability_shown(self.effects), "latency": self.latency, "size_mb": self.size_mb,
                 "decision_thresholds": self.decision_thresholds, "notes": self.notes}
     def __str__(self):
         champ = f"champion v{self.champion_version}" if self.champion_version else "no champion"
@@ -717,7 +796,7 @@ class Evaluation:
 def _scoring_frame(train, model, run, df: pd.DataFrame, target: str) -> pd.DataFrame:
     "The holdout columns `model` was trained on, typed as in training."
     if hasattr(model, "feature_names_in_") and hasattr(train, "scoring_frame"):
-        try: return train.scoring_frame(df, model, source="holdout")
+        try: return train.scoring_frame(df, model, source="holdout", schema=train.model_table_schema(run.info.run_id))
         except ValueError as e: raise ValueError(f"{e} (model run {run.info.run_id})") from None
     tag = run.data.tags.get("churnops.feature_columns")
     key = run.data.tags.get("churnops.id_column")
@@ -815,9 +894,10 @@ def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log,
         thr["champion"] = _threshold_of(champ_run)
     notes += [n for n in (_overlap_note(cand_run, "candidate", holdout), champ_run and _overlap_note(champ_run, "champion", holdout)) if n]
     metrics = pd.DataFrame({k: classification_metrics(y, p, thr[k]) for k, p in probas.items()}).rename_axis("metric")
-    lat = measure_latency(cand, X_cand, n=latency_calls)
+    lat = {**measure_latency(cand, X_cand, n=latency_calls), **measure_throughput(cand, X_cand)}
     size = model_size_mb(name, cand_mv.version)
-    gate_metrics = {**metrics["candidate"].to_dict(), "p99_latency_ms": lat["p99_latency_ms"], "model_size_mb": size}
+    gate_metrics = {**metrics["candidate"].to_dict(), "p99_latency_ms": lat["p99_latency_ms"], "throughput_rps": lat["throughput_rps"],
+                    "model_size_mb": size}
     report = check_gates(gate_metrics, gates_from_config(cfg), model=f"{name}/{cand_mv.version}", metrics_source="holdout")
     comparison = None
     if champ is not None:

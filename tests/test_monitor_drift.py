@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from churnops import monitor
+from churnops import monitor, profile
 from churnops.config import config_from_dict
 
 
@@ -112,8 +112,8 @@ def frames():
 def test_empty_window(frames):
     ref, cur = frames
     with pytest.raises(ValueError, match="current data is empty"): monitor.drift_report(ref, cur.iloc[:0])
-    with pytest.raises(ValueError, match="current data is empty"): monitor.drift_report_from_profile(monitor.reference_profile(ref), cur.iloc[:0])
-    with pytest.raises(ValueError, match="reference data is empty"): monitor.reference_profile(ref.iloc[:0])
+    with pytest.raises(ValueError, match="current data is empty"): monitor.drift_report_from_profile(profile.reference_profile(ref), cur.iloc[:0])
+    with pytest.raises(ValueError, match="reference data is empty"): profile.reference_profile(ref.iloc[:0])
 
 
 def test_column_missing_from_current(frames):
@@ -165,7 +165,7 @@ def test_profile_exact_for_every_method():
     ref.loc[::50, "x"] = np.nan
     cur = pd.DataFrame({"x": rng.normal(0.2, 1, 700), "n": rng.integers(0, 330, 700), "lo": rng.integers(0, 5, 700).astype(float),
                         "c": rng.choice(["a", "b", "d"], 700), "b": rng.choice([True, False], 700)})
-    prof = json.loads(json.dumps(monitor.reference_profile(ref)))
+    prof = json.loads(json.dumps(profile.reference_profile(ref)))
     for methods in (None, {"x": "psi", "n": "psi", "lo": "psi", "c": "psi", "b": "psi"},
                     {"x": "ks", "n": "ks", "lo": "jensenshannon", "c": "chisquare", "b": "z"},
                     {"x": "jensenshannon", "n": "wasserstein", "lo": "ks", "c": "jensenshannon", "b": "jensenshannon"}):
@@ -180,8 +180,8 @@ def test_sampled_profile_is_marked_approximate(tmp_path):
     rng = np.random.default_rng(6)
     ref = pd.DataFrame({"x": rng.normal(0, 1, 20_000)})
     cur = pd.DataFrame({"x": rng.normal(0.5, 1, 2000)})
-    p = monitor.save_profile(monitor.reference_profile(ref, max_values=2000), tmp_path / "p.json")
-    prof = monitor.load_profile(p)
+    p = profile.save_profile(profile.reference_profile(ref, max_values=2000), tmp_path / "p.json")
+    prof = profile.load_profile(p)
     assert prof["columns"]["x"]["exact"] is False and len(prof["columns"]["x"]["sample"]) == 2000
     r = monitor.drift_report_from_profile(prof, cur)
     exact = monitor.drift_report(ref, cur)
@@ -189,13 +189,13 @@ def test_sampled_profile_is_marked_approximate(tmp_path):
     assert not r.table.exact.iloc[0]
     assert r.statistic("x") == pytest.approx(exact.statistic("x"), rel=0.1)
     (tmp_path / "bad.json").write_text('{"format": "other"}')
-    with pytest.raises(ValueError, match="not a churnops reference profile"): monitor.load_profile(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="not a churnops reference profile"): profile.load_profile(tmp_path / "bad.json")
 
 
 def test_calibrated_thresholds_reduce_false_alarms_on_small_windows():
     rng = np.random.default_rng(7)
     ref = pd.DataFrame({f"f{i}": rng.normal(0, 1, 6000) for i in range(4)})
-    prof = monitor.reference_profile(ref, calibrate=True, chunk_size=150)
+    prof = profile.reference_profile(ref, calibrated_thresholds=monitor.calibrate_thresholds(ref, chunk_size=150))
     cal = prof["calibrated_thresholds"]
     assert set(cal) == set(ref.columns) and all(v["method"] == "wasserstein" and v["threshold"] > 0 for v in cal.values())
     fixed = calibrated = 0

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnops import monitor
+from churnops import monitor, profile
 from churnops.config import Paths
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -32,7 +32,7 @@ def register_model(home, ref_df):
     os.environ.pop("MLFLOW_TRACKING_URI", None)   # mlflow.set_tracking_uri exports it, which would pin every later home to the first
     setup_mlflow(home)
     with mlflow.start_run() as run:
-        monitor.log_reference_profile(monitor.reference_profile(ref_df))
+        profile.log_reference_profile(profile.reference_profile(ref_df))
         mlflow.log_text("placeholder", "model/README.txt")
     client = mlflow.MlflowClient()
     client.create_registered_model("churn")

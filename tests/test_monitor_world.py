@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-from churnops import data, features, monitor, simulate
+from churnops import data, features, monitor, profile, simulate
 from churnops.config import Paths
 
 DRIFT = {"start": "2024-08-15", "price_rise": 0.4, "new_segment_share": 0.7}
@@ -54,7 +54,7 @@ def world(tmp_path_factory):
     _, threshold = precision_at_recall(y, pipe.predict_proba(X)[:, 1], 0.80)
     setup_mlflow(home)
     with mlflow.start_run() as run:                 # the training run: its reference profile is what monitoring uses
-        monitor.log_reference_profile(monitor.reference_profile(X))
+        profile.log_reference_profile(profile.reference_profile(X))
     client = mlflow.MlflowClient()
     client.create_registered_model("churn")
     mv = client.create_model_version("churn", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)

@@ -90,8 +90,8 @@ def test_latency_and_size_are_measured_when_not_logged(home, tmp_path):
 def _measured(home):
     c = registry.registry_client(home)
     metrics, source = registry.gate_metrics(c, c.get_model_version("churn", "7"))   # v7 logged no metrics
-    assert source == {"p99_latency_ms": "measured at promote", "model_size_mb": "measured at promote"}
-    assert metrics["p99_latency_ms"] > 0 and 0 < metrics["model_size_mb"] < 5
+    assert source == {"p99_latency_ms": "measured at promote", "throughput_rps": "measured at promote", "model_size_mb": "measured at promote"}
+    assert metrics["p99_latency_ms"] > 0 and metrics["throughput_rps"] > 0 and 0 < metrics["model_size_mb"] < 5
     metrics, source = registry.gate_metrics(c, c.get_model_version("churn", "1"))   # v1 logged them: no measuring
     assert source["p99_latency_ms"] == "run" and metrics["p99_latency_ms"] == 3.0
 

@@ -92,7 +92,9 @@ def test_good_model_without_champion_is_decided_by_gates(registry):
     finally:
         client.set_registered_model_alias("churn", "champion", "1")
     assert ev.gates.passed, str(ev.gates)
-    assert sorted(ev.gates.to_frame().index) == ["model_size_mb", "p99_latency_ms", "pr_auc", "precision_at_recall_80", "roc_auc"]
+    assert sorted(ev.gates.to_frame().index) == ["model_size_mb", "p99_latency_ms", "pr_auc", "precision_at_recall_80", "roc_auc",
+                                                 "throughput_rps"]
+    assert ev.latency["throughput_rps"] > 0 and ev.to_dict()["interpretability"] == ["feature_importance", "feature_effects"]
     assert ev.comparison is None and ev.decision == "promote: gates passed and there is no champion"
     assert any("no champion" in n for n in ev.notes)
     top = ev.effects.set_index("feature")
@@ -133,3 +135,16 @@ def test_cli_evaluate_runs_the_report_notebook(registry, capsys):
     assert "data:image/png;base64" in html                      # the curves are rendered
     assert summary["model"] == "churn/2" and summary["champion_version"] == 1 and not summary["gates"]["passed"]
     assert not list(reports.glob(".*tmp*"))
+
+
+def test_throughput_gate_refuses_a_model_slower_than_declared(registry):
+    "constraints.throughput_rps acts: a bar no in-process scoring can reach fails the throughput gate (and only it)."
+    from churnops import validate as V
+    from churnops.config import config_from_dict
+    cfg = config_from_dict({"offline_gates": {"roc_auc": {"min": 0.5}}, "problem": {"baseline": 0.0},
+                            "constraints": {"throughput_rps": 1e12, "latency_ms": 1e6}})
+    ev = V.evaluate_model(registry["home"], "churn/1", holdout=registry["holdout"], cfg=cfg, champion=None, n_resamples=50,
+                          latency_calls=20, effects=False, log=False)
+    assert ev.gates.failed == ["throughput_rps"], str(ev.gates)
+    with pytest.raises(V.InterpretabilityMissing, match=r"missing \['feature_importance', 'feature_effects'\]"):
+        V.check_interpretability(ev.effects, cfg.constraints.interpretability)
