@@ -20,6 +20,17 @@ from nbclient import NotebookClient
 NBS = Path(__file__).resolve().parent.parent / "nbs"
 SKIP_FLAGS = {"slow", "notest"}
 SHOW_DOC_IMPORT = "from nbdev.showdoc import show_doc"
+CHATTER = re.compile(r"INFO mlflow\.|Creating initial MLflow database|Updating database tables|Successfully registered model|"
+                     r"already exists\. Creating a new version|Created version '|from \.autonotebook import tqdm")   # MLflow's log lines, not the chapter's
+
+
+def quiet(output: dict) -> dict | None:
+    "An output as the chapter keeps it: progress bars and MLflow's own log lines dropped; warnings the chapter teaches kept."
+    from churnops.runner import NOISE
+    if output.get("output_type") != "stream": return output
+    text = "".join(l for l in output.get("text", "").splitlines(keepends=True) if not NOISE.search(l) and not CHATTER.search(l))
+    text = re.sub(r"^\S+\.py:\d+: ", "", text, flags=re.M)   # where a warning was raised: a temp or machine path
+    return {**output, "text": text} if text.strip() else None
 
 
 def directives(source: str) -> dict[str, str]:
@@ -75,6 +86,7 @@ def run_chapter(path: Path, timeout: int = 900) -> None:
             try: client.execute_cell(cell, i)
             except Exception as e:
                 raise RuntimeError(f"{path.name}: cell {i} failed: {type(e).__name__}: {str(e)[-800:]}") from None
+            cell.outputs = [o for o in map(quiet, cell.outputs) if o is not None]
     nbformat.write(nb, path)
 
 
