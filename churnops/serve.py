@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from . import deploy as deployments
 from .config import Paths, load_config
@@ -37,10 +37,10 @@ _loads_fast = orjson.loads
 log = logging.getLogger("churnops.serve")
 
 # %% auto #0
-__all__ = ['log', 'LATENCY_BUCKETS', 'ROUTES', 'entity_key', 'request_model', 'response_model', 'feedback_model',
-           'signature_columns', 'pipeline_columns', 'ServedModel', 'served_model', 'load_served_model',
-           'ServiceMetrics', 'MicroBatcher', 'log_row', 'Service', 'openapi_schema', 'create_app', 'server_info_path',
-           'app_from_env', 'metrics_dir', 'serve', 'admin_request', 'add_commands']
+__all__ = ['log', 'LATENCY_BUCKETS', 'ROUTES', 'entity_key', 'request_model', 'table_request_model', 'response_model',
+           'feedback_model', 'signature_columns', 'pipeline_columns', 'ServedModel', 'served_model',
+           'load_served_model', 'ServiceMetrics', 'MicroBatcher', 'log_row', 'Service', 'openapi_schema', 'create_app',
+           'server_info_path', 'app_from_env', 'metrics_dir', 'serve', 'admin_request', 'add_commands']
 
 # %% ../nbs/08b_service.ipynb #2e6bf5a9
 def entity_key(home=None,  # churnops home
@@ -66,6 +66,19 @@ def request_model(columns: dict[str, str],          # column -> "integer" | "num
     fields.setdefault(key, (int | str | None, None))
     fields.setdefault("as_of", (str | None, None))
     return create_model(name, __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False), **fields)
+
+# %% ../nbs/08b_service.ipynb #d3e92efe
+def table_request_model(schema: dict,              # a table model's `table_schema.json` (`train.TableSpec.schema()`)
+                        name: str = "ChurnRecord",  # the model's class name (shows in the OpenAPI schema)
+                       ) -> type[BaseModel]:
+    "One raw row of a table model's training table: its features (required), the id column, any other key (allowed)."
+    num, coerced = set(schema["numeric"]), set(schema.get("coerced_to_number", []))
+    def spec(c):
+        if c in num: return (float | str | None, Field(..., alias=c, description="a number" + (", or text read as one (blank or unreadable: missing)" if c in coerced else "")))
+        return (str | int | float | bool | None, Field(..., alias=c, description="a category (text, surrounding spaces stripped)"))
+    fields = {f"f{i}": spec(c) for i, c in enumerate(schema["features"])}
+    if idc := schema.get("id_column"): fields["row_id"] = (int | str | None, Field(None, alias=idc, description="the row's id, echoed in the answer"))
+    return create_model(name, __config__=ConfigDict(extra="allow"), **fields)
 
 # %% ../nbs/08b_service.ipynb #0f36ae6e
 def response_model(key: str = "customer_id",     # the entity key
@@ -117,6 +130,12 @@ class ServedModel:
     columns: dict[str, str]        # input column -> kind
     request_model: type[BaseModel] # validates one record
     loaded_at: float = field(default_factory=time.time)
+    table_schema: dict | None = None  # a `train-table` model's typing rules (`train.model_table_schema`); None: declared world
+
+    @property
+    def id_column(self) -> str | None:
+        "The column a table model's answers echo the id under (None: the service's entity key)."
+        return (self.table_schema or {}).get("id_column")
 
     def describe(self) -> dict:
         "What /ready and /admin/state say about it."
@@ -133,14 +152,19 @@ def served_model(pipeline,                              # fitted Pipeline
                  optional: set[str] | None = None,      # nullable columns; default: the numeric ones
                  run_id: str | None = None,             # the training run
                  key: str = "customer_id",              # the entity key of requests
+                 table_schema: dict | None = None,      # a table model's schema: columns and request model follow the table
                 ) -> ServedModel:
     "A `ServedModel` around a fitted pipeline, with a verified fast scorer."
+    if table_schema is not None:
+        columns = {c: "number" if c in table_schema["numeric"] else "string" for c in table_schema["features"]}
     columns = columns or pipeline_columns(pipeline)
     optional = (optional or set()) | {c for c, k in columns.items() if k in ("number", "integer")}
     scorer = FastScorer(pipeline, columns=list(columns), dtypes={c: ("string" if k == "string" else "number") for c, k in columns.items()})
     scorer.verify()
+    req = (table_request_model(table_schema, f"{name.title()}V{version}Record") if table_schema is not None
+           else request_model(columns, optional, name=f"{name.title()}V{version}Features", key=key))
     return ServedModel(name=name, version=version, semver=semver, run_id=run_id, threshold=threshold, scorer=scorer, columns=columns,
-                       request_model=request_model(columns, optional, name=f"{name.title()}V{version}Features", key=key))
+                       request_model=req, table_schema=table_schema)
 
 # %% ../nbs/08b_service.ipynb #0a306267
 def _run_threshold(client, run_id: str | None) -> float:
@@ -152,14 +176,15 @@ def load_served_model(home: str | os.PathLike | None,  # churnops home (its MLfl
                       name: str = "churn",               # registered model name
                       ref: int | str | None = "champion",  # version number, alias, or None for the latest
                      ) -> ServedModel:
-    "Load a registered model version with its threshold, semver, signature and a verified fast scorer."
+    "Load a registered model version with its threshold, semver, signature (or table schema) and a verified fast scorer."
     from mlflow.models import get_model_info
+    from churnops.train import model_table_schema
     pipe, mv = load_model(home, name, ref)
     try: cols, optional = signature_columns(get_model_info(f"models:/{name}/{mv.version}").signature)
     except Exception: cols, optional = {}, set()
     tags = dict(getattr(mv, "tags", {}) or {})
     return served_model(pipe, name, int(mv.version), _run_threshold(tracking_client(home), mv.run_id), tags.get("churnops.semver"),
-                        cols or None, optional, mv.run_id, entity_key(home))
+                        cols or None, optional, mv.run_id, entity_key(home), model_table_schema(mv.run_id))
 
 # %% ../nbs/08b_service.ipynb #57139a88
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -364,6 +389,7 @@ def _as_of(value, loc: list) -> tuple[object, list[dict]]:
 
 def _validate(self: Service, records: list, single: bool, champ: ServedModel) -> tuple[list, list]:
     "Rows (None where a lookup is needed) and each record's `as_of`; 422 naming every bad field."
+    if champ.table_schema is not None: return self._table_rows(records, single, champ)
     rows, as_ofs, errors = [], [], []
     for i, r in enumerate(records):
         row, errs = self._validate_one(r, None if single else i, champ.request_model)
@@ -373,6 +399,30 @@ def _validate(self: Service, records: list, single: bool, champ: ServedModel) ->
     return rows, as_ofs
 
 Service._validate_one, Service._validate = _validate_one, _validate
+
+# %% ../nbs/08b_service.ipynb #024819dd
+def _table_rows(self: Service, records: list, single: bool, champ: ServedModel) -> tuple[list, list]:
+    "Rows of a table model: the records typed by `train.coerce_like_training`, with their id; 422 naming every bad record."
+    import pandas as pd
+    from churnops.train import coerce_like_training
+    s, errors, as_ofs = champ.table_schema, [], []
+    for i, r in enumerate(records):
+        loc, src = ["body"] + ([] if single else [i]), "record" if single else f"record {i}"
+        if not isinstance(r, dict):
+            errors.append({"loc": loc, "field": "", "msg": f"{src}: expected an object, found {type(r).__name__}", "type": "model_type"}); continue
+        if any(c not in r for c in s["features"]):
+            try: coerce_like_training(pd.DataFrame([r]), s, src)
+            except ValueError as e: errors.append({"loc": loc, "field": next(c for c in s["features"] if c not in r), "msg": str(e), "type": "missing"})
+        errors += [{"loc": loc + [c], "field": c, "msg": f"{c}: expected a number, text or null, found {type(r[c]).__name__}", "type": "type_error"}
+                   for c in s["features"] if isinstance(r.get(c), (dict, list))]
+        t, terrs = _as_of(None if "as_of" in s["features"] else r.get("as_of"), loc)
+        as_ofs.append(t); errors += terrs
+    if errors: raise _Reject(422, errors, records)
+    rows, idc = coerce_like_training(pd.DataFrame.from_records(records), s, "request").to_dict("records"), champ.id_column or self.key
+    for row, r in zip(rows, records): row.setdefault(self.key, r.get(idc))
+    return rows, as_ofs
+
+Service._table_rows = _table_rows
 
 # %% ../nbs/08b_service.ipynb #0e0f38ae
 def _online_features(home, key: str, ids: list, columns: list[str]) -> list[dict | None]:
@@ -426,11 +476,11 @@ Service._route, Service._score = _route, _score
 def _answer(self: Service, rid: str, rows: list, as_ofs: list, variants: list, probs: list, used: list, active, t0: float) -> list[dict]:
     "The answers, logged and counted; a copy goes to the shadow challenger."
     dt, now, out = time.perf_counter() - t0, utc_now(), []
-    ids = [r.get(self.key) for r in rows]
+    ids, key = [r.get(self.key) for r in rows], active.champion.id_column or self.key
     feats = [_dumps({k: v for k, v in r.items() if k not in (self.key, "as_of")}).decode() for r in rows]
     for j in range(len(rows)):
         m, pr = used[j], probs[j]
-        out.append({self.key: ids[j], "churn_probability": pr, "churn_predicted": pr >= m.threshold, "threshold": m.threshold,
+        out.append({key: ids[j], "churn_probability": pr, "churn_predicted": pr >= m.threshold, "threshold": m.threshold,
                     "model": m.name, "version": m.version, "semver": m.semver, "variant": variants[j], "request_id": rid})
         self.plog.append(log_row(ts=now, as_of=as_ofs[j], request_id=rid, customer_id=ids[j], model_version=m.version, variant=variants[j],
                                  latency_ms=dt * 1000, status=200, churn_probability=pr, churn_predicted=pr >= m.threshold, features_json=feats[j]))
@@ -570,10 +620,11 @@ def openapi_schema(request_model: type[BaseModel],   # one record (the champion'
                    key: str = "customer_id",           # the entity key
                    title: str = "churnops prediction service",
                    version: str = "1",                 # the schema's version (the champion's)
+                   answer_key: str | None = None,      # the id's name in answers when not `key` (a table model's id column)
                   ) -> dict:
     "The OpenAPI 3.1 document of /predict and /feedback, with their request and response models."
     from pydantic.json_schema import models_json_schema
-    Resp, Fb = response_model(key), feedback_model(key)
+    Resp, Fb = response_model(answer_key or key), feedback_model(key)
     _, defs = models_json_schema([(request_model, "validation"), (Resp, "serialization"), (Fb, "validation")],
                                  ref_template="#/components/schemas/{model}")
     errs = {"404": "unknown id (lookup by key)", "413": "payload too large", "422": "invalid record, naming the field", "503": "model not ready"}
@@ -589,7 +640,8 @@ def _openapi(self: Service) -> dict:
     k = m.version if m else None
     if k not in self._openapi:
         model = m.request_model if m else request_model({}, key=self.key)
-        self._openapi = {k: openapi_schema(model, self.key, f"churnops prediction service: {self.model}", str(k or "not loaded"))}
+        self._openapi = {k: openapi_schema(model, self.key, f"churnops prediction service: {self.model}", str(k or "not loaded"),
+                                     m.id_column if m else None)}
     return self._openapi[k]
 
 Service.openapi = _openapi
