@@ -95,13 +95,22 @@ def binned_proportions(ref: PreparedColumn,  # prepared reference
     return rp, cp
 
 def _histogram(p: PreparedColumn, edges: np.ndarray) -> np.ndarray:
-    "Counts per (equal-width) bin: binary search when sorted, else numpy's uniform-bin fast path; the same integers."
-    if p.is_sorted: return histogram_sorted(p.values, edges)
-    return np.histogram(p.values, bins=len(edges) - 1, range=(edges[0], edges[-1]))[0]
+    "Counts per (equal-width) bin by binary search in the sorted values: `np.histogram`'s integers, and the sort is shared."
+    return histogram_sorted(p.sorted_values, edges)
+
+def _int_counts(v: np.ndarray,  # finite float values of an integer column
+               ) -> pd.Series | None:
+    "Value -> count (sorted by value) by `np.bincount` when the values span a small range, else None."
+    lo, hi = float(v.min()), float(v.max())
+    if not (hi - lo <= 4 * v.size + 1024): return None       # also None for NaN (a nullable integer column)
+    c = np.bincount((v - lo).astype(np.int64))
+    nz = np.flatnonzero(c)
+    return pd.Series(c[nz], index=nz + lo)
 
 def _counts(p: PreparedColumn) -> pd.Series:
     if p.counts is not None: return p.counts
-    if p.is_sorted: v, c = np.unique(p.values, return_counts=True); p.counts = pd.Series(c, index=v)
+    if p.integer and p.values.size and (c := _int_counts(p.values)) is not None: p.counts = c
+    elif p.is_sorted: v, c = np.unique(p.values, return_counts=True); p.counts = pd.Series(c, index=v)
     else: p.counts = pd.Series(p.values).value_counts().sort_index()
     return p.counts
 
@@ -114,14 +123,19 @@ def _jensenshannon(ref, cur):
     rp, cp = binned_proportions(ref, cur, fill_zeros=False)
     return float(distance.jensenshannon(rp, cp))
 
+def _merge_sorted(u: np.ndarray,  # sorted sample 1
+                  v: np.ndarray,  # sorted sample 2
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    "Both samples merged (stable: `u` first among equal values), and the count of `u` values up to each merged position."
+    both = np.concatenate((u, v))
+    order = np.argsort(both, kind="stable")          # two sorted runs: a linear merge
+    return both[order], np.cumsum(order < u.size, dtype=np.int32 if both.size < 2**31 else np.int64)
+
 def merged_ecdf_counts(u: np.ndarray,  # sorted sample 1
                        v: np.ndarray,  # sorted sample 2
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "All values sorted, and at each the count of `u` and of `v` values <= it (= `searchsorted(..., 'right')`), in O(n) after a merge."
-    both = np.concatenate((u, v))
-    order = np.argsort(both, kind="stable")          # two sorted runs: a linear merge
-    all_values = both[order]
-    cu = np.cumsum(order < u.size)
+    all_values, cu = _merge_sorted(u, v)
     new = np.empty(all_values.size, bool); new[0] = True; np.not_equal(all_values[1:], all_values[:-1], out=new[1:])
     last = np.append(np.flatnonzero(new)[1:] - 1, all_values.size - 1)   # last index of each run of equal values
     at = last[np.cumsum(new) - 1]                                          # ... for every position
@@ -129,10 +143,13 @@ def merged_ecdf_counts(u: np.ndarray,  # sorted sample 1
     return all_values, u_counts, at + 1 - u_counts
 
 def _wasserstein(ref, cur):
-    all_values, uc, vc = merged_ecdf_counts(ref.sorted_values, cur.sorted_values)
-    deltas = np.diff(all_values)
-    u_cdf, v_cdf = uc[:-1] / ref.n, vc[:-1] / cur.n
-    wd = float(np.vecdot(np.abs(u_cdf - v_cdf), deltas))   # the operations of scipy's _cdf_distance(p=1), in its order
+    all_values, cu = _merge_sorted(ref.sorted_values, cur.sorted_values)
+    uc = cu[:-1]                                     # off at non-final positions of a tie run, where the step below is 0
+    v_cdf = np.arange(1, all_values.size, dtype=np.float64)
+    v_cdf -= uc; v_cdf /= cur.n                      # current values so far / n_cur (exact integers, then one division)
+    u_cdf = np.divide(uc, ref.n, dtype=np.float64)
+    u_cdf -= v_cdf; np.abs(u_cdf, out=u_cdf)         # in place: the operations of scipy's _cdf_distance(p=1), in its order
+    wd = float(np.vecdot(u_cdf, np.diff(all_values)))
     return wd / max(float(ref.std), 0.001)
 
 _KS_EXACT_MAX_N = 10_000   # scipy's MAX_AUTO_N: exact distribution up to this sample size
@@ -141,8 +158,13 @@ def _ks(ref, cur):
     d1, d2 = ref.sorted_values, cur.sorted_values
     n1, n2 = d1.size, d2.size
     if max(n1, n2) <= _KS_EXACT_MAX_N: return float(stats.ks_2samp(d1, d2).pvalue)
-    _, c1, c2 = merged_ecdf_counts(d1, d2)
-    cddiffs = c1 / n1 - c2 / n2                      # scipy's cdf1 - cdf2 at every data point (same values, other order)
+    all_values, cu = _merge_sorted(d1, d2)
+    last = np.empty(all_values.size, bool); last[-1] = True
+    np.not_equal(all_values[:-1], all_values[1:], out=last[:-1])   # the last position of each run of equal values
+    if last.all(): seen, c1 = np.arange(1, all_values.size + 1, dtype=np.float64), cu
+    else: end = np.flatnonzero(last); seen, c1 = (end + 1).astype(np.float64), cu[end]
+    seen -= c1; seen /= n2                           # cdf2 (exact integers, then one division)
+    cddiffs = np.divide(c1, n1, dtype=np.float64); cddiffs -= seen   # scipy's cdf1 - cdf2 at every distinct data point
     d = max(np.clip(-cddiffs.min(), 0, 1), cddiffs.max())
     m, n = sorted([float(n1), float(n2)], reverse=True)
     return float(np.clip(stats.distributions.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
@@ -261,15 +283,18 @@ def _one_column(name, ref, cur_series, kind, method, thresholds, column_threshol
     if cur.n < MIN_ROWS_WARNING: row["status"] = f"few rows (<{MIN_ROWS_WARNING})"
     return row
 
-def _prepare_reference_frame(reference: pd.DataFrame, columns, kinds) -> dict:
-    out = {}
-    for c in columns:
-        kind = kinds.get(c) or infer_column_kind(reference[c])
-        try: out[c] = prepare_column(reference[c], kind, c, "reference")
-        except ValueError as e:
-            if "no finite values" in str(e) or "no values" in str(e): out[c] = "empty in reference"
-            else: raise
-    return out
+def _prepare_reference_column(reference: pd.DataFrame, c: str, kinds) -> PreparedColumn | str:
+    kind = kinds.get(c) or infer_column_kind(reference[c])
+    try: return prepare_column(reference[c], kind, c, "reference")
+    except ValueError as e:
+        if "no finite values" in str(e) or "no values" in str(e): return "empty in reference"
+        raise
+
+def _prepare_reference_frame(reference: pd.DataFrame, columns, kinds, n_jobs: int | None = None) -> dict:
+    n_jobs = n_jobs or os.cpu_count() or 1
+    if n_jobs > 1 and len(columns) > 1:
+        with ThreadPoolExecutor(n_jobs) as ex: return dict(zip(columns, ex.map(lambda c: _prepare_reference_column(reference, c, kinds), columns)))
+    return {c: _prepare_reference_column(reference, c, kinds) for c in columns}
 
 def drift_report(reference: pd.DataFrame | dict,          # reference frame, or a profile from `reference_profile`
                  current: pd.DataFrame,                     # current window
@@ -290,7 +315,7 @@ def drift_report(reference: pd.DataFrame | dict,          # reference frame, or 
     columns = list(columns) if columns is not None else list(reference.columns)
     missing_ref = [c for c in columns if c not in reference.columns]
     if missing_ref: raise ValueError(f"columns not in the reference data: {missing_ref}")
-    prepared = _prepare_reference_frame(reference, columns, kinds)
+    prepared = _prepare_reference_frame(reference, columns, kinds, n_jobs)
     for c, p in prepared.items(): kinds.setdefault(c, p.kind if isinstance(p, PreparedColumn) else infer_column_kind(reference[c]))
     return _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs)
 

@@ -141,7 +141,93 @@ def load_source(view: FeatureView,        # the view whose source to read
         df = df[~bad].reset_index(drop=True)
     return df
 
+# %% ../nbs/04_feature_store.ipynb #677d792c
+def _key_codes(entity_keys: np.ndarray,  # entity key per entity row
+               source_keys: np.ndarray,  # entity key per source row
+               shift: int,               # bits kept free below the code (`code << shift` must fit in int64)
+              ) -> tuple[np.ndarray, np.ndarray]:
+    "Int64 codes of the source keys and of the entity keys (-1: not a source key); integer keys are offset, others hashed."
+    sk, ek = np.asarray(source_keys), np.asarray(entity_keys)
+    if sk.dtype.kind in "iu" and ek.dtype.kind in "iu":
+        lo, hi = int(sk.min()), int(sk.max())
+        if -2**62 < lo and hi < 2**62 and (hi - lo + 1) << shift < 2**62:
+            inside = (ek >= lo) & (ek <= hi)
+            return sk.astype(np.int64) - lo, np.where(inside, ek.astype(np.int64) - lo, -1)
+    universe = pd.Index(pd.unique(sk))
+    return universe.get_indexer(sk).astype(np.int64), universe.get_indexer(ek).astype(np.int64)
+
+def _group_time_sort(g: np.ndarray,  # int64 group code per row (>= 0)
+                     t: np.ndarray,  # int64 time per row
+                     shift: int,     # bits for a row rank: 2**shift > len(t)
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Rows sorted by (group, time), ties in any order; the sorted int64 keys `group << shift | rank of time`; `t` sorted."
+    ot = np.argsort(t)
+    rank = np.empty(len(t), dtype=np.int64); rank[ot] = np.arange(len(t))
+    keys = np.sort((g << shift) | rank)
+    return ot[keys & ((1 << shift) - 1)], keys, t[ot]
+
+def _lookup(keys: np.ndarray,      # sorted keys from `_group_time_sort`
+            sorted_t: np.ndarray,  # its times, sorted
+            shift: int,            # its shift
+            q: np.ndarray,         # group code per query
+            t: np.ndarray,         # time per query
+           ) -> np.ndarray:
+    "Per query: the index into `keys` just past the last row of group `q` with time at or before `t`."
+    ot = np.argsort(t)                                  # queries in order: the binary searches walk memory in order
+    c = np.empty(len(t), dtype=np.int64); c[ot] = np.searchsorted(sorted_t, t[ot], side="right")   # rows at or before t
+    qk = (q << shift) | c
+    o = np.argsort(qk)
+    pos = np.empty(len(qk), dtype=np.int64); pos[o] = np.searchsorted(keys, qk[o], side="left")
+    return pos
+
+# %% ../nbs/04_feature_store.ipynb #fc6fb81d
+def _best_last(g: np.ndarray,        # int64 group code per source row
+               event_ts: np.ndarray, # int64 event time per source row
+               created: np.ndarray,  # int64 created time per source row
+               shift: int,           # as in `_group_time_sort`
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "Source rows in best-last order (group, event, created, position); the sorted keys and event times; the group of each sorted row."
+    order, keys, sorted_ev = _group_time_sort(g, event_ts, shift)
+    gs, es = keys >> shift, event_ts[order]
+    tie = (gs[1:] == gs[:-1]) & (es[1:] == es[:-1])
+    if tie.any():                                       # runs of equal (group, event): by created time, then position
+        at = np.flatnonzero(np.concatenate([tie, [False]]) | np.concatenate([[False], tie]))
+        sub = order[at]
+        order[at] = sub[np.lexsort((sub, created[sub], es[at], gs[at]))]
+    return order, keys, sorted_ev, gs
+
+def _pit_general(q, ets, g, event_ts, created, avail, ttl_ns, shift) -> np.ndarray:
+    "`pit_indices` for any availability times `avail`: a per-group running best along the rows sorted by `avail`."
+    out = np.full(len(ets), -1, dtype=np.int64)
+    if len(event_ts) == 0: return out
+    order, *_ = _best_last(g, event_ts, created, shift)
+    lexrank = np.empty(len(order), dtype=np.int64); lexrank[order] = np.arange(len(order))
+    order2, keys2, sorted_av = _group_time_sort(g, avail, shift)
+    best = order[np.maximum.accumulate(lexrank[order2])]   # groups hold increasing lexrank ranges: the running max stays in its group
+    i = _lookup(keys2, sorted_av, shift, q, ets) - 1    # the last row of the key with avail <= ts, if any
+    cand = best[np.maximum(i, 0)]
+    ok = (q >= 0) & (i >= 0) & ((keys2[np.maximum(i, 0)] >> shift) == q) & (event_ts[cand] >= ets - ttl_ns)
+    out[ok] = cand[ok]
+    return out
+
 # %% ../nbs/04_feature_store.ipynb #c7767ccd
+def _step_back(order, gs, i, live, q, ets, event_ts, avail, ttl_ns, steps: int = 8) -> np.ndarray:
+    "Move each live query's best-last position `i` back past rows created after its time (in place); the queries left after `steps`."
+    act = np.flatnonzero(live)
+    for _ in range(steps):
+        r = order[i[act]]
+        late = avail[r] > ets[act]
+        gone = late & (event_ts[r] < ets[act] - ttl_ns)  # earlier rows are older still: nothing within ttl
+        live[act[gone]] = False
+        act = act[late & ~gone]
+        if not len(act): break
+        p = i[act] - 1
+        same = (p >= 0) & (gs[np.maximum(p, 0)] == q[act])
+        live[act[~same]] = False
+        act = act[same]; i[act] = p[same]
+    else: return act
+    return act[:0]
+
 def pit_indices(entity_keys: np.ndarray,   # entity key per entity row
                 entity_ts: np.ndarray,     # entity timestamp per row, int64 ns UTC
                 source_keys: np.ndarray,   # entity key per source row
@@ -154,21 +240,25 @@ def pit_indices(entity_keys: np.ndarray,   # entity key per entity row
     n = len(event_ts)
     out = np.full(len(entity_ts), -1, dtype=np.int64)
     if n == 0 or len(entity_ts) == 0: return out
-    universe = pd.Index(pd.unique(source_keys))
-    g = universe.get_indexer(source_keys).astype(np.int64)
-    q = universe.get_indexer(entity_keys).astype(np.int64)
-    created = event_ts if created_ts is None else created_ts
-    avail = np.maximum(event_ts, created) if (backfill_guard and created_ts is not None) else event_ts
-    lex = np.lexsort((created, event_ts))                      # best-last order: event_ts, then created, then position (lexsort is stable)
-    rank = np.empty(n, dtype=np.int64); rank[lex] = np.arange(n)
-    gi = F.GroupTimeIndex(g, avail, stable=False)               # order among equal avail does not matter: ranks decide
-    run = np.maximum.accumulate(gi.group * n + rank[gi.order])  # per-group running max (group offsets dominate)
-    best = lex[run - gi.group * n]                             # original row index of the best row so far
-    pos = gi.position(q, entity_ts, inclusive=True)
-    has = (q >= 0) & (pos > gi.start(q))
-    cand = np.where(has, best[np.maximum(pos - 1, 0)], 0)
-    ok = has & (event_ts[cand] >= entity_ts - ttl_ns)
-    out[ok] = cand[ok]
+    shift = int(n).bit_length()
+    g, q = _key_codes(entity_keys, source_keys, shift)
+    event_ts, ets = np.asarray(event_ts, dtype=np.int64), np.asarray(entity_ts, dtype=np.int64)
+    created = event_ts if created_ts is None else np.asarray(created_ts, dtype=np.int64)
+    order, keys, sorted_ev, gs = _best_last(g, event_ts, created, shift)
+    i = _lookup(keys, sorted_ev, shift, q, ets) - 1     # the best row with event_timestamp <= ts, if it is of the entity's key
+    live = (q >= 0) & (i >= 0) & (gs[np.maximum(i, 0)] == q)
+    if backfill_guard and created_ts is not None:
+        avail = np.maximum(event_ts, created)
+        rest = _step_back(order, gs, i, live, q, ets, event_ts, avail, ttl_ns)
+        if len(rest):                                   # a backfill: the general rule on these entity rows' keys only
+            live[rest] = False
+            sub = np.flatnonzero(np.isin(g, np.unique(q[rest])))
+            r = _pit_general(q[rest], ets[rest], g[sub], event_ts[sub], created[sub], avail[sub], ttl_ns, shift)
+            out[rest] = np.where(r >= 0, sub[np.maximum(r, 0)], -1)
+    at = np.flatnonzero(live)
+    cand = order[i[at]]
+    ok = event_ts[cand] >= ets[at] - ttl_ns
+    out[at[ok]] = cand[ok]
     return out
 
 # %% ../nbs/04_feature_store.ipynb #ab8c91d0

@@ -34,7 +34,7 @@ def _independent(ref: np.ndarray, cur: np.ndarray, method: str) -> float:
 
 
 @pytest.mark.parametrize("method", ["psi", "jensenshannon", "wasserstein", "ks"])
-@pytest.mark.parametrize("case", ["normal_shift", "small_exact_ks", "nan_inf", "low_cardinality", "integers"])
+@pytest.mark.parametrize("case", ["normal_shift", "small_exact_ks", "nan_inf", "low_cardinality", "integers", "ties_in_one", "few_ints_large"])
 def test_column_drift_matches_independent(method, case):
     rng = np.random.default_rng(hash((method, case)) % 2**32)
     if case == "normal_shift": r, c = rng.normal(0, 1, 20_000), rng.normal(0.1, 1.2, 15_000)
@@ -43,10 +43,23 @@ def test_column_drift_matches_independent(method, case):
         r, c = rng.exponential(1, 5000), rng.exponential(1.3, 4000)
         r[::17] = np.nan; c[::13] = np.inf; c[::29] = -np.inf
     elif case == "low_cardinality": r, c = rng.integers(0, 8, 3000).astype(float), rng.integers(0, 10, 2000).astype(float)
+    elif case == "ties_in_one": r, c = np.repeat(rng.normal(0, 1, 8000), 3), rng.normal(0.05, 1, 12_001)   # ties inside the reference only
+    elif case == "few_ints_large": r, c = rng.integers(0, 12, 40_000), rng.integers(0, 15, 30_000)          # int dtype: a bin per value (bincount)
     else: r, c = rng.integers(0, 200, 30_000).astype(float), rng.integers(20, 220, 30_000).astype(float)
     got = monitor.column_drift(pd.Series(r), pd.Series(c), method, kind="numerical")
     want = _independent(r, c, method)
     assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-15), (got, want)
+
+
+def test_report_same_with_threads_and_without():
+    """Reference columns are prepared in the worker threads too: the table does not depend on the number of threads."""
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 20_000), "n": rng.integers(0, 9, 20_000), "c": rng.choice(list("abc"), 20_000)})
+    cur = pd.DataFrame({"x": rng.normal(0.1, 1, 15_000), "n": rng.integers(0, 11, 15_000), "c": rng.choice(list("abd"), 15_000)})
+    for methods in (None, "psi", {"x": "ks", "n": "jensenshannon", "c": "psi"}, {"x": "wasserstein"}):
+        a = monitor.drift_report(ref, cur, methods=methods, n_jobs=1).table
+        b = monitor.drift_report(ref, cur, methods=methods, n_jobs=2).table
+        pd.testing.assert_frame_equal(a, b)
 
 
 def test_psi_by_hand_tiny():

@@ -121,3 +121,22 @@ def test_guard_off_logs_reason(caplog):
     with caplog.at_level("WARNING", logger="churnops.store"):
         S.get_historical_features(ent, ["v:x"], [view], backfill_guard=False, guard_off_reason="replaying a vendor backfill", sources={"v": src})
     assert "backfill guard is OFF" in caplog.text and "replaying a vendor backfill" in caplog.text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_rows=st.integers(1, 80), n_keys=st.integers(1, 3), ttl_h=st.integers(1, 60),
+       backfill_share=st.sampled_from([0.5, 0.9, 1.0]), kind=st.sampled_from(["int", "uint", "wide", "text", "float"]), guard=st.booleans())
+def test_backfills_and_key_kinds_equal_bruteforce(seed, n_rows, n_keys, ttl_h, backfill_share, kind, guard):
+    """Long runs of rows created long after their event (a backfill) take the walk-back and then the general rule;
+    integer keys are offset (or hashed when their range is too wide), others hashed: all agree with the loop."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, n_keys, n_rows)
+    ev = rng.integers(0, 48, n_rows) * H
+    created = np.where(rng.random(n_rows) < backfill_share, (48 + rng.integers(0, 3, n_rows)) * H, ev)
+    ek, ets = rng.integers(-1, n_keys + 1, 40), rng.integers(0, 55, 40) * H
+    if kind == "uint": keys, ek = keys.astype(np.uint64) + 2**63, np.abs(ek).astype(np.uint64) + 2**63
+    if kind == "wide": keys, ek = keys * 2**61, ek * 2**61
+    if kind == "text": keys, ek = keys.astype(str), ek.astype(str)
+    if kind == "float": keys, ek = keys.astype(float), ek.astype(float)
+    got = S.pit_indices(ek, ets, keys, ev, created, ttl_h * H, guard)
+    np.testing.assert_array_equal(got, S.pit_indices_bruteforce(ek, ets, keys, ev, created, ttl_h * H, guard))
