@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['compile_column_transformer', 'FastScorer']
@@ -18,85 +21,104 @@ class _Unsupported(Exception): "A part of a pipeline the compiler does not handl
 def _is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
-def _to_float(col: list) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in col], dtype=np.float64)
+def _floats(B: np.ndarray) -> np.ndarray:
+    "A block as float64 (`None` → NaN); raises `ValueError` on text, as sklearn's numeric transformers do."
+    return B if B.dtype == np.float64 else B.astype(np.float64)
 
-def _category_index(cats, as_float: bool = False) -> dict:
-    "Category -> position, numpy scalars as Python values, a missing category under the key `__missing__`."
-    m = {}
-    for i, c in enumerate(cats):
-        key = "__missing__" if _is_missing(c) else (c.item() if isinstance(c, np.generic) else c)
-        m[key] = float(i) if as_float else i
-    return m
+def _block(data, cols: list[str]) -> np.ndarray:
+    "Columns `cols` of a DataFrame or of a list of feature dicts, as one 2-D array (object when any column is text)."
+    if isinstance(data, pd.DataFrame):
+        kinds = {data[c].dtype.kind for c in cols}
+        return data[cols].to_numpy(dtype=np.float64 if kinds <= set("fiub") else object)
+    return np.array([[r.get(c) for c in cols] for r in data], dtype=object).reshape(len(data), len(cols))
+
+def _threads() -> int:
+    "Threads for batch work: sklearn's own OpenMP count (honours `OMP_NUM_THREADS`)."
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+    return _openmp_effective_n_threads()
 
 # %% ../nbs/08a_scorer.ipynb #f59790d1
 def _compile_imputer(t) -> callable:
-    "A fitted `SimpleImputer` as a function over columns."
+    "A fitted `SimpleImputer` as a function over a 2-D block."
     if not (isinstance(t.missing_values, float) and math.isnan(t.missing_values)) and t.missing_values is not None:
         raise _Unsupported("SimpleImputer missing_values")
     if getattr(t, "add_indicator", False) or (not getattr(t, "keep_empty_features", True) and any(_is_missing(v) for v in t.statistics_)):
         raise _Unsupported("SimpleImputer options")
-    stats = list(t.statistics_)
-    def fill(c, s):
-        if isinstance(c, np.ndarray) and c.dtype.kind == "f": return np.where(np.isnan(c), float(s), c)
-        if not isinstance(s, str):
-            try: return np.array([float(s) if _is_missing(v) else v for v in c], dtype=np.float64)
+    stats = np.asarray(t.statistics_)
+    numeric = stats.dtype.kind in "fiub"
+    def fill(B):
+        if numeric and B.dtype.kind != "O": B = _floats(B); return np.where(np.isnan(B), stats.astype(np.float64), B)
+        if numeric:
+            try: return fill(_floats(B))
             except (TypeError, ValueError): pass
-        return [s if _is_missing(v) else v for v in c]
-    return lambda cols: [fill(c, s) for c, s in zip(cols, stats)]
+        missing = B != B                                     # sklearn's test: NaN only (None is a value to it)
+        return np.where(missing, stats.astype(object), B) if missing.any() else B
+    return fill
 
 def _compile_scaler(t) -> callable:
-    "A fitted `StandardScaler` as a function over columns."
+    "A fitted `StandardScaler` as a function over a 2-D block."
     mean = t.mean_ if t.with_mean else None
     scale = t.scale_ if t.with_std else None
-    def scale_fn(cols):
-        X = np.column_stack([c if isinstance(c, np.ndarray) else _to_float(c) for c in cols]).astype(np.float64)
-        if mean is not None: X = X - mean
-        if scale is not None: X = X / scale
-        return list(X.T)
+    def scale_fn(B):
+        X = np.array(_floats(B), dtype=np.float64)
+        if mean is not None: X -= mean
+        if scale is not None: X /= scale
+        return X
     return scale_fn
 
 # %% ../nbs/08a_scorer.ipynb #a0eab4c8
+def _codes(col: np.ndarray, cats: np.ndarray) -> np.ndarray:
+    "Position of each value among the fitted categories (-1 unknown); a missing value finds a missing category."
+    codes, uniques = pd.factorize(col)                      # one hash pass; missing values get -1
+    at = pd.Index(np.asarray(cats, dtype=object), dtype=object).get_indexer(np.asarray(uniques, dtype=object))
+    missing = [i for i, c in enumerate(cats) if _is_missing(c)]
+    return np.append(at, missing[0] if missing else -1)[codes]   # code -1 picks the appended missing entry
+
 def _compile_onehot(t) -> callable:
-    "A fitted `OneHotEncoder` (no `drop`, no infrequent categories) as a function over columns."
+    "A fitted `OneHotEncoder` (no `drop`; infrequent categories grouped as sklearn does) as a function over a 2-D block."
     if t.drop_idx_ is not None: raise _Unsupported("OneHotEncoder drop")
-    if any(x is not None for x in (getattr(t, "_infrequent_indices", None) or [])): raise _Unsupported("OneHotEncoder infrequent categories")
-    maps = [_category_index(cats) for cats in t.categories_]
-    sizes = [len(cats) for cats in t.categories_]
-    def onehot(cols):
-        n = len(cols[0]) if cols else 0
-        out = []
-        for c, m, k in zip(cols, maps, sizes):
-            block = np.zeros((n, k))
-            for r, v in enumerate(c):
-                j = m.get("__missing__") if _is_missing(v) else m.get(v)
-                if j is not None: block[r, j] = 1.0
-            out.extend(block.T)
+    maps = getattr(t, "_default_to_infrequent_mappings", None) or [None] * len(t.categories_)
+    infreq = getattr(t, "_infrequent_indices", None) or [None] * len(t.categories_)
+    widths = [len(c) if m is None else int(m.max()) + 1 for c, m in zip(t.categories_, maps)]
+    grouped = t.handle_unknown in ("infrequent_if_exist", "warn")
+    def onehot(B):
+        out = np.zeros((B.shape[0], sum(widths)))
+        for j, (cats, m, inf, w0) in enumerate(zip(t.categories_, maps, infreq, np.cumsum([0] + widths[:-1]))):
+            c = _codes(B[:, j], cats)
+            if t.handle_unknown == "error" and (c < 0).any(): raise ValueError(f"unknown categories in column {j} of OneHotEncoder")
+            if m is not None:
+                c = np.where(c >= 0, m[np.maximum(c, 0)], m[inf[0]] if grouped and inf is not None else -1)
+            rows = np.flatnonzero(c >= 0)
+            out[rows, w0 + c[rows]] = 1.0
         return out
     return onehot
 
 def _compile_ordinal(t) -> callable:
-    "A fitted `OrdinalEncoder` as a function over columns."
+    "A fitted `OrdinalEncoder` (no infrequent categories) as a function over a 2-D block."
+    if getattr(t, "_infrequent_enabled", False): raise _Unsupported("OrdinalEncoder infrequent categories")
     unknown = t.unknown_value if t.handle_unknown == "use_encoded_value" else np.nan
     missing = t.encoded_missing_value
-    maps = [_category_index(cats, as_float=True) for cats in t.categories_]
-    def code(v, m): return m.get("__missing__", missing) if _is_missing(v) else m.get(v, unknown)
-    return lambda cols: [np.array([code(v, m) for v in c], dtype=np.float64) for c, m in zip(cols, maps)]
+    def code(col, cats):
+        c = _codes(col, cats).astype(np.float64)
+        c[c < 0] = unknown
+        if not any(_is_missing(x) for x in cats): c[pd.isna(col)] = missing
+        return c
+    return lambda B: np.column_stack([code(B[:, j], cats) for j, cats in enumerate(t.categories_)]).reshape(B.shape[0], -1)
 
 # %% ../nbs/08a_scorer.ipynb #61c803de
 def _compile_pipeline(t) -> callable:
     fns = [_compile_transformer(s) for _, s in t.steps if s not in (None, "passthrough")]
-    def run(cols):
-        for f in fns: cols = f(cols)
-        return cols
+    def run(B):
+        for f in fns: B = f(B)
+        return B
     return run
 
 def _compile_transformer(t) -> callable:
-    "Compile one fitted transformer into a function: list of k column lists -> list of k' columns (lists or float arrays)."
+    "Compile one fitted transformer into a function: 2-D block of k input columns -> 2-D block of k' encoded columns."
     from sklearn.pipeline import Pipeline
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import StandardScaler, OneHotEncoder, OrdinalEncoder
-    if t == "passthrough": return lambda cols: [c if isinstance(c, np.ndarray) else _to_float(c) for c in cols]
+    if t == "passthrough": return _floats
     compilers = [(Pipeline, _compile_pipeline), (SimpleImputer, _compile_imputer), (StandardScaler, _compile_scaler),
                  (OneHotEncoder, _compile_onehot), (OrdinalEncoder, _compile_ordinal)]
     for kind, compile_fn in compilers:
@@ -113,45 +135,64 @@ def _selected_columns(name: str, cols, columns: list[str]) -> list[str]:
 
 def compile_column_transformer(ct,  # a fitted sklearn ColumnTransformer (fitted on a DataFrame)
                               ) -> tuple[list[str], callable]:
-    "Compile `ct` into `(input_columns, encode)`, where `encode(records: list[dict]) -> np.ndarray` equals `ct.transform`."
+    "Compile `ct` into `(input_columns, encode)`; `encode(rows)` (a DataFrame or a list of dicts) equals `ct.transform`."
     if not hasattr(ct, "feature_names_in_"): raise _Unsupported("ColumnTransformer fitted without column names")
     columns = [str(c) for c in ct.feature_names_in_]
     parts = [(cols, _compile_transformer(t)) for name, t, sel in ct.transformers_ if t != "drop"
              for cols in [_selected_columns(name, sel, columns)] if cols]
-    def encode(records: list[dict]) -> np.ndarray:
-        out = [o for cols, fn in parts for o in fn([[r.get(c) for r in records] for c in cols])]
-        return np.column_stack([o if isinstance(o, np.ndarray) else _to_float(o) for o in out]).astype(np.float64)
+    def encode(rows) -> np.ndarray:
+        blocks = [_floats(np.asarray(fn(_block(rows, cols)))) for cols, fn in parts]
+        return np.hstack(blocks) if blocks else np.empty((len(rows), 0))
     return columns, encode
 
 # %% ../nbs/08a_scorer.ipynb #621da6ba
-class _FlatForest:
-    "All trees of a fitted binary HistGradientBoostingClassifier, walked together; probabilities identical to sklearn's."
-    def __init__(self, hgb):
-        if getattr(hgb, "_preprocessor", None) is not None: raise _Unsupported("HGB native categorical features")
-        if hgb.n_trees_per_iteration_ != 1: raise _Unsupported("multiclass HGB")
-        nodes = [it[0].nodes for it in hgb._predictors]
-        if any(n["is_categorical"].any() for n in nodes): raise _Unsupported("categorical splits")
-        self.hgb, a = hgb, np.concatenate(nodes)
-        self.roots = np.cumsum([0] + [len(n) for n in nodes[:-1]]).astype(np.intp)
-        self.feat, self.thr = a["feature_idx"].astype(np.intp), a["num_threshold"].astype(np.float64)
-        self.mleft, self.leaf = a["missing_go_to_left"].astype(bool), a["is_leaf"].astype(bool)
-        self.value, self.depth = a["value"].astype(np.float64), int(a["depth"].max())
-        self.left, self.right = self._children(a, nodes)
-        self.baseline = float(np.ravel(hgb._baseline_prediction)[0])
-        self.kb, self.fmap = hgb._bin_mapper.make_known_categories_bitsets()
-        self.n_features = hgb._n_features if hasattr(hgb, "_n_features") else hgb.n_features_in_
+def _hgb_trees(hgb) -> list[dict]:
+    "The trees of a binary HistGradientBoostingClassifier as node arrays (local child indices)."
+    if getattr(hgb, "_preprocessor", None) is not None: raise _Unsupported("HGB native categorical features")
+    if hgb.n_trees_per_iteration_ != 1: raise _Unsupported("multiclass HGB")
+    nodes = [it[0].nodes for it in hgb._predictors]
+    if any(n["is_categorical"].any() for n in nodes): raise _Unsupported("categorical splits")
+    return [dict(feature=n["feature_idx"], threshold=n["num_threshold"], missing_left=n["missing_go_to_left"],
+                 leaf=n["is_leaf"], left=n["left"], right=n["right"], value=n["value"], depth=int(n["depth"].max()))
+            for n in nodes]
 
-    def _children(self, a, nodes) -> tuple[np.ndarray, np.ndarray]:
-        "Child indices into the flat arrays; a leaf points at itself, so extra levels of the walk stay put."
-        left, right = a["left"].astype(np.intp), a["right"].astype(np.intp)
-        for o, n in zip(self.roots, nodes): left[o:o + len(n)] += o; right[o:o + len(n)] += o
+def _forest_trees(rf) -> list[dict]:
+    "The trees of a binary random forest as node arrays; a leaf's value is its tree's P(class 1), normalised as sklearn does."
+    if rf.n_outputs_ != 1 or len(rf.classes_) != 2: raise _Unsupported("random forest that is not a binary classifier")
+    out = []
+    for e in rf.estimators_:
+        t = e.tree_
+        v = t.value[:, 0, :2]
+        s = v.sum(axis=1); s[s == 0.0] = 1.0
+        out.append(dict(feature=t.feature, threshold=t.threshold, missing_left=t.missing_go_to_left,
+                        leaf=t.children_left == -1, left=t.children_left, right=t.children_right, value=v[:, 1] / s,
+                        depth=t.max_depth))
+    return out
+
+class _FlatForest:
+    "A fitted binary HistGradientBoosting or random-forest classifier's trees as flat arrays; probabilities identical to sklearn's."
+    def __init__(self, est):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        self.est, self.is_hgb = est, isinstance(est, HistGradientBoostingClassifier)
+        trees = _hgb_trees(est) if self.is_hgb else _forest_trees(est)
+        cat = lambda k, dt: np.concatenate([np.asarray(t[k]) for t in trees]).astype(dt)
+        self.roots = np.cumsum([0] + [len(t["leaf"]) for t in trees[:-1]]).astype(np.intp)
+        self.feat, self.thr, self.value = cat("feature", np.intp), cat("threshold", np.float64), cat("value", np.float64)
+        self.mleft, self.leaf = cat("missing_left", bool), cat("leaf", bool)
+        self.left, self.right = cat("left", np.intp), cat("right", np.intp)
+        for o, t in zip(self.roots, trees): n = len(t["leaf"]); self.left[o:o + n] += o; self.right[o:o + n] += o
         leaves = np.flatnonzero(self.leaf)
-        left[leaves] = leaves; right[leaves] = leaves
-        return left, right
+        self.left[leaves] = leaves; self.right[leaves] = leaves      # a leaf points at itself: extra levels stay put
+        self.feat[leaves] = 0
+        self.depth = max(t["depth"] for t in trees)
+        self.n_features = est.n_features_in_
+        if self.is_hgb:
+            self.baseline = float(np.ravel(est._baseline_prediction)[0])
+            self.kb, self.fmap = est._bin_mapper.make_known_categories_bitsets()
 
 # %% ../nbs/08a_scorer.ipynb #2cdf66ec
-def _raw_flat(self: _FlatForest, X: np.ndarray) -> np.ndarray:
-    "Raw scores by walking all trees together (fast for a few rows)."
+def _leaf_values(self: _FlatForest, X: np.ndarray) -> np.ndarray:
+    "Each row's leaf value in every tree, walking all trees together level by level (fast for a few rows)."
     B = X.shape[0]
     cur = np.broadcast_to(self.roots, (B, len(self.roots))).copy()
     rows = np.arange(B)[:, None]
@@ -160,34 +201,59 @@ def _raw_flat(self: _FlatForest, X: np.ndarray) -> np.ndarray:
         x = X[rows, self.feat[cur]]
         go_left = np.where(np.isnan(x), self.mleft[cur], x <= self.thr[cur])
         cur = np.where(go_left, self.left[cur], self.right[cur])
-    v = np.concatenate([np.full((B, 1), self.baseline), self.value[cur]], axis=1)
-    return np.cumsum(v, axis=1)[:, -1:]   # sequential sum: sklearn's order, bit-identical
+    return self.value[cur]
+
+def _raw_flat(self: _FlatForest, X: np.ndarray) -> np.ndarray:
+    "Summed leaf values, in sklearn's order (HGB: after the baseline), from the flat walk."
+    v = self.leaf_values(X)
+    if self.is_hgb: v = np.concatenate([np.full((X.shape[0], 1), self.baseline), v], axis=1)
+    return np.cumsum(v, axis=1)[:, -1:]   # a sequential sum: sklearn's order, bit-identical
 
 def _raw_trees(self: _FlatForest, X: np.ndarray) -> np.ndarray:
-    "Raw scores through sklearn's per-tree predictors (fast for many rows)."
-    raw = np.zeros((X.shape[0], 1), order="F"); raw += self.hgb._baseline_prediction
-    for it in self.hgb._predictors: raw[:, 0] += it[0].predict(X, self.kb, self.fmap, 1)
+    "Summed leaf values through sklearn's compiled per-tree code (fast for many rows), in sklearn's order."
+    n_threads = _threads()
+    if self.is_hgb:
+        raw = np.zeros((X.shape[0], 1), order="F"); raw += self.est._baseline_prediction
+        for it in self.est._predictors: raw[:, 0] += it[0].predict(X, self.kb, self.fmap, n_threads)
+        return raw
+    vals = self.value
+    leaf_value = lambda o, e: vals[o + e.tree_.apply(X)]
+    raw = np.zeros((X.shape[0], 1))
+    with ThreadPoolExecutor(n_threads) as pool:              # tree_.apply releases the GIL; sums stay in tree order
+        for v in pool.map(leaf_value, self.roots, self.est.estimators_): raw[:, 0] += v
     return raw
 
 def _proba(self: _FlatForest, X: np.ndarray) -> np.ndarray:
     "P(class 1) for each row of the encoded matrix `X`."
     if X.shape[1] != self.n_features: raise ValueError(f"expected {self.n_features} encoded features, found {X.shape[1]}")
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float64 if self.is_hgb else np.float32)   # forests split float32 values
     raw = self.raw_flat(X) if X.shape[0] <= 8 else self.raw_trees(X)
-    return self.hgb._loss.predict_proba(np.asfortranarray(raw))[:, 1]
+    if self.is_hgb: return self.est._loss.predict_proba(np.asfortranarray(raw))[:, 1]
+    return raw[:, 0] / len(self.est.estimators_)
 
-_FlatForest.raw_flat, _FlatForest.raw_trees, _FlatForest.proba = _raw_flat, _raw_trees, _proba
+_FlatForest.leaf_values, _FlatForest.raw_flat, _FlatForest.raw_trees, _FlatForest.proba = _leaf_values, _raw_flat, _raw_trees, _proba
 
 # %% ../nbs/08a_scorer.ipynb #60a9e4c3
+def _linear_proba(est) -> callable:
+    "A fitted binary `LogisticRegression` as `encoded matrix -> P(class 1)`: sklearn's decision function and sigmoid."
+    from scipy.special import expit
+    if est.coef_.shape[0] != 1: raise _Unsupported("multiclass LogisticRegression")
+    coef_T, intercept = est.coef_.T, est.intercept_
+    def proba(X):
+        d = (X @ coef_T + intercept).reshape(-1)
+        return expit(d, out=d)
+    return proba
+
 def _compile_model(est) -> callable:
-    "The final estimator as `encoded matrix -> P(class 1)`."
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    if isinstance(est, HistGradientBoostingClassifier): return _FlatForest(est).proba
-    if hasattr(est, "predict_proba") and not hasattr(est, "feature_names_in_"): return lambda X: est.predict_proba(X)[:, 1]
+    "The final estimator as `encoded matrix -> P(class 1)`; an estimator it does not know is `_Unsupported`."
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, ExtraTreesClassifier
+    from sklearn.linear_model import LogisticRegression
+    if isinstance(est, (HistGradientBoostingClassifier, RandomForestClassifier, ExtraTreesClassifier)): return _FlatForest(est).proba
+    if isinstance(est, LogisticRegression): return _linear_proba(est)
     raise _Unsupported(f"estimator {type(est).__name__}")
 
 class FastScorer:
-    "Score feature dicts with a fitted sklearn Pipeline through a compiled numpy path (or the pipeline itself as fallback)."
+    "Score rows with a fitted sklearn Pipeline through a compiled numpy path (or the pipeline itself as fallback)."
     def __init__(self, pipeline,                   # fitted Pipeline(preprocess=ColumnTransformer, model=estimator)
                  columns: list[str] | None = None,  # input columns (default: the pipeline's `feature_names_in_`)
                  dtypes: dict | None = None,        # column -> "number" | "string", for the fallback DataFrame
@@ -208,26 +274,27 @@ class FastScorer:
             self.reason = str(e)
 
 # %% ../nbs/08a_scorer.ipynb #829a60de
-def _frame(self: FastScorer, records: list[dict],  # feature dicts, one per row
-          ) -> "pd.DataFrame":
-    "The records as the DataFrame the pipeline was trained on (the slow path and the reference)."
-    import pandas as pd
-    df = pd.DataFrame.from_records([{c: r.get(c) for c in self.columns} for r in records], columns=self.columns)
+def _frame(self: FastScorer, rows,  # a DataFrame, or feature dicts (one per row)
+          ) -> pd.DataFrame:
+    "The rows as the DataFrame the pipeline was trained on (the slow path and the reference)."
+    if isinstance(rows, pd.DataFrame): return rows[self.columns]
+    df = pd.DataFrame.from_records([{c: r.get(c) for c in self.columns} for r in rows], columns=self.columns)
     for c in self.columns:
         if self.dtypes.get(c) == "number": df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
         elif self.dtypes.get(c) == "string": df[c] = df[c].astype(object)
     return df
 
-def _pipeline_proba(self: FastScorer, records: list[dict],  # feature dicts, one per row
+def _pipeline_proba(self: FastScorer, rows,  # a DataFrame, or feature dicts (one per row)
                    ) -> np.ndarray:
     "Probabilities from the pipeline itself."
-    return self.pipeline.predict_proba(self.frame(records))[:, self.pos]
+    return self.pipeline.predict_proba(self.frame(rows))[:, self.pos]
 
-def _predict_proba(self: FastScorer, records: list[dict],  # feature dicts, one per row
+def _predict_proba(self: FastScorer, rows,  # a DataFrame, or feature dicts (one per row)
                   ) -> np.ndarray:
-    "Probability of churn for each record."
-    if self.fast: return self._model(self._encode(records))
-    return self.pipeline_proba(records)
+    "Probability of churn for each row."
+    if not len(rows): return np.empty(0)
+    if self.fast: return self._model(self._encode(rows))
+    return self.pipeline_proba(rows)
 
 FastScorer.frame, FastScorer.pipeline_proba, FastScorer.predict_proba = _frame, _pipeline_proba, _predict_proba
 
@@ -262,16 +329,17 @@ def _sample_records(self: FastScorer, n: int = 32,  # how many rows
 FastScorer.sample_records = _sample_records
 
 # %% ../nbs/08a_scorer.ipynb #ed1e39a3
-def _verify(self: FastScorer, records: list[dict] | None = None,  # rows to compare on (default: `sample_records()`)
+def _verify(self: FastScorer, rows=None,  # a DataFrame or feature dicts to compare on (default: `sample_records()`)
            ) -> float:
     "Compare the fast path with the pipeline; on any difference switch to the pipeline. Returns the max abs difference."
     if not self.fast: return 0.0
-    records = records or self.sample_records()
-    try: ref = self.pipeline_proba(records)
+    if rows is None: rows = self.sample_records()
+    try: ref = self.pipeline_proba(rows)
     except Exception:  # the reference itself cannot score generated rows (say, unknown categories rejected)
-        records = [r for r in records if not any(v == "__unknown__" or v is None for v in r.values())] or records[:1]
-        ref = self.pipeline_proba(records)
-    got = self._model(self._encode(records))
+        if isinstance(rows, pd.DataFrame): raise
+        rows = [r for r in rows if not any(v == "__unknown__" or v is None for v in r.values())] or rows[:1]
+        ref = self.pipeline_proba(rows)
+    got = self._model(self._encode(rows))
     diff = float(np.max(np.abs(got - ref))) if len(ref) else 0.0
     if not np.array_equal(got, ref): self.fast, self.reason = False, f"fast path differs from the pipeline by {diff:.3g}"
     return diff

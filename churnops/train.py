@@ -51,9 +51,9 @@ __all__ = ['FAMILIES', 'TABLE_SCHEMA_FORMAT', 'TABLE_SCHEMA_ARTIFACT', 'MISSING_
            'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register',
            'time_ordered_folds', 'stratified_folds', 'study_storage', 'cv_objective', 'tune', 'encode_target',
            'text_to_number', 'TableSpec', 'coerce_like_training', 'prepare_table', 'make_telco_table', 'file_hash',
-           'train_table', 'column_kinds', 'model_table_schema', 'scoring_frame', 'transform_dedup',
-           'predict_proba_fast', 'predict_table', 'out_of_time_split', 'label_horizon', 'declared_training_set',
-           'train_churn', 'run_training_job', 'add_commands']
+           'train_table', 'column_kinds', 'model_table_schema', 'scoring_frame', 'batch_scorer', 'predict_table',
+           'out_of_time_split', 'label_horizon', 'declared_training_set', 'train_churn', 'run_training_job',
+           'add_commands']
 
 # %% ../nbs/05_train.ipynb #5cafd419
 FAMILIES = ("logreg", "rf", "hgb")
@@ -670,6 +670,11 @@ def train_table(data: str | os.PathLike | pd.DataFrame,  # CSV/parquet path, or 
     return result
 
 # %% ../nbs/05_train.ipynb #a71d5d0d
+from contextlib import contextmanager
+
+from .files import PARQUET_SUFFIXES, atomic_path
+from .scorer import FastScorer
+
 _CATEGORICAL_ENCODERS = ("OneHotEncoder", "OrdinalEncoder", "TargetEncoder")
 
 def column_kinds(pipeline: Pipeline) -> tuple[list[str], list[str]]:
@@ -712,76 +717,79 @@ def scoring_frame(df: pd.DataFrame, pipeline: Pipeline, source: str = "data",
             X[c] = X[c].astype("string").str.strip().astype(object).where(X[c].notna(), None)
     return X
 
-def _text_block(X: pd.DataFrame) -> bool:
-    return all(not pd.api.types.is_numeric_dtype(X[c]) for c in X.columns)
+def _row_chunks(data, rows: int) -> tuple[Any, int, str]:
+    "(chunks of `rows` rows, total rows, source name) of a DataFrame, a parquet file (streamed by record batch) or a CSV file."
+    if isinstance(data, pd.DataFrame): return (data.iloc[i:i + rows] for i in range(0, len(data), rows)), len(data), "<DataFrame>"
+    p = Path(data)
+    if p.suffix.lower() not in PARQUET_SUFFIXES or not p.exists():
+        df = read_table(p)                                 # CSV, or the file-not-found error
+        return (df.iloc[i:i + rows] for i in range(0, len(df), rows)), len(df), str(p)
+    import pyarrow.parquet as pq
+    try: f = pq.ParquetFile(p)
+    except Exception as e: raise TableError(f"{p}: could not be parsed as parquet: {type(e).__name__}: {str(e).strip()[:300]}") from None
+    return (b.to_pandas() for b in f.iter_batches(batch_size=rows)), f.metadata.num_rows, str(p)
 
-def transform_dedup(ct: ColumnTransformer, X: pd.DataFrame) -> np.ndarray:
-    """`ct.transform(X)`, computed once per distinct combination of each all-text block (one-hot encoding of Python
-    strings is the slow part of scoring; a few categorical columns have few distinct combinations). Falls back to
-    `ct.transform` for anything it does not recognise."""
-    if not isinstance(ct, ColumnTransformer) or getattr(ct, "sparse_output_", False): return ct.transform(X)
-    blocks = []
-    for name, trans, cols in ct.transformers_:
-        if isinstance(trans, str):
-            if trans == "drop": continue
-            return ct.transform(X)                        # passthrough: keep sklearn's own assembly
-        if isinstance(cols, slice) or len(cols) == 0: continue
-        cols = [ct.feature_names_in_[c] if isinstance(c, (int, np.integer)) else c for c in cols]
-        sub = X[cols]
-        if _text_block(sub) and len(sub) > 1000:
-            keys = sub.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
-            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            Z = trans.transform(sub.iloc[first])
-            Z = (Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z))[inverse]
-        else:
-            Z = trans.transform(sub)
-            Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
-        blocks.append(Z.astype(float, copy=False))
-    return np.hstack(blocks) if blocks else ct.transform(X)
+@contextmanager
+def _prediction_writer(out: str | os.PathLike | None):
+    "A `write(frame)` appending prediction chunks to `out` (parquet by suffix, else CSV); the file appears complete or not at all."
+    if out is None: yield lambda df: None; return
+    with atomic_path(out) as tmp:
+        if Path(out).suffix.lower() not in PARQUET_SUFFIXES:
+            first = [True]
+            def write_csv(df):
+                df.to_csv(tmp, index=False, header=first[0], mode="w" if first[0] else "a"); first[0] = False
+            yield write_csv
+            return
+        import pyarrow as pa, pyarrow.parquet as pq
+        writer = []
+        def write_parquet(df):
+            t = pa.Table.from_pandas(df, preserve_index=False)
+            if not writer: writer.append(pq.ParquetWriter(tmp, t.schema))
+            writer[0].write_table(t)
+        try: yield write_parquet
+        finally:
+            if writer: writer[0].close()
 
-def predict_proba_fast(pipeline: Pipeline, X: pd.DataFrame, chunk: int = 500_000) -> np.ndarray:
-    """Churn probability of every row: preprocessing deduplicated per text block (`transform_dedup`, checked against
-    the pipeline's own output on the first rows), then the estimator; in chunks (bounded memory)."""
-    if not len(X): return np.empty(0)
-    steps = getattr(pipeline, "named_steps", {})
-    if "preprocess" not in steps or "model" not in steps or len(steps) != 2:
-        return np.concatenate([pipeline.predict_proba(X.iloc[i:i + chunk])[:, 1] for i in range(0, len(X), chunk)])
-    ct, model = steps["preprocess"], steps["model"]
-    head = X.iloc[:2000]                                  # > 1000 rows exercises the deduplicated path
-    a, b = transform_dedup(ct, head), ct.transform(head)
-    b = b.toarray() if hasattr(b, "toarray") else np.asarray(b, dtype=float)
-    fast_ok = a.shape == b.shape and np.allclose(a, b, equal_nan=True)
-    out = []
-    for i in range(0, len(X), chunk):
-        part = X.iloc[i:i + chunk]
-        Z = transform_dedup(ct, part) if fast_ok else ct.transform(part)
-        out.append(model.predict_proba(Z)[:, 1])
-    return np.concatenate(out)
+def batch_scorer(pipeline: Pipeline,  # a fitted Pipeline(preprocess, model)
+                 X: pd.DataFrame,     # typed rows (`scoring_frame`) the compiled path is checked on
+                 label: str = "model",  # how warnings name the model
+                ) -> FastScorer:
+    "The compiled scorer of `pipeline`, checked against it on generated rows and on `X`; warns when it falls back to sklearn."
+    scorer = FastScorer(pipeline)
+    scorer.verify(); scorer.verify(X)
+    if not scorer.fast: warnings.warn(f"{label}: scored through the scikit-learn pipeline, not the compiled scorer ({scorer.reason})")
+    return scorer
 
 def predict_table(home: str | os.PathLike | None,  # churnops home
                   model: str,                       # NAME, NAME@ALIAS or NAME/VERSION
-                  data: str | os.PathLike | pd.DataFrame,  # rows to score
-                  out: str | os.PathLike | None = None,    # output CSV/parquet; None: return only
+                  data: str | os.PathLike | pd.DataFrame,  # rows to score (parquet is read in chunks)
+                  out: str | os.PathLike | None = None,    # output CSV/parquet, written atomically; None: return only
                   threshold: float | None = None,   # default: the run's threshold_at_recall_80 (else 0.5)
                   id_column: str | None = None,     # default: the id column the model was trained with
+                  chunk_rows: int = 250_000,        # rows scored at a time (bounds memory)
+                  quiet: bool = False,              # no progress bar
                  ) -> tuple[pd.DataFrame, dict]:
-    "Score `data` with a registered model; returns (predictions, info) and writes them to `out` when given."
+    "Score `data` with a registered model through the compiled scorer; returns (predictions, info), written to `out` when given."
     name, ref = parse_model_ref(model)
     pipeline, mv = load_model(home, name, ref)
     run = MlflowClient().get_run(mv.run_id) if mv.run_id else None
     if threshold is None: threshold = (run.data.metrics.get("threshold_at_recall_80", 0.5) if run else 0.5)
     if id_column is None and run is not None: id_column = run.data.tags.get("churnops.id_column") or None
-    df, source = (data, "<DataFrame>") if isinstance(data, pd.DataFrame) else (read_table(data), str(data))
-    X = scoring_frame(df, pipeline, source, schema=model_table_schema(mv.run_id))
-    t0 = time.perf_counter()
-    proba = predict_proba_fast(pipeline, X)
-    seconds = time.perf_counter() - t0
-    cols = {id_column: df[id_column].to_numpy()} if id_column and id_column in df.columns else {}
-    pred = pd.DataFrame({**cols, "churn_probability": proba, "churn_predicted": (proba >= threshold).astype(int)})
-    if out is not None: write_table(pred, out)
+    chunks, n, source = _row_chunks(data, chunk_rows)
+    schema = model_table_schema(mv.run_id)
+    parts, seconds, scorer = [], 0.0, None
+    with _prediction_writer(out) as write, tqdm(total=n, unit="rows", disable=quiet or n <= chunk_rows, desc="predict") as bar:
+        for df in chunks:
+            X = scoring_frame(df, pipeline, source, schema=schema)
+            if scorer is None: scorer = batch_scorer(pipeline, X.head(2000), f"model {name}/{mv.version}")
+            t0 = time.perf_counter(); proba = scorer.predict_proba(X); seconds += time.perf_counter() - t0
+            cols = {id_column: df[id_column].to_numpy()} if id_column and id_column in df.columns else {}
+            parts.append(pd.DataFrame({**cols, "churn_probability": proba, "churn_predicted": (proba >= threshold).astype(int)}))
+            write(parts[-1]); bar.update(len(df))
+    pred = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"churn_probability": [], "churn_predicted": []})
     info = {"model": name, "version": int(mv.version), "rows": len(pred), "threshold": float(threshold),
-            "scoring_seconds": seconds, "rows_per_second": len(pred) / seconds if seconds > 0 else float("inf"),
-            "out": str(out) if out is not None else None}
+            "compiled": bool(scorer.fast) if scorer else None, "scoring_seconds": seconds,
+            "rows_per_second": len(pred) / seconds if seconds > 0 else float("inf"), "out": str(out) if out is not None else None}
     return pred, info
 
 # %% ../nbs/05_train.ipynb #61d11dfd
@@ -959,7 +967,8 @@ def _train_cmd(args) -> int:
     return 0
 
 def _predict_cmd(args) -> int:
-    _, info = predict_table(args.home, args.model, args.data, args.out, threshold=args.threshold, id_column=args.id)
+    _, info = predict_table(args.home, args.model, args.data, args.out, threshold=args.threshold,
+                            id_column=args.id, quiet=args.quiet)
     print(json.dumps(info))
     return 0
 
