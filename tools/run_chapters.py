@@ -54,7 +54,8 @@ def public_names(source: str) -> list[str]:
     try: tree = ast.parse(source)
     except SyntaxError: return []
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            and not n.name.startswith("_")]
+            and not n.name.startswith("_") and (ast.get_docstring(n) or not isinstance(n, ast.ClassDef))]   # a class without
+    # its own docstring would show its base's (pydantic's BaseModel links into pydantic's docs)
 
 
 def add_show_doc(nb) -> int:
