@@ -987,6 +987,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.validate._is_error': ('validate.html#_is_error', 'churnops/validate.py'),
                                    'churnops.validate._load_candidate': ('validate.html#_load_candidate', 'churnops/validate.py'),
                                    'churnops.validate._overlap_note': ('validate.html#_overlap_note', 'churnops/validate.py'),
+                                   'churnops.validate._records': ('validate.html#_records', 'churnops/validate.py'),
                                    'churnops.validate._resolve_champion': ('validate.html#_resolve_champion', 'churnops/validate.py'),
                                    'churnops.validate._scoring_frame': ('validate.html#_scoring_frame', 'churnops/validate.py'),
                                    'churnops.validate._threshold_of': ('validate.html#_threshold_of', 'churnops/validate.py'),

@@ -504,6 +504,8 @@ def churn_reduction(control_rate: float,   # churn rate of the control arm
     return (control_rate - variant_rate) / control_rate if control_rate and control_rate == control_rate else float("nan")
 
 # %% ../nbs/06_validate.ipynb #da6df6c0
+def _records(df: pd.DataFrame) -> pd.DataFrame: return df.reset_index() if df.index.name else df   # keep the variant names
+
 @dataclass
 class ABAnalysis:
     "The result of an A/B analysis."
@@ -519,7 +521,7 @@ class ABAnalysis:
     def to_frame(self) -> pd.DataFrame: return self.comparisons
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "control": self.control, "decision": self.decision, "reasons": self.reasons,
-                "plan": asdict(self.plan), **{k: json.loads(getattr(self, k).to_json(orient="records"))
+                "plan": asdict(self.plan), **{k: json.loads(_records(getattr(self, k)).to_json(orient="records"))
                                                for k in ("variants", "comparisons", "secondary", "guardrails")}}
     def __str__(self):
         with pd.option_context("display.width", 140, "display.max_columns", 20):
