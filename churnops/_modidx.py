@@ -218,6 +218,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'churnops.deploy._state': ('deployments.html#_state', 'churnops/deploy.py'),
                                  'churnops.deploy._sync': ('deployments.html#_sync', 'churnops/deploy.py'),
                                  'churnops.deploy._table_sql': ('deployments.html#_table_sql', 'churnops/deploy.py'),
+                                 'churnops.deploy._validate': ('deployments.html#_validate', 'churnops/deploy.py'),
                                  'churnops.deploy._variants_for': ('deployments.html#_variants_for', 'churnops/deploy.py'),
                                  'churnops.deploy.act_on_verdict': ('deployments.html#act_on_verdict', 'churnops/deploy.py'),
                                  'churnops.deploy.add_commands': ('deployments.html#add_commands', 'churnops/deploy.py'),

@@ -24,10 +24,13 @@ from .files import iso_utc, write_json_atomic
 from .predlog import read_feedback, read_prediction_log
 from .scorer import FastScorer
 from .tracking import load_model, parse_model_ref
-from . import validate
-from .validate import ABTestConfig, ab_outcomes, ab_stop_verdict, analyze_ab, assign_variant, first_exposures, load_ab_config
 
 log = logging.getLogger("churnops.deploy")
+
+def _validate():
+    "`churnops.validate`, imported when first needed (it brings scikit-learn's metrics; a serving worker needs only its hash)."
+    from churnops import validate
+    return validate
 
 # %% auto #0
 __all__ = ['log', 'STRATEGIES', 'DEPLOY_FIELDS', 'NO_DEPLOYMENT', 'canary_variant', 'experiment_variant', 'Guardrails',
@@ -44,13 +47,13 @@ def canary_variant(customer_id,          # the customer (sticky key); None: the 
     "'challenger' for `percent`% of customers (sticky per customer), else 'champion'."
     if percent <= 0: return "champion"
     if percent >= 100: return "challenger"
-    return assign_variant(experiment, customer_id, {"challenger": float(percent), "champion": 100.0 - float(percent)})
+    return _validate().assign_variant(experiment, customer_id, {"challenger": float(percent), "champion": 100.0 - float(percent)})
 
 def experiment_variant(customer_id,  # the customer (sticky key)
                        rec: dict,     # an experiment deployment record (its `experiment` and `variants`)
                       ) -> str:
     "The variant name an experiment record gives a customer: `assign_variant` salted with the experiment's name."
-    return assign_variant(rec["experiment"], customer_id, {n: float(v["traffic"]) for n, v in rec["variants"].items()})
+    return _validate().assign_variant(rec["experiment"], customer_id, {n: float(v["traffic"]) for n, v in rec["variants"].items()})
 
 # %% ../nbs/08c_deployments.ipynb #d84b19c2
 @dataclass
@@ -477,7 +480,8 @@ def experiment_outcomes(home, ab: ABTestConfig, start: dict, end: dict | None, h
         raise DeployError(f"experiment {ab.experiment!r} was started with variants {sorted(start['variants'])}; the config has {sorted(ab.variants)}")
     log_ = read_prediction_log(home, start["ts"], end["ts"] if end else None)
     rows = log_[log_["variant"].isin(list(ab.variants))]
-    return ab_outcomes(first_exposures(rows, list(ab.variants)), read_feedback(home), horizon_days), rows
+    v = _validate()
+    return v.ab_outcomes(v.first_exposures(rows, list(ab.variants)), read_feedback(home), horizon_days), rows
 
 def _event_days(rows) -> float:
     t = pd.to_datetime(rows["as_of"].fillna(rows["ts"]), utc=True) if len(rows) else None
@@ -494,8 +498,8 @@ def analyze_experiment(home,                       # churnops home
     name, cfg = experiment_model(ab, model), load_config(home=home)
     start, end = experiment_window(home, name, ab.experiment)
     out, rows = experiment_outcomes(home, ab, start, end, cfg.problem.label_horizon_days)
-    res = analyze_ab(out.dropna(subset=["churned"]), ab, cfg, requests=rows)
-    verdict = ab_stop_verdict(res, ab, _event_days(rows))
+    res = _validate().analyze_ab(out.dropna(subset=["churned"]), ab, cfg, requests=rows)
+    verdict = _validate().ab_stop_verdict(res, ab, _event_days(rows))
     summary = {**verdict, "decision": res.decision, "pending_customers": int(out["churned"].isna().sum()),
                "event_days": _event_days(rows), "running": end is None, "ended_now": False, "promoted": None}
     if not (conclude and end is None and verdict["stop"]): return res, summary
@@ -569,9 +573,10 @@ def _deploy_cmd(args) -> int:
 def _ab_analyze(args) -> dict:
     "`ab analyze`: an outcome table from elsewhere, else the served experiment (concluded when its rules say so)."
     from churnops.files import read_table
-    ab, cfg = load_ab_config(validate._ab_config_path(args)), load_config(home=args.home)
+    v = _validate()
+    ab, cfg = v.load_ab_config(v._ab_config_path(args)), load_config(home=args.home)
     if args.outcomes:
-        res = analyze_ab(read_table(args.outcomes), ab, cfg, requests=read_table(args.requests) if args.requests else None)
+        res = v.analyze_ab(read_table(args.outcomes), ab, cfg, requests=read_table(args.requests) if args.requests else None)
         print(res); return res.to_dict()
     res, summary = analyze_experiment(args.home, ab, args.model, conclude=not args.no_conclude)
     print(res)
@@ -583,7 +588,7 @@ def _ab_cmd(args) -> int:
     import sys
     try:
         if args.ab_command == "analyze": out = _ab_analyze(args)
-        elif args.ab_command == "start": out = start_experiment(args.home, load_ab_config(validate._ab_config_path(args)), args.model, args.reason)
+        elif args.ab_command == "start": out = start_experiment(args.home, _validate().load_ab_config(_validate()._ab_config_path(args)), args.model, args.reason)
         elif args.ab_command == "stop": out = stop_experiment(args.home, args.model or "churn", args.reason)
         else: out = current_deployment(args.home, args.model or "churn")
     except (DeployError, registry.RegistryError, ValueError, FileNotFoundError) as e:
@@ -603,8 +608,8 @@ def _add_ab(sub, parent) -> None:
         if model: q.add_argument("--model", default=None, help="registered model (default: the one the variants name)")
         q.set_defaults(func=func)
         return q
-    act("plan", "sample size per variant and duration", validate._ab_plan_cmd, False).add_argument("--daily-traffic", type=float, default=None, help="customers entering the experiment per day")
-    act("assign", "print the variant of customers", validate._ab_assign_cmd, False).add_argument("customer_ids", nargs="+")
+    act("plan", "sample size per variant and duration", lambda a: _validate()._ab_plan_cmd(a), False).add_argument("--daily-traffic", type=float, default=None, help="customers entering the experiment per day")
+    act("assign", "print the variant of customers", lambda a: _validate()._ab_assign_cmd(a), False).add_argument("customer_ids", nargs="+")
     act("start", "serve the experiment: every worker routes customers to its variants").add_argument("--reason", default=None)
     act("stop", "end the running experiment (serving returns to the champion)").add_argument("--reason", default=None)
     act("status", "the model's deployment record")
