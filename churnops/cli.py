@@ -20,7 +20,7 @@ COMMAND_MODULES = {
     # command name -> module that defines it (via its `add_commands`)
     "init": "pipeline", "simulate": "simulate", "sources": "simulate", "data": "data", "features": "features",
     "store": "store", "train": "train", "train-table": "train", "tune": "train", "predict": "train",
-    "evaluate": "validate", "ab": "validate", "promote": "registry", "rollback": "registry", "history": "registry",
+    "evaluate": "validate", "ab": "deploy", "promote": "registry", "rollback": "registry", "history": "registry",
     "serve": "serve", "deploy": "deploy", "monitor": "monitor", "lineage": "lineage", "diff": "lineage",
     "pipeline": "pipeline", "schedule": "pipeline", "demo": "demo",
 }

@@ -448,23 +448,24 @@ Service._lookup = _lookup
 
 # %% ../nbs/08b_service.ipynb #c634c48b
 def _route(self: Service, ids: list, rid: str, active) -> list[str]:
-    "The variant of each record: champion, or challenger for a canary's share."
-    rec = active.record
+    "The variant of each record: an experiment's variant name, challenger for a canary's share, else champion."
+    rec, keys = active.record, [c if c is not None else f"{rid}:{j}" for j, c in enumerate(ids)]
+    if rec["strategy"] == "experiment" and active.variants: return [deployments.experiment_variant(k, rec) for k in keys]
     if rec["strategy"] != "canary" or active.challenger is None: return ["champion"] * len(ids)
-    return [deployments.canary_variant(c if c is not None else f"{rid}:{j}", rec["percent"], rec["experiment"]) for j, c in enumerate(ids)]
+    return [deployments.canary_variant(k, rec["percent"], rec["experiment"]) for k in keys]
 
 async def _score(self: Service, rows: list, variants: list, active, t0: float) -> tuple[list, list]:
-    "Probabilities and the model that gave each; a failing challenger's records go to the champion."
+    "Probabilities and the model that gave each; a failing challenger's (or variant's) records go to the champion."
     probs, used = [0.0] * len(rows), [active.champion] * len(rows)
     groups: dict[str, list[int]] = {}
     for j, v in enumerate(variants): groups.setdefault(v, []).append(j)
     for v, idx in groups.items():
-        m = active.challenger if v == "challenger" else active.champion
+        m = active.variants.get(v) or (active.challenger if v == "challenger" else active.champion)
         try: p = await self.batcher.score(m, [rows[j] for j in idx])
         except Exception as e:
-            if v != "challenger": raise _Reject(500, f"scoring failed: {type(e).__name__}: {e}", rows) from None
-            self.dep.record_challenger((time.perf_counter() - t0) * 1000, True)
-            self.metrics.observe(self.model, m.version, "challenger", 500, time.perf_counter() - t0, len(idx))
+            if m is active.champion: raise _Reject(500, f"scoring failed: {type(e).__name__}: {e}", rows) from None
+            if v == "challenger": self.dep.record_challenger((time.perf_counter() - t0) * 1000, True)
+            self.metrics.observe(self.model, m.version, v, 500, time.perf_counter() - t0, len(idx))
             m, p = active.champion, await self.batcher.score(active.champion, [rows[j] for j in idx])
             for j in idx: variants[j] = "champion"
         for k, j in enumerate(idx): probs[j], used[j] = float(p[k]), m

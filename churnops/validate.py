@@ -31,11 +31,11 @@ __all__ = ['HIGHER_IS_BETTER', 'GATE_METRICS', 'COMPARE_METRICS', 'TENURE_BINS',
            'gates_from_config', 'validate_gates', 'GateResult', 'GateReport', 'check_gates', 'decide',
            'paired_bootstrap', 'add_tenure_band', 'slice_metrics', 'feature_effects', 'InterpretabilityMissing',
            'interpretability_shown', 'check_interpretability', 'threshold_analysis', 'plot_curves', 'Variant',
-           'ABTestConfig', 'load_ab_config', 'sample_size_two_proportions', 'ABPlan', 'plan_ab_test', 'hash_unit',
-           'assign_variant', 'two_proportion_ztest', 'ABAnalysis', 'analyze_ab', 'churn_reduction', 'measure_latency',
-           'measure_throughput', 'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation',
-           'overall_decision', 'log_validation', 'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions',
-           'add_commands']
+           'ABStopping', 'ABTestConfig', 'load_ab_config', 'sample_size_two_proportions', 'ABPlan', 'plan_ab_test',
+           'hash_unit', 'assign_variant', 'two_proportion_ztest', 'churn_reduction', 'ABAnalysis', 'analyze_ab',
+           'first_exposures', 'ab_outcomes', 'ab_stop_verdict', 'measure_latency', 'measure_throughput',
+           'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation', 'overall_decision', 'log_validation',
+           'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions', 'add_commands']
 
 # %% ../nbs/06_validate.ipynb #3ef6cf73
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "pr_auc": True,
@@ -365,6 +365,14 @@ class Variant(BaseModel):
     model_version: Annotated[str, _as_str]   # "churn/7", "churn@champion", or a bare version number
     traffic: float = Field(ge=0, le=100)     # percent of customers
 
+class ABStopping(BaseModel):
+    "When an online experiment ends by itself (judged by `churnops ab analyze`)."
+    model_config = ConfigDict(extra="forbid")
+    on_significance: bool = True     # end once every arm has the needed sample and a variant differs significantly
+    max_days: float | None = Field(None, gt=0)     # end after this span of event time (default: `duration_days`)
+    max_customers: int | None = Field(None, ge=1)  # end once this many customers are in, all arms together
+    promote_winner: bool = False     # on "ship <variant>", promote that variant's model version to champion
+
 class ABTestConfig(BaseModel):
     "A validated A/B test design."
     model_config = ConfigDict(extra="forbid")
@@ -383,6 +391,7 @@ class ABTestConfig(BaseModel):
     daily_traffic: float | None = Field(None, gt=0)  # customers entering the experiment per day (for the duration estimate)
     max_p99_latency_ms: float | None = Field(None, gt=0)  # guardrail; default config.system_metrics.p99_latency_ms
     max_error_rate: float | None = Field(None, ge=0, le=1)  # guardrail; default the config's error_rate monitoring rule
+    stop: ABStopping = ABStopping()          # when an online experiment ends (`churnops ab start` records it)
 
     @model_validator(mode="after")
     def _check(self):
@@ -511,7 +520,44 @@ def two_proportion_ztest(x1: int, n1: int,   # successes and trials, group 1
     return {"rate_1": p1, "rate_2": p2, "diff": p1 - p2, "ci_low": p1 - p2 - zc * se, "ci_high": p1 - p2 + zc * se,
             "z": z, "p_value": float(2 * norm.sf(abs(z)))}
 
+# %% ../nbs/06_validate.ipynb #30a47d7c
+def churn_reduction(outcomes: pd.DataFrame,        # one row per customer: its variant and whether it churned (0/1)
+                    control: str = "control",      # the control variant
+                    outcome: str = "churned",      # the 0/1 outcome column
+                    variant_col: str = "variant",  # the variant column
+                    target: float | None = None,   # default: config.online_metrics.churn_reduction
+                    cfg: Config | None = None,
+                    confidence: float = 0.95,
+                    n_resamples: int = 2000,
+                    seed: int = 0,
+                   ) -> pd.DataFrame:
+    "Per non-control variant: churn rates, relative churn reduction vs control with a bootstrap interval, and the target check."
+    for c in (variant_col, outcome):
+        if c not in outcomes: raise ValueError(f"outcomes: column {c!r} missing; columns are {list(outcomes.columns)}")
+    y = pd.to_numeric(outcomes[outcome], errors="coerce")
+    bad = ~y.isin([0, 1])
+    if bad.any(): raise ValueError(f"outcomes: {outcome!r} must be 0/1; found {outcomes[outcome][bad].head(3).tolist()} ({int(bad.sum())} rows)")
+    counts = y.groupby(outcomes[variant_col]).agg(["size", "sum"])
+    if control not in counts.index: raise ValueError(f"outcomes: control variant {control!r} not found; variants are {sorted(map(str, counts.index))}")
+    n_c, k_c = int(counts.loc[control, "size"]), int(counts.loc[control, "sum"])
+    if k_c == 0: raise ValueError(f"outcomes: control {control!r} has no churn among {n_c} customers; churn reduction is undefined")
+    target = (cfg or Config()).online_metrics.churn_reduction if target is None else float(target)
+    rng, a = np.random.default_rng(seed), (1 - confidence) / 2
+    rc_b = rng.binomial(n_c, k_c / n_c, n_resamples) / n_c          # resampling 0/1 outcomes = binomial draws
+    rows = []
+    for v, (n_t, k_t) in counts.drop(index=control).iterrows():
+        rt_b = rng.binomial(int(n_t), k_t / n_t, n_resamples) / n_t
+        red_b = 1 - rt_b[rc_b > 0] / rc_b[rc_b > 0]
+        red = 1 - (k_t / n_t) / (k_c / n_c)
+        lo, hi = np.quantile(red_b, [a, 1 - a])
+        rows.append({"variant": v, "customers": int(n_t), "churn_rate": k_t / n_t, "control_customers": n_c,
+                     "control_churn_rate": k_c / n_c, "churn_reduction": red, "ci_low": float(lo), "ci_high": float(hi),
+                     "target": target, "meets_target": bool(red >= target), "confident": bool(lo >= target)})
+    return pd.DataFrame(rows)
+
 # %% ../nbs/06_validate.ipynb #da6df6c0
+def _records(df: pd.DataFrame) -> pd.DataFrame: return df.reset_index() if df.index.name else df   # keep the variant names
+
 @dataclass
 class ABAnalysis:
     "The result of an A/B analysis."
@@ -527,7 +573,7 @@ class ABAnalysis:
     def to_frame(self) -> pd.DataFrame: return self.comparisons
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "control": self.control, "decision": self.decision, "reasons": self.reasons,
-                "plan": asdict(self.plan), **{k: json.loads(getattr(self, k).to_json(orient="records"))
+                "plan": asdict(self.plan), **{k: json.loads(_records(getattr(self, k)).to_json(orient="records"))
                                                for k in ("variants", "comparisons", "secondary", "guardrails")}}
     def __str__(self):
         with pd.option_context("display.width", 140, "display.max_columns", 20):
@@ -546,6 +592,14 @@ def _is_error(s: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(s): return s
     if pd.api.types.is_numeric_dtype(s): return s >= 500   # HTTP status: server errors (4xx are the caller's)
     return ~s.astype(str).str.lower().isin({"ok", "success", "200"})
+
+def _ab_reduction(df: pd.DataFrame, ab: ABTestConfig, cfg: Config | None) -> pd.DataFrame:
+    "`churn_reduction` per non-control variant; NaN where it is undefined (no churn in the control)."
+    cols = {"churn_reduction": "churn_reduction", "target": "target_churn_reduction"}
+    if not df.loc[df.variant == ab.control, ab.primary_metric].sum():
+        return pd.DataFrame(columns=list(cols.values()), index=pd.Index([], name="variant"))
+    r = churn_reduction(df, control=ab.control, outcome=ab.primary_metric, cfg=cfg)
+    return r.set_index("variant")[list(cols)].rename(columns=cols)
 
 def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer_id, variant, primary outcome (0/1), secondary columns
                ab: ABTestConfig,                # the design
@@ -622,6 +676,7 @@ def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer
                 secs.append({"variant": v, "metric": m, "mean": a_.mean(), "control_mean": b_.mean(), "diff": dm,
                              "ci_low": dm - zc * se, "ci_high": dm + zc * se, "p_value": float(tt.pvalue)})
     comparisons = pd.DataFrame(comps).set_index("variant")
+    comparisons = comparisons.join(_ab_reduction(df, ab, cfg))
     secondary = pd.DataFrame(secs, columns=["variant", "metric", "mean", "control_mean", "diff", "ci_low", "ci_high", "p_value"])
     reasons = []
     short = variants[variants.customers < plan.needed_per_variant]
@@ -648,42 +703,55 @@ def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer
                            (f"; significantly worse: {', '.join(comparisons.index[comparisons.verdict == 'worse'])}" if (comparisons.verdict == "worse").any() else ""))
         if len(breached) and not decision.startswith("guardrail"):
             reasons += [f"guardrail: {r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in breached.itertuples()]
+    reasons += [f"{v}: churn reduction {r.churn_reduction:+.1%} vs {c} (target {r.target_churn_reduction:.0%})"
+                for v, r in comparisons.iterrows() if ab.primary_metric == "churned" and r.churn_reduction == r.churn_reduction]
     return ABAnalysis(ab.experiment, c, variants, comparisons, secondary, guardrails, plan, decision, reasons)
 
-# %% ../nbs/06_validate.ipynb #30a47d7c
-def churn_reduction(outcomes: pd.DataFrame,        # one row per customer: its variant and whether it churned (0/1)
-                    control: str = "control",      # the control variant
-                    outcome: str = "churned",      # the 0/1 outcome column
-                    variant_col: str = "variant",  # the variant column
-                    target: float | None = None,   # default: config.online_metrics.churn_reduction
-                    cfg: Config | None = None,
-                    confidence: float = 0.95,
-                    n_resamples: int = 2000,
-                    seed: int = 0,
+# %% ../nbs/06_validate.ipynb #a4a8d2b8
+def first_exposures(log: pd.DataFrame,       # prediction-log rows (ts, as_of, customer_id, variant, status, churn_probability)
+                    variants: list[str],     # the experiment's variant names
                    ) -> pd.DataFrame:
-    "Per non-control variant: churn rates, relative churn reduction vs control with a bootstrap interval, and the target check."
-    for c in (variant_col, outcome):
-        if c not in outcomes: raise ValueError(f"outcomes: column {c!r} missing; columns are {list(outcomes.columns)}")
-    y = pd.to_numeric(outcomes[outcome], errors="coerce")
-    bad = ~y.isin([0, 1])
-    if bad.any(): raise ValueError(f"outcomes: {outcome!r} must be 0/1; found {outcomes[outcome][bad].head(3).tolist()} ({int(bad.sum())} rows)")
-    counts = y.groupby(outcomes[variant_col]).agg(["size", "sum"])
-    if control not in counts.index: raise ValueError(f"outcomes: control variant {control!r} not found; variants are {sorted(map(str, counts.index))}")
-    n_c, k_c = int(counts.loc[control, "size"]), int(counts.loc[control, "sum"])
-    if k_c == 0: raise ValueError(f"outcomes: control {control!r} has no churn among {n_c} customers; churn reduction is undefined")
-    target = (cfg or Config()).online_metrics.churn_reduction if target is None else float(target)
-    rng, a = np.random.default_rng(seed), (1 - confidence) / 2
-    rc_b = rng.binomial(n_c, k_c / n_c, n_resamples) / n_c          # resampling 0/1 outcomes = binomial draws
-    rows = []
-    for v, (n_t, k_t) in counts.drop(index=control).iterrows():
-        rt_b = rng.binomial(int(n_t), k_t / n_t, n_resamples) / n_t
-        red_b = 1 - rt_b[rc_b > 0] / rc_b[rc_b > 0]
-        red = 1 - (k_t / n_t) / (k_c / n_c)
-        lo, hi = np.quantile(red_b, [a, 1 - a])
-        rows.append({"variant": v, "customers": int(n_t), "churn_rate": k_t / n_t, "control_customers": n_c,
-                     "control_churn_rate": k_c / n_c, "churn_reduction": red, "ci_low": float(lo), "ci_high": float(hi),
-                     "target": target, "meets_target": bool(red >= target), "confident": bool(lo >= target)})
-    return pd.DataFrame(rows)
+    "One row per customer: the variant, `as_of` and probability of its first answered request logged under a variant."
+    need = {"ts", "as_of", "customer_id", "variant", "status"}
+    if missing := sorted(need - set(log.columns)): raise ValueError(f"prediction log is missing column(s) {missing}")
+    ok = log[log["variant"].isin(variants) & log["customer_id"].notna() & (pd.to_numeric(log["status"], errors="coerce") == 200)]
+    ok = ok.assign(customer_id=ok["customer_id"].astype(str), as_of=pd.to_datetime(ok["as_of"].fillna(ok["ts"]), utc=True))
+    first = ok.sort_values("ts", kind="stable").drop_duplicates("customer_id")
+    cols = ["customer_id", "variant", "as_of"] + (["churn_probability"] if "churn_probability" in ok else [])
+    return first[cols].reset_index(drop=True)
+
+def ab_outcomes(exposures: pd.DataFrame,    # `first_exposures`: customer_id, variant, as_of
+                feedback: pd.DataFrame,     # customer_id, churned (0/1), ts (the outcome's event time)
+                horizon_days: float = 30,   # churn within this many days after as_of counts
+               ) -> pd.DataFrame:
+    "Exposures with `churned`: 1 churned within the horizon, 0 known to have stayed past it, NaN not known yet."
+    f = feedback.assign(customer_id=feedback["customer_id"].astype(str), ts=pd.to_datetime(feedback["ts"], utc=True))
+    e, h = exposures.copy(), pd.Timedelta(days=horizon_days)
+    j = e[["customer_id", "as_of"]].merge(f, on="customer_id", how="left")
+    after = j["ts"] >= j["as_of"]
+    hit = j[after & (j["churned"] == 1) & (j["ts"] <= j["as_of"] + h)].groupby("customer_id").size()
+    seen = j.groupby("customer_id")["ts"].max()
+    churned = e["customer_id"].isin(hit.index)
+    stayed = ~churned & (e["customer_id"].map(seen) >= e["as_of"] + h).fillna(False).astype(bool)
+    e["churned"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
+    return e
+
+# %% ../nbs/06_validate.ipynb #49f9fe4f
+def ab_stop_verdict(res: ABAnalysis,          # `analyze_ab` of the experiment so far
+                    ab: ABTestConfig,         # the design (its `stop` rules)
+                    days: float,              # event time the experiment has run, in days
+                   ) -> dict:
+    "{'stop': bool, 'why': str, 'winner': variant} by the design's stopping rules."
+    s, shipped = ab.stop, res.decision.removeprefix("ship ") if res.decision.startswith("ship ") else None
+    winner, customers = shipped or ab.control, int(res.variants["customers"].sum())
+    worse = bool((res.comparisons["verdict"] == "worse").any()) and res.decision == f"keep {ab.control}"
+    max_days = s.max_days or ab.duration_days
+    if s.on_significance and (shipped or worse):
+        return {"stop": True, "why": f"significant: {res.decision}", "winner": winner}
+    if days >= max_days: return {"stop": True, "why": f"ran {days:.1f} days of event time (max {max_days:g}): {res.decision}", "winner": winner}
+    if s.max_customers and customers >= s.max_customers:
+        return {"stop": True, "why": f"{customers} customers (max {s.max_customers}): {res.decision}", "winner": winner}
+    return {"stop": False, "why": f"continuing: {res.decision}; {days:.1f} of {max_days:g} days, {customers} customers", "winner": None}
 
 # %% ../nbs/06_validate.ipynb #486ea041
 def measure_latency(model,               # fitted pipeline
@@ -984,22 +1052,13 @@ def _ab_plan_cmd(args) -> int:
     print(plan_ab_test(load_ab_config(_ab_config_path(args)), traffic))
     return 0
 
-def _ab_analyze_cmd(args) -> int:
-    ab = load_ab_config(_ab_config_path(args))
-    res = analyze_ab(read_table(args.outcomes), ab, load_config(home=args.home),
-                     requests=read_table(args.requests) if args.requests else None)
-    print(res)
-    if args.json:
-        write_json_atomic(args.json, res.to_dict())
-    return 0
-
 def _ab_assign_cmd(args) -> int:
     ab = load_ab_config(_ab_config_path(args))
     for c in args.customer_ids: print(f"{c}\t{assign_variant(ab.experiment, c, ab.shares)}")
     return 0
 
 def add_commands(sub, parent) -> None:
-    "Add `evaluate` and `ab` (plan, analyze, assign) to the churnops CLI."
+    "Add `evaluate` to the churnops CLI (`ab` lives in `churnops.deploy`: it starts and stops served experiments)."
     p = sub.add_parser("evaluate", parents=[parent], help="evaluation report: gates, champion comparison, slices (papermill + HTML)")
     p.add_argument("--model", required=True, help="candidate: NAME/VERSION, NAME@ALIAS or NAME (latest)")
     p.add_argument("--holdout", default=None, help="labelled holdout table (parquet/CSV); default: the synthetic world's latest complete month")
@@ -1008,20 +1067,4 @@ def add_commands(sub, parent) -> None:
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default config.comparison.seed)")
     p.add_argument("--strict", action="store_true", help="exit 3 when the verdict is a rejection")
     p.set_defaults(func=_evaluate_cmd)
-    ab = sub.add_parser("ab", parents=[parent], help="A/B tests: plan (power analysis), analyze outcomes, assign customers")
-    abs_ = ab.add_subparsers(dest="ab_command", metavar="ACTION")
-    def _with_config(q):
-        q.add_argument("--config", default=None, help="A/B test YAML (default HOME/ab_test.yaml)")
-        return q
-    q = _with_config(abs_.add_parser("plan", parents=[parent], help="sample size per variant and duration"))
-    q.add_argument("--daily-traffic", type=float, default=None, help="customers entering the experiment per day")
-    q.set_defaults(func=_ab_plan_cmd)
-    q = _with_config(abs_.add_parser("analyze", parents=[parent], help="rates, CI, z-test, guardrails, decision"))
-    q.add_argument("--outcomes", required=True, help="per-customer table (parquet/CSV): customer_id, variant, outcome columns")
-    q.add_argument("--requests", default=None, help="per-request log (parquet/CSV) with variant, latency_ms, status for guardrails")
-    q.add_argument("--json", default=None, help="write the analysis as JSON here")
-    q.set_defaults(func=_ab_analyze_cmd)
-    q = _with_config(abs_.add_parser("assign", parents=[parent], help="print the variant of customers"))
-    q.add_argument("customer_ids", nargs="+")
-    q.set_defaults(func=_ab_assign_cmd)
-    ab.set_defaults(func=lambda a: (ab.print_help(), 2)[1])
+
