@@ -47,13 +47,13 @@ from .tracking import TRUSTED_TYPES, load_model, parse_model_ref, setup_mlflow
 
 # %% auto #0
 __all__ = ['FAMILIES', 'TABLE_SCHEMA_FORMAT', 'TABLE_SCHEMA_ARTIFACT', 'MISSING_RULE', 'suggest_params', 'make_estimator',
-           'make_table_preprocessor', 'make_pipeline', 'split_trial_params', 'git_commit',
+           'make_table_preprocessor', 'dense_clone', 'make_pipeline', 'split_trial_params', 'git_commit',
            'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register',
-           'time_ordered_folds', 'stratified_folds', 'study_storage', 'cv_objective', 'tune', 'encode_target',
-           'text_to_number', 'TableSpec', 'coerce_like_training', 'prepare_table', 'make_telco_table', 'file_hash',
-           'train_table', 'column_kinds', 'model_table_schema', 'scoring_frame', 'batch_scorer', 'predict_table',
-           'out_of_time_split', 'label_horizon', 'declared_training_set', 'train_churn', 'run_training_job',
-           'add_commands']
+           'time_ordered_folds', 'stratified_folds', 'tune_sample', 'study_storage', 'fold_design', 'cv_objective',
+           'tune', 'encode_target', 'text_to_number', 'TableSpec', 'coerce_like_training', 'prepare_table',
+           'make_telco_table', 'file_hash', 'train_table', 'column_kinds', 'model_table_schema', 'scoring_frame',
+           'batch_scorer', 'predict_table', 'out_of_time_split', 'label_horizon', 'declared_training_set',
+           'model_frame', 'train_churn', 'run_training_job', 'add_commands']
 
 # %% ../nbs/05_train.ipynb #5cafd419
 FAMILIES = ("logreg", "rf", "hgb")
@@ -93,12 +93,17 @@ def make_table_preprocessor(numeric: Sequence[str],      # numeric columns: medi
                     ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, min_frequency=5))])
     return ColumnTransformer([("num", num, list(numeric)), ("cat", cat, list(categorical))], sparse_threshold=0)
 
+def dense_clone(preprocessor: ColumnTransformer,  # unfitted preprocessing
+               ) -> ColumnTransformer:
+    "An unfitted copy of `preprocessor` whose output is dense (every family accepts it)."
+    pre = clone(preprocessor)
+    if isinstance(pre, ColumnTransformer): pre.set_params(sparse_threshold=0)
+    return pre
+
 def make_pipeline(preprocessor: ColumnTransformer,  # unfitted preprocessing (cloned here)
                   family: str, params: dict, seed: int = 0) -> Pipeline:
     "`Pipeline([('preprocess', ...), ('model', ...)])`, with dense preprocessing output."
-    pre = clone(preprocessor)
-    if isinstance(pre, ColumnTransformer): pre.set_params(sparse_threshold=0)
-    return Pipeline([("preprocess", pre), ("model", make_estimator(family, params, seed))])
+    return Pipeline([("preprocess", dense_clone(preprocessor)), ("model", make_estimator(family, params, seed))])
 
 def split_trial_params(params: dict) -> tuple[str, dict]:
     "Optuna's flat `{'family': f, 'f_x': v}` → `(f, {'x': v})`."
@@ -183,7 +188,7 @@ def log_and_register(pipeline: Pipeline,            # fitted Pipeline(preprocess
                      params: dict | None = None,      # run params (sizes, windows, hyper-parameters, ...)
                      tags: dict | None = None,        # run tags (churnops.*); also copied to the model version
                      extra_metrics: dict | None = None,  # e.g. oracle_roc_auc, cv_roc_auc
-                     datasets: dict | None = None,    # context -> (DataFrame, target column or None), for log_input
+                     datasets: dict | None = None,    # context -> (DataFrame or a function making it, target column or None)
                      dataset_tags: dict | None = None,  # tags on every logged dataset input (data/feature-set version)
                      importance: bool = True,         # compute permutation importance
                      seed: int = 0,
@@ -218,10 +223,12 @@ def log_and_register(pipeline: Pipeline,            # fitted Pipeline(preprocess
                     "churnops.threshold_source": source, **(tags or {})}
         mlflow.set_tags(all_tags)
         for context, (df, target) in (datasets or {}).items():
+            df = df() if callable(df) else df                  # made here, freed before the next one
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)   # "integer column" hint about the 0/1 target
                 ds = mlflow.data.from_pandas(df, name=context, targets=target, digest=frame_hash(df)[:8])
                 mlflow.log_input(ds, context=context, tags=dataset_tags)
+            del df, ds
         figs = _figures(np.asarray(y_test), p_test, threshold)
         imp = None
         if importance:
@@ -271,6 +278,36 @@ def stratified_folds(y, n_folds: int = 3, seed: int = 0) -> list[tuple[np.ndarra
         raise ValueError(f"the smaller class has {counts.min()} training rows, fewer than the {n_folds} CV folds (class counts {counts.tolist()})")
     return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
+# %% ../nbs/05_train.ipynb #99f4fac9
+def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
+    "Split `k` over groups of `sizes` in proportion (largest remainders), never more than a group holds."
+    share = sizes * (k / sizes.sum())
+    n = np.floor(share).astype(int)
+    n[np.argsort(n - share)[:k - n.sum()]] += 1        # largest remainders first
+    return np.minimum(n, sizes)
+
+def tune_sample(times,                       # observation date of each training row
+                y,                           # 0/1 label of each row
+                max_rows: int | None = 200_000,  # sample size; None or >= the rows: all rows
+                positive_share: float = 0.5, # at most this share of the sample is positives
+                seed: int = 0,
+               ) -> np.ndarray:
+    "Sorted positions of a seeded sample: positives first (up to their share), negatives after, each date in proportion."
+    y = np.asarray(y).astype(int)
+    if max_rows is None or len(y) <= max_rows: return np.arange(len(y))
+    if max_rows < 1: raise ValueError(f"tune_rows must be >= 1, found {max_rows}")
+    codes = pd.factorize(pd.Series(np.asarray(times)))[0]
+    rng, picked = np.random.default_rng(seed), []
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    n_pos = min(len(pos), max(1, int(positive_share * max_rows)))
+    n_neg = min(len(neg), max_rows - n_pos)
+    n_pos = min(len(pos), max_rows - n_neg)             # few negatives: give the room back to positives
+    for idx, k in ((pos, n_pos), (neg, n_neg)):
+        groups = [idx[codes[idx] == g] for g in np.unique(codes[idx])]
+        for g, m in zip(groups, _allocate(np.array([len(g) for g in groups]), k)):
+            picked.append(rng.choice(g, m, replace=False))
+    return np.sort(np.concatenate(picked))
+
 # %% ../nbs/05_train.ipynb #7ddd7b49
 def study_storage(home: str | os.PathLike | None = None,  # churnops home: default journal under Paths(home).optuna
                   storage: str | None = None,             # RDB URL, a journal file path, or None for the default
@@ -296,16 +333,24 @@ _DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optun
 def _finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=_DONE))
 
-def cv_objective(trial: optuna.Trial, X: pd.DataFrame, y: np.ndarray, folds, families: Sequence[str],
-                 preprocessor: ColumnTransformer, seed: int = 0) -> float:
-    "Mean ROC AUC over `folds` of a pipeline sampled from `families`; reports each fold for pruning."
+def fold_design(X: pd.DataFrame, y, folds, preprocessor: ColumnTransformer) -> list[tuple]:
+    """Per fold `(Z_train, y_train, Z_val, y_val)`: the preprocessing fitted on the fold's training rows, once for the
+    whole study (it has no tuned parameter, so every trial would fit exactly the same one)."""
+    y, out = np.asarray(y), []
+    for tr, va in folds:
+        pre = dense_clone(preprocessor)
+        out.append((pre.fit_transform(X.iloc[tr], y[tr]), y[tr], pre.transform(X.iloc[va]), y[va]))
+    return out
+
+def cv_objective(trial: optuna.Trial, design: list, families: Sequence[str], seed: int = 0) -> float:
+    "Mean ROC AUC over the folds of `design` (from `fold_design`) of a model sampled from `families`; reports each fold for pruning."
     family = trial.suggest_categorical("family", list(families))
     params = suggest_params(trial, family)
     trial.set_user_attr("pid", os.getpid())
     scores = []
-    for k, (tr, va) in enumerate(folds):
-        pipe = make_pipeline(preprocessor, family, params, seed).fit(X.iloc[tr], y[tr])
-        scores.append(roc_auc_score(y[va], pipe.predict_proba(X.iloc[va])[:, 1]))
+    for k, (Ztr, ytr, Zva, yva) in enumerate(design):
+        model = make_estimator(family, params, seed).fit(Ztr, ytr)
+        scores.append(roc_auc_score(yva, model.predict_proba(Zva)[:, 1]))
         trial.report(float(np.mean(scores)), k)
         if trial.should_prune(): raise optuna.TrialPruned(f"pruned after fold {k + 1}: mean ROC AUC {np.mean(scores):.4f}")
     return float(np.mean(scores))
@@ -328,11 +373,11 @@ def _trial_logger(uri: str | None, experiment_id: str | None, parent_run_id: str
         client.set_terminated(run.info.run_id, "FINISHED" if trial.state != optuna.trial.TrialState.FAIL else "FAILED")
     return log
 
-def _optimize(study, X, y, folds, families, preprocessor, seed, n_trials, timeout, callbacks):
+def _optimize(study, design, families, seed, n_trials, timeout, callbacks):
     "Run trials on `study` until it holds `n_trials` finished trials (or `timeout` seconds pass)."
     if _finished(study) >= n_trials: return
     cbs = [optuna.study.MaxTrialsCallback(n_trials, states=_DONE)] + [c for c in callbacks if c]
-    obj = partial(cv_objective, X=X, y=y, folds=folds, families=families, preprocessor=preprocessor, seed=seed)
+    obj = partial(cv_objective, design=design, families=families, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
         study.optimize(obj, n_trials=None, timeout=timeout, callbacks=cbs, catch=(Exception,), gc_after_trial=False)
@@ -341,10 +386,12 @@ def _make_sampler_pruner(seed: int):
     return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
             optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
 
-def _tune_worker(worker: int, barrier, storage_arg: str, study_name: str, X, y, folds, families, preprocessor, seed,
+def _tune_worker(worker: int, barrier, design_path: str, storage_arg: str, study_name: str, families, seed,
                  n_trials, timeout, uri, experiment_id, parent_run_id):
-    "Body of one tuning process (module-level so `spawn` can import it); starts when every worker is ready."
-    import threadpoolctl
+    """Body of one tuning process (module-level so `spawn` can import it); starts when every worker is ready. The fold
+    matrices are memory-mapped from `design_path`, so the workers share one copy in the page cache."""
+    import joblib, threadpoolctl
+    design = joblib.load(design_path, mmap_mode="r")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     threadpoolctl.threadpool_limits(1)
     storage = study_storage(None, storage_arg)
@@ -352,8 +399,27 @@ def _tune_worker(worker: int, barrier, storage_arg: str, study_name: str, X, y, 
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     try: barrier.wait(timeout=600)
     except Exception: pass                                   # a worker that never came: go on alone
-    _optimize(study, X, y, folds, families, preprocessor, seed, n_trials, timeout,
-              [_trial_logger(uri, experiment_id, parent_run_id)])
+    _optimize(study, design, families, seed, n_trials, timeout, [_trial_logger(uri, experiment_id, parent_run_id)])
+
+def _run_workers(workers: int, design: list, study, bar, n_trials: int, args: tuple) -> list:
+    "Start `workers` spawned `_tune_worker`s on the fold matrices (written once to a temporary file), wait, return exit codes."
+    import joblib, multiprocessing as mp, tempfile
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="churnops-tune-") as d:
+        path = str(Path(d) / "design.joblib")
+        joblib.dump(design, path)
+        barrier = ctx.Barrier(workers)
+        procs = [ctx.Process(target=_tune_worker, args=(w, barrier, path, *args), daemon=True) for w in range(workers)]
+        for p in procs: p.start()
+        try:
+            while any(p.is_alive() for p in procs):
+                time.sleep(0.5)
+                bar.n = min(_finished(study), n_trials); bar.refresh()
+        finally:
+            for p in procs:
+                if p.is_alive(): p.terminate()
+                p.join()
+    return [p.exitcode for p in procs]
 
 def tune(X: pd.DataFrame,                 # training rows (features only)
          y,                               # 0/1 labels
@@ -384,29 +450,15 @@ def tune(X: pd.DataFrame,                 # training rows (features only)
     uri = mlflow.get_tracking_uri() if parent_run_id else None
     eid = mlflow.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     already = _finished(study)
+    design = fold_design(X, y, folds, preprocessor) if already < n_trials else []
     bar = tqdm(total=n_trials, initial=min(already, n_trials), desc=f"tuning {study_name}", disable=quiet, unit="trial")
     try:
         if workers <= 1:
             tick = lambda s, t: bar.update(1)
-            _optimize(study, X, y, folds, families, preprocessor, seed, n_trials, timeout,
-                      [_trial_logger(uri, eid, parent_run_id), tick])
+            _optimize(study, design, families, seed, n_trials, timeout, [_trial_logger(uri, eid, parent_run_id), tick])
         else:
-            import multiprocessing as mp
-            ctx = mp.get_context("spawn")
-            args = (_storage_arg(home, storage), study_name, X, y, folds, list(families), preprocessor, seed,
-                    n_trials, timeout, uri, eid, parent_run_id)
-            barrier = ctx.Barrier(workers)
-            procs = [ctx.Process(target=_tune_worker, args=(w, barrier, *args), daemon=True) for w in range(workers)]
-            for p in procs: p.start()
-            try:
-                while any(p.is_alive() for p in procs):
-                    time.sleep(0.5)
-                    bar.n = min(_finished(study), n_trials); bar.refresh()
-            finally:
-                for p in procs:
-                    if p.is_alive(): p.terminate()
-                    p.join()
-            codes = [p.exitcode for p in procs]
+            codes = _run_workers(workers, design, study, bar, n_trials, (_storage_arg(home, storage), study_name, list(families),
+                                 seed, n_trials, timeout, uri, eid, parent_run_id))
             if any(c != 0 for c in codes): raise RuntimeError(f"tuning worker exit codes {codes} (study {study_name!r})")
             bar.n = min(_finished(study), n_trials); bar.refresh()
     finally:
@@ -840,6 +892,13 @@ def _oracle_metrics(home, decl, ts: pd.DataFrame, te: np.ndarray, y: np.ndarray,
     m = classification_metrics(y[te], p)
     return {"oracle_roc_auc": m["roc_auc"], "oracle_precision_at_recall_80": m["precision_at_recall_80"]}
 
+def model_frame(ts: pd.DataFrame, idx: np.ndarray, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    "The model's input columns of rows `idx`, typed for the pipeline (floats; text with `None` for missing)."
+    X = ts[numeric + categorical].iloc[idx].reset_index(drop=True)
+    for c in numeric: X[c] = X[c].astype(float)
+    for c in categorical: X[c] = X[c].astype(object).where(X[c].notna(), None)
+    return X
+
 def train_churn(home: str | os.PathLike | None = None,  # churnops home with a data build
                 trials: int = 20,                 # Optuna trials (total in the study)
                 families: Sequence[str] = FAMILIES,
@@ -849,6 +908,7 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
                 as_of_end: str | None = None,     # last observation date (default: data end minus the horizon)
                 build_id: str | None = None,      # data build (default: latest)
                 folds: int = 3,                   # time-ordered CV folds
+                tune_rows: int | None = 200_000,  # tune on a stratified sample of at most this many training rows (None: all)
                 test_dates: int = 1, val_dates: int = 1,
                 timeout: float | None = None,
                 storage: str | None = None, study_name: str | None = None, workers: int = 1,
@@ -872,35 +932,39 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
         raise ValueError(f"{len(dates)} observation dates ({dates[0].date() if dates else '-'}..{dates[-1].date() if dates else '-'}) "
                          f"are too few for {folds} time-ordered folds plus {val_dates} validation and {test_dates} test date(s)")
     ts, fsv = declared_training_set(home, decl, tables, dates, horizon, rec["build_id"], use_store)
+    del tables                                   # the raw tables are the largest thing held: not needed past this point
     numeric, categorical = F.numeric_columns(decl), F.categorical_columns(decl)
-    X = ts[numeric + categorical].copy()
-    for c in numeric: X[c] = X[c].astype(float)
-    for c in categorical: X[c] = X[c].astype(object).where(X[c].notna(), None)
     y = ts["is_churned"].astype(int).to_numpy()
     tr, va, te = out_of_time_split(ts["as_of"], test_dates, val_dates)
     for part, idx in (("training", tr), ("validation", va), ("test", te)):
         if len(np.unique(y[idx])) < 2: raise ValueError(f"the {part} rows ({len(idx)}) hold one class only; widen the as_of window")
-    cv = time_ordered_folds(ts["as_of"].iloc[tr], folds)
+    sample = tune_sample(ts["as_of"].iloc[tr], y[tr], tune_rows, seed=seed)     # positions within the training rows
+    cv = time_ordered_folds(ts["as_of"].iloc[tr[sample]], folds)
     oracle = _oracle_metrics(home, decl, ts, te, y, horizon)
     preprocessor = F.make_preprocessor(numeric, categorical)
     data_version = rec["build_id"]
-    study_name = study_name or f"{name}-{data_version}-{fsv}-{'-'.join(families)}-s{seed}-f{folds}-h{horizon:g}"
+    study_name = study_name or (f"{name}-{data_version}-{fsv}-{'-'.join(families)}-s{seed}-f{folds}-h{horizon:g}"
+                                + (f"-t{len(sample)}" if len(sample) < len(tr) else ""))
     win = {k: _window(ts["as_of"].iloc[idx]) for k, idx in (("train", tr), ("val", va), ("test", te))}
     tags = {"churnops.data_version": data_version, "churnops.data_hashes": json.dumps(rec["tables"], sort_keys=True),
             "churnops.feature_set_version": fsv, "churnops.as_of_start": str(dates[0].date()), "churnops.as_of_end": str(dates[-1].date()),
             "churnops.training_path": "declared", "churnops.numeric_columns": json.dumps(numeric),
             "churnops.categorical_columns": json.dumps(categorical), "churnops.id_column": decl.entity.key,
             "churnops.entity_dtype": decl.entity.dtype, "churnops.declaration": rec.get("declaration") or ""}
+    tags["churnops.tune_sampled"] = str(len(sample) < len(tr)).lower()
     setup_mlflow(home, experiment)
-    Xtr, Xva, Xte = (X.iloc[i].reset_index(drop=True) for i in (tr, va, te))
+    Xtr, Xva, Xte = (model_frame(ts, i, numeric, categorical) for i in (tr, va, te))
     with mlflow.start_run(run_name=f"{name}-train") as run:
         mlflow.set_tags(tags)
-        study = tune(Xtr, y[tr], cv, preprocessor, study_name=study_name, home=home, storage=storage, families=families,
-                     n_trials=trials, timeout=timeout, seed=seed, workers=workers, parent_run_id=run.info.run_id, quiet=quiet)
+        study = tune(Xtr.iloc[sample].reset_index(drop=True), y[tr[sample]], cv, preprocessor, study_name=study_name, home=home,
+                     storage=storage, families=families, n_trials=trials, timeout=timeout, seed=seed, workers=workers,
+                     parent_run_id=run.info.run_id, quiet=quiet)
         family, best = split_trial_params(study.best_params)
-        pipe = make_pipeline(preprocessor, family, best, seed).fit(Xtr, y[tr])
-        frame = lambda idx: ts.iloc[idx].reset_index(drop=True)
+        pipe = make_pipeline(preprocessor, family, best, seed).fit(Xtr, y[tr])       # the final fit: every training row
+        frame = lambda idx: (lambda: ts.iloc[idx].reset_index(drop=True))           # made one at a time while logging
         params = {"horizon_days": horizon, "as_of_dates": len(dates), "cv_folds": folds, "cv_kind": "time-ordered expanding window",
+                  "tune_rows": len(sample), "tune_rows_max": tune_rows, "fit_rows": len(tr),
+                  "tune_positive_rate": float(y[tr[sample]].mean()), "fit_positive_rate": float(y[tr].mean()),
                   "n_trials": trials, "families": list(families), "seed": seed, "study_name": study_name, "use_store": use_store,
                   "best_trial": study.best_trial.number, "model_family": family, **{f"model_{k}": v for k, v in best.items()},
                   **{f"{k}_window": f"{a}..{b}" for k, (a, b) in win.items()}}
