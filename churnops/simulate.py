@@ -184,7 +184,7 @@ def ticket_rate(P, t) -> np.ndarray:
     B = BEHAVIOUR
     return B["tickets_per_day"] * np.exp(B["ticket_dissatisfaction"] * (P["d0"] + 0.7 * disengagement(P, t)))
 
-# %% ../nbs/01_simulate.ipynb #765e494c
+# %% ../nbs/01_simulate.ipynb #a8d33e0b
 CHUNK_DAYS = 32
 US_PER_DAY = 86_400_000_000
 
@@ -194,9 +194,64 @@ def _rows(counts: np.ndarray):
     rep = np.repeat(flat, counts.ravel()[flat])
     return rep // counts.shape[1], rep % counts.shape[1]
 
+# %% ../nbs/01_simulate.ipynb #924b5510
+def _cross_thresholds(P: dict, W: dict, t: np.ndarray, first: np.ndarray, cum: np.ndarray, churn: np.ndarray) -> np.ndarray:
+    "Mark in `churn` the day each customer's cumulative hazard first passes its threshold in days `t`; the new running sum."
+    live = (t >= first) & (churn == NEVER)                 # could churn on these days
+    ch = cum + np.cumsum(np.exp(log_hazard(P, t, W)) * live, axis=0)
+    crossed = ch > P["threshold"]
+    newly = crossed.any(axis=0) & (churn == NEVER)
+    churn[newly] = t[0, 0] + crossed[:, newly].argmax(axis=0)
+    return ch[-1]
+
+# %% ../nbs/01_simulate.ipynb #4bb2ca65
+def _dis_rows(P: dict, ii: np.ndarray, days: np.ndarray) -> np.ndarray:
+    "The disengagement of customers `ii` on `days`, ramping in over 30 days (for per-event draws)."
+    return P["dis_size"][ii] * np.clip((days - P["dis_day"][ii]) / 30.0, 0, 1)
+
+def _session_rows(P: dict, W: dict, rng: np.random.Generator, t: np.ndarray, active: np.ndarray, start_us: int,
+                  on_sessions=None) -> int:
+    "Draw the sessions of days `t`, hand each day's table to `on_sessions`; return how many there were."
+    t0 = int(t[0, 0])
+    dd, ii = _rows(rng.poisson(session_rate(P, t, W) * active))
+    ts = start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(dd))
+    dur = np.round(rng.lognormal(2.3 + 0.3 * P["e0"][ii] - 0.3 * _dis_rows(P, ii, t0 + dd), 0.6), 2)
+    pages = 1 + rng.poisson(dur / 2.5)
+    if on_sessions is not None:
+        bounds = np.searchsorted(dd, np.arange(t.shape[0] + 1))
+        for j in range(t.shape[0]):
+            s = slice(bounds[j], bounds[j + 1]); order = np.argsort(ts[s], kind="stable")
+            on_sessions(t0 + j, pa.table({
+                "customer_id": pa.array(P["customer_id"][ii[s]][order], pa.int64()),
+                "event_timestamp": pa.array(ts[s][order], pa.timestamp("us", tz="UTC")),
+                "session_duration_min": pa.array(dur[s][order], pa.float64()),
+                "pages": pa.array(pages[s][order], pa.int64())}))
+    return len(dd)
+
+# %% ../nbs/01_simulate.ipynb #0623a197
+def _ticket_rows(P: dict, rng: np.random.Generator, t: np.ndarray, active: np.ndarray, start_us: int) -> dict:
+    "The support tickets of days `t`: customer_id, ts (µs), category, resolution_hours."
+    t0 = int(t[0, 0])
+    dd, ii = _rows(rng.poisson(ticket_rate(P, t) * active))
+    return dict(customer_id=P["customer_id"][ii], ts=start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(dd)),
+                category=TICKET_CATEGORIES[rng.choice(4, len(dd), p=[0.35, 0.35, 0.2, 0.1])],
+                resolution_hours=np.round(rng.lognormal(2.0 + 0.3 * _dis_rows(P, ii, t0 + dd), 0.8), 2))
+
+def _transaction_rows(P: dict, W: dict, rng: np.random.Generator, t: np.ndarray, active: np.ndarray, start_us: int) -> dict:
+    "The payments of days `t` (monthly bills, then add-on purchases): customer_id, ts (µs), amount."
+    t0 = int(t[0, 0])
+    dd, ii = np.nonzero(active & ((t - P["signup_day"]) % 30 == 0))
+    amount = monthly_charges({k: v[ii] for k, v in P.items()}, t0 + dd, W["drift_day"], W["price_rise"])
+    da, ia = _rows(rng.poisson(0.03 * np.exp(0.5 * P["e0"] - 0.5 * disengagement(P, t)) * active))
+    bills = start_us + (t0 + dd) * US_PER_DAY + 3_600_000_000 * 6 + rng.integers(0, 3_600_000_000, len(dd))
+    addons = start_us + (t0 + da) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(da))
+    return dict(customer_id=np.concatenate([P["customer_id"][ii], P["customer_id"][ia]]), ts=np.concatenate([bills, addons]),
+                amount=np.concatenate([amount, np.round(rng.lognormal(2.0, 0.5, len(da)), 2)]))
+
+# %% ../nbs/01_simulate.ipynb #7621548e
 def simulate_days(P: dict,           # per-customer parameters (arrays)
                   W: dict,           # world settings (start, days, seasonality, drift_day, price_rise)
-                  rng: np.random.Generator,
+                  rng: np.random.Generator,  # the world's random generator (its state moves on)
                   on_sessions=None,  # called as on_sessions(day, table) for each day with a pyarrow Table of sessions
                   progress=None,     # a tqdm bar to advance by days, or None
                  ) -> dict:
@@ -208,48 +263,11 @@ def simulate_days(P: dict,           # per-customer parameters (arrays)
     tx, tk, n_sessions = [], [], 0
     for t0 in range(0, days, CHUNK_DAYS):
         t = np.arange(t0, min(t0 + CHUNK_DAYS, days))[:, None]
-        live = (t >= first) & (churn == NEVER)                 # could churn on these days
-        h = np.exp(log_hazard(P, t, W)) * live
-        ch = cum + np.cumsum(h, axis=0)
-        crossed = ch > P["threshold"]
-        newly = crossed.any(axis=0) & (churn == NEVER)
-        churn[newly] = t0 + crossed[:, newly].argmax(axis=0)
-        cum = ch[-1]
+        cum = _cross_thresholds(P, W, t, first, cum, churn)
         active = (t >= first) & (t < churn)
-        # sessions
-        counts = rng.poisson(session_rate(P, t, W) * active)
-        dd, ii = _rows(counts)
-        k = len(dd); n_sessions += k
-        ts = start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, k)
-        dis_rows = P["dis_size"][ii] * np.clip((t0 + dd - P["dis_day"][ii]) / 30.0, 0, 1)
-        dur = np.round(rng.lognormal(2.3 + 0.3 * P["e0"][ii] - 0.3 * dis_rows, 0.6), 2)
-        pages = 1 + rng.poisson(dur / 2.5)
-        if on_sessions is not None:
-            bounds = np.searchsorted(dd, np.arange(t.shape[0] + 1))
-            for j in range(t.shape[0]):
-                s = slice(bounds[j], bounds[j + 1]); order = np.argsort(ts[s], kind="stable")
-                on_sessions(t0 + j, pa.table({
-                    "customer_id": pa.array(P["customer_id"][ii[s]][order], pa.int64()),
-                    "event_timestamp": pa.array(ts[s][order], pa.timestamp("us", tz="UTC")),
-                    "session_duration_min": pa.array(dur[s][order], pa.float64()),
-                    "pages": pa.array(pages[s][order], pa.int64())}))
-        # tickets
-        counts = rng.poisson(ticket_rate(P, t) * active)
-        dd, ii = _rows(counts); k = len(dd)
-        dis_rows = P["dis_size"][ii] * np.clip((t0 + dd - P["dis_day"][ii]) / 30.0, 0, 1)
-        tk.append(dict(customer_id=P["customer_id"][ii], ts=start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, k),
-                       category=TICKET_CATEGORIES[rng.choice(4, k, p=[0.35, 0.35, 0.2, 0.1])],
-                       resolution_hours=np.round(rng.lognormal(2.0 + 0.3 * dis_rows, 0.8), 2)))
-        # monthly bills (every 30 days after sign-up) and add-on purchases
-        bill = active & ((t - P["signup_day"]) % 30 == 0)
-        dd, ii = np.nonzero(bill)
-        amount = monthly_charges({k_: v[ii] for k_, v in P.items()}, t0 + dd, W["drift_day"], W["price_rise"])
-        addon = rng.poisson(0.03 * np.exp(0.5 * P["e0"] - 0.5 * disengagement(P, t)) * active)
-        da, ia = _rows(addon)
-        tx.append(dict(customer_id=np.concatenate([P["customer_id"][ii], P["customer_id"][ia]]),
-                       ts=np.concatenate([start_us + (t0 + dd) * US_PER_DAY + 3_600_000_000 * 6 + rng.integers(0, 3_600_000_000, len(dd)),
-                                          start_us + (t0 + da) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(da))]),
-                       amount=np.concatenate([amount, np.round(rng.lognormal(2.0, 0.5, len(da)), 2)])))
+        n_sessions += _session_rows(P, W, rng, t, active, start_us, on_sessions)
+        tk.append(_ticket_rows(P, rng, t, active, start_us))
+        tx.append(_transaction_rows(P, W, rng, t, active, start_us))
         if progress is not None: progress.update(t.shape[0])
     cat = lambda parts, key: np.concatenate([p[key] for p in parts]) if parts else np.array([])
     return dict(churn_day=churn, n_sessions=n_sessions,
