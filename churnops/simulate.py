@@ -62,6 +62,7 @@ GENDERS = np.array(["female", "male", "other"])
 CREDIT_BANDS = np.array(["A", "B", "C", "D", "E"])
 TICKET_CATEGORIES = np.array(["billing", "technical", "account", "cancellation"])
 
+# %% ../nbs/01_simulate.ipynb #afc737ab
 def draw_customers(rng: np.random.Generator,  # the world's random generator
                    n: int,                    # number of customers
                    days: int,                 # days simulated
@@ -126,6 +127,7 @@ HAZARD = dict(
     new_customer=0.6,        # × exp(-tenure / 60 days)
 )
 
+# %% ../nbs/01_simulate.ipynb #588326a8
 BEHAVIOUR = dict(
     sessions_per_day=0.9,    # app sessions per day of an average customer
     session_engagement=0.6,  # log-rate per unit of engagement
@@ -134,6 +136,7 @@ BEHAVIOUR = dict(
     ticket_dissatisfaction=0.9,  # log-rate per unit of dissatisfaction
 )
 
+# %% ../nbs/01_simulate.ipynb #7813068c
 def ramp(t, start, width: float = 30.0):
     "0 before `start`, rising linearly to 1 over `width` days."
     return np.clip((t - start) / width, 0.0, 1.0)
@@ -143,6 +146,7 @@ def season(t, start: date, amplitude: float):
     doy = (np.asarray(t) + date.fromisoformat(str(start)).timetuple().tm_yday - 1) % 365.25
     return amplitude * np.cos(2 * np.pi * (doy - 25) / 365.25)
 
+# %% ../nbs/01_simulate.ipynb #d59ce74f
 def monthly_charges(P, t, drift_day: int, price_rise: float):
     "Monthly charge on day `t`: the plan's, after a plan change, times the price rise after the drift."
     base = np.where(t >= P["change_day"], P["charge1"], P["charge0"])
@@ -156,6 +160,7 @@ def felt_disengagement(P, t):
     "The disengagement the hazard responds to: it lags the visible fall in sessions."
     return P["dis_size"] * ramp(t, P["dis_day"] + HAZARD["disengagement_lag"], HAZARD["disengagement_ramp"])
 
+# %% ../nbs/01_simulate.ipynb #8b8ee86f
 def log_hazard(P,            # per-customer parameters (mapping of arrays)
                t,            # day numbers, broadcasting against the parameters
                W: dict,      # world settings: start, seasonality, drift_day, price_rise
@@ -173,6 +178,7 @@ def log_hazard(P,            # per-customer parameters (mapping of arrays)
             + contract + H["charges"] * (charges - 40) / 20 + shock + H["new_segment"] * P["new_segment"]
             + H["credit"] * P["band"] + H["new_customer"] * np.exp(-tenure / 60) + season(t, W["start"], W["seasonality"]))
 
+# %% ../nbs/01_simulate.ipynb #9ad15cd2
 def session_rate(P, t, W: dict) -> np.ndarray:
     "Expected app sessions per day: falls with disengagement, a weekly and a (smaller) seasonal wave."
     weekday = (np.asarray(t) + date.fromisoformat(str(W["start"])).weekday()) % 7
@@ -291,6 +297,7 @@ def _ts(us) -> pd.Series:
     "Microseconds since the epoch → naive UTC datetimes (SQL stores naive UTC)."
     return pd.Series(np.asarray(us, dtype="int64").astype("datetime64[us]"))
 
+# %% ../nbs/01_simulate.ipynb #ad7f2386
 def sql_schema():
     "The SQLAlchemy tables of the source database (see ARCHITECTURE: the synthetic world)."
     import sqlalchemy as sa
@@ -309,6 +316,7 @@ def sql_schema():
     sa.Table("cancellations", md, sa.Column("customer_id", sa.Integer, nullable=False), ts())
     return md
 
+# %% ../nbs/01_simulate.ipynb #8a6d42f7
 def source_tables(C: pd.DataFrame, sim: dict, W: dict, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
     "The SQL source tables (naive UTC timestamps) from the customers and the simulation's rows."
     start_us = int(pd.Timestamp(W["start"], tz="UTC").value // 1000)
@@ -379,6 +387,7 @@ def write_sql(tables: dict[str, pd.DataFrame],  # table name -> frame (naive UTC
         eng.dispose()
     if target is not None: os.replace(tmp, target)
 
+# %% ../nbs/01_simulate.ipynb #eaa1efd1
 def _sqlite_insert(conn, name: str, df: pd.DataFrame, chunksize: int) -> None:
     "Bulk insert through the DB-API's executemany, timestamps in SQLAlchemy's SQLite text format (5-10× faster than to_sql)."
     sql = f'INSERT INTO "{name}" ({", ".join(chr(34) + c + chr(34) for c in df.columns)}) VALUES ({", ".join("?" * len(df.columns))})'
@@ -582,6 +591,7 @@ def simulate_world(home=None,                  # churnops home (default $CHURNOP
     dpath = write_declaration(decl, paths.home / "declaration.yaml")
     return World(paths.home, db_url, lake_url, customers, days, counts, time.perf_counter() - t_start, dpath)
 
+# %% ../nbs/01_simulate.ipynb #c279358b
 def _under(url: str, home: Path) -> str:
     "A SQLite or local URL under the home, written relative to it."
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
@@ -731,6 +741,7 @@ def _serve_api_cmd(args) -> int:
 def _show_cmd(args) -> int:
     print(json.dumps(load_world(args.home), indent=2)); return 0
 
+# %% ../nbs/01_simulate.ipynb #77d012a3
 def add_commands(sub, parent) -> None:
     "Add `simulate` and `sources` to the churnops command."
     p = sub.add_parser("simulate", parents=[parent], help="simulate a synthetic churn world and write its sources")
