@@ -599,6 +599,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'churnops.registry._mirror': ('registry.html#_mirror', 'churnops/registry.py'),
                                    'churnops.registry._mlflow_code': ('registry.html#_mlflow_code', 'churnops/registry.py'),
                                    'churnops.registry._print_event': ('registry.html#_print_event', 'churnops/registry.py'),
+                                   'churnops.registry._promotion_gates': ('registry.html#_promotion_gates', 'churnops/registry.py'),
                                    'churnops.registry._quiet_downloads': ('registry.html#_quiet_downloads', 'churnops/registry.py'),
                                    'churnops.registry._reconcile': ('registry.html#_reconcile', 'churnops/registry.py'),
                                    'churnops.registry._semver_of': ('registry.html#_semver_of', 'churnops/registry.py'),

@@ -186,6 +186,7 @@ def _read_files(url: str, files: list[str], fmt: str, columns, progress: bool) -
     del tables
     return tab.to_pandas(self_destruct=True, split_blocks=True)   # hand the Arrow buffers over, no block consolidation copy
 
+# %% ../nbs/02_data.ipynb #facd4377
 def _read_parquet_fast(files, read, columns, progress) -> pd.DataFrame | None:
     "Uniform numeric/timestamp parquet without nulls into preallocated numpy columns; None when the files are not so simple."
     from tqdm.auto import tqdm
@@ -526,6 +527,7 @@ def content_hash(df: pd.DataFrame) -> str:
     h.update(rows.tobytes())
     return h.hexdigest()
 
+# %% ../nbs/02_data.ipynb #d50c88fb
 def column_stats(df: pd.DataFrame) -> dict:
     "Per-column statistics for the manifest (JSON-ready)."
     out = {}
@@ -542,6 +544,7 @@ def column_stats(df: pd.DataFrame) -> dict:
         out[c] = st
     return out
 
+# %% ../nbs/02_data.ipynb #120e74e4
 def _fault(point: str):
     "Test hook: `CHURNOPS_FAULT=<point>` kills the process at that point (to prove a crash leaves nothing visible)."
     if os.environ.get("CHURNOPS_FAULT") == point: os._exit(70)
@@ -556,6 +559,7 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
         else: cols[c] = pa.Array.from_pandas(s)
     return pa.table(cols)
 
+# %% ../nbs/02_data.ipynb #be351dea
 def _write_bucket(folder: str, bucket: int, df: pd.DataFrame) -> list[str]:
     "Write one bucket's rows as parquet parts under `folder/bucket=NNN/` (a task); return their paths relative to `folder`."
     sub = f"bucket={bucket:03d}"
@@ -574,6 +578,7 @@ def _write_parts(tmp: Path, df: pd.DataFrame, key: str | None, buckets: int, cli
     parts = run_tasks(client, _write_bucket, [(str(tmp), b, piece) for b, piece in enumerate(pieces)])
     return {"parts": [p for ps in parts for p in ps], "buckets": len(parts), "bucket_key": key, "bucket_parts": parts}
 
+# %% ../nbs/02_data.ipynb #0600f11e
 def write_version(home, table: str, df: pd.DataFrame, meta: dict | None = None,
                   key: str | None = None,   # the entity key to bucket by (None, or not a column: one bucket)
                   buckets: int = 1,         # the bucket count
@@ -799,6 +804,7 @@ def read_build(home=None, build_id: str | None = None) -> dict:
     if len(hits) != 1: raise DataError(f"build {build_id!r} " + ("not found" if not hits else "is ambiguous"))
     return json.loads(hits[0].read_text())
 
+# %% ../nbs/02_data.ipynb #29e74a1f
 def _bucket_files(m: dict, buckets: Sequence[int] | None, of: int | None) -> tuple[list[str], bool]:
     "The parts to read for `buckets` (of `of` buckets), and whether their rows must still be selected by `bucket_of`."
     if buckets is None or m.get("bucket_key") is None: return m["parts"], False
@@ -832,6 +838,7 @@ def load_table(home=None,                  # churnops home
     if len(files) > 1 and m.get("buckets", 1) > 1 and m.get("order"): df = df.sort_values(m["order"], kind="stable", ignore_index=True)
     return df
 
+# %% ../nbs/02_data.ipynb #51304b60
 def load_build(home=None, build_id: str | None = None,
                buckets: Sequence[int] | None = None,  # read only these buckets of every table (None: all)
               ) -> dict[str, pd.DataFrame]:
@@ -877,6 +884,7 @@ def versions(home=None) -> pd.DataFrame:
                          "builds": ",".join(b["build_id"] for b in builds if b["tables"].get(t) == m["version"])})
     return pd.DataFrame(rows, columns=["table", "version", "rows", "created", "builds"]).sort_values(["table", "created"]).reset_index(drop=True)
 
+# %% ../nbs/02_data.ipynb #783a8f41
 def diff_versions(home, table: str, a: str, b: str) -> dict:
     "Schema, row-count and statistics differences between two versions of `table`."
     ma, mb = _manifest(home, table, a), _manifest(home, table, b)
@@ -934,6 +942,7 @@ def _versions_cmd(args) -> int:
 def _diff_cmd(args) -> int:
     print(format_diff(diff(args.home, args.a, args.b, args.table))); return 0
 
+# %% ../nbs/02_data.ipynb #d4f66975
 def add_commands(sub, parent) -> None:
     "Add `churnops data build|versions|diff`."
     p = sub.add_parser("data", parents=[parent], help="build and inspect versioned data (extract → transform → validate → load)")

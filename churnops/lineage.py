@@ -97,6 +97,7 @@ def source_label(s: Any, full: bool = False) -> str:
     if full: return "  ".join(f"{k}={v}" for k, v in s.items())
     return str(s.get("url") or s.get("path") or s.get("prefix") or s.get("kind") or json.dumps(s, default=str))
 
+# %% ../nbs/10_lineage.ipynb #cff3040d
 def format_lineage(lin: dict) -> str:
     "A readable, indented account of `lineage(...)`."
     d, fe, c, r, p = lin["data"], lin["features"], lin["code"], lin["run"], lin["parents"]
@@ -228,6 +229,7 @@ def diff(home: str | os.PathLike | None,  # churnops home
             "family": (fa["family"], fb["family"]), "semver": (fa["semver"], fb["semver"]),
             "code": (fa["git_commit"], fb["git_commit"])}
 
+# %% ../nbs/10_lineage.ipynb #c38f7f50
 def format_diff(d: dict) -> str:
     "`diff(...)` as text: what changed from A to B."
     a, b = d["a"], d["b"]
@@ -283,6 +285,7 @@ def _cmd_diff(args) -> int:
     print(json.dumps(_jsonable(d), indent=1, default=str) if args.json else format_diff(d))
     return 0
 
+# %% ../nbs/10_lineage.ipynb #e720e0a5
 def add_commands(sub, parent) -> None:
     "Add `lineage` and `diff` to the `churnops` command."
     p = sub.add_parser("lineage", parents=[parent], help="where a model version came from, or which versions a data version fed")

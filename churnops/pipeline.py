@@ -68,6 +68,7 @@ class PipelineSpec(BaseModel):
         if not self.stages: raise ValueError("stages: at least one stage is required")
         return self
 
+# %% ../nbs/11_pipeline.ipynb #3ba6a24e
 FINGERPRINT_FILE = "sources.fingerprint.json"   # what the sources hold, written before each run (see `source_fingerprint`)
 
 def default_pipeline() -> PipelineSpec:
@@ -79,6 +80,7 @@ def default_pipeline() -> PipelineSpec:
         "evaluate": StageSpec(notebook="evaluate", params={"n_resamples": 0}),
     })
 
+# %% ../nbs/11_pipeline.ipynb #3b7a7f9e
 class PipelineError(RuntimeError):
     "A pipeline file that does not validate, or a stage that failed."
 
@@ -170,6 +172,7 @@ def ensure_gitignore(home: str | os.PathLike) -> Path:
         if any(tracked): _run(["git", "rm", "-q", "--cached", "--", *[t for t in tracked if t]], h)
     return gi
 
+# %% ../nbs/11_pipeline.ipynb #e4b09f96
 def write_dvc_files(home: str | os.PathLike | None = None) -> Path:
     "Compile the home's `training_pipeline.yaml` into `dvc.yaml` + `params.yaml`; return the dvc.yaml path."
     h = resolve_home(home)
@@ -179,6 +182,7 @@ def write_dvc_files(home: str | os.PathLike | None = None) -> Path:
         write_text_atomic(h / fname, yaml.safe_dump(content, sort_keys=False))
     return h / "dvc.yaml"
 
+# %% ../nbs/11_pipeline.ipynb #f395701e
 def init_workspace(home: str | os.PathLike | None = None,  # the churnops home to make a workspace of
                    force: bool = False,                    # overwrite churnops.yaml, training_pipeline.yaml and jobs/
                   ) -> Path:
@@ -350,6 +354,7 @@ def _note_trigger(h: Path, record: dict) -> None:
     Paths(h).reports.mkdir(parents=True, exist_ok=True)
     with open(Paths(h).reports / TRIGGERED_RUNS, "a") as f: f.write(json.dumps(line, default=str) + "\n")
 
+# %% ../nbs/11_pipeline.ipynb #64a172dd
 def triggered_runs(home: str | os.PathLike | None = None) -> list[dict]:
     "The outcomes of the runs started with reasons (by the monitor's trigger or the scheduler), oldest first."
     p = Paths(home).reports / TRIGGERED_RUNS
@@ -409,6 +414,7 @@ def run_pipeline(home: str | os.PathLike | None = None,  # the workspace
     _run(["git", "commit", "-q", "-m", f"pipeline run {run_id}{why}: " + ("ran nothing" if rec["ran_nothing"] else f"ran {', '.join(rec['ran'])}")], h, check=False)
     return rec
 
+# %% ../nbs/11_pipeline.ipynb #43a234ba
 def _save_log(h: Path, run_id: str, text: str) -> Path:
     "Keep `dvc repro`'s output as `runs/<run-id>/dvc_repro.log`."
     return write_text_atomic(Paths(h).runs / run_id / "dvc_repro.log", text)
@@ -466,6 +472,7 @@ def install_crontab(home: str | os.PathLike | None = None, job: Literal["pipelin
     subprocess.run(["crontab", "-"], input="\n".join(kept + [line]) + "\n", text=True, check=True)
     return line
 
+# %% ../nbs/11_pipeline.ipynb #137b39c1
 class ScheduleLock:
     "An exclusive, non-blocking lock on a file; `acquired` says whether we hold it."
     def __init__(self, path: Path): self.path, self.fh, self.acquired = Path(path), None, False
@@ -479,6 +486,7 @@ class ScheduleLock:
         if self.acquired: fcntl.flock(self.fh, fcntl.LOCK_UN)
         self.fh.close()
 
+# %% ../nbs/11_pipeline.ipynb #97ee989c
 def run_schedule(expr: str,                      # cron expression (5 fields, or 6 with seconds last, as croniter reads it)
                  job: Callable[[], object],      # what to run at each tick
                  lock_path: str | os.PathLike,   # the lock shared by every scheduler of this home
@@ -550,6 +558,7 @@ def _cmd_schedule(args) -> int:
     run_schedule(expr, job, h / ".schedule.lock", ticks=args.ticks)
     return 0
 
+# %% ../nbs/11_pipeline.ipynb #26e5c1bb
 def add_commands(sub, parent) -> None:
     "The `init`, `pipeline` and `schedule` commands."
     p = sub.add_parser("init", parents=[parent], help="make the home a workspace: git + DVC, churnops.yaml, training_pipeline.yaml")

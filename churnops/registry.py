@@ -112,6 +112,7 @@ def _store_error(path: Path, e: sqlite3.Error, timeout: float) -> AuditStoreErro
     return AuditStoreError(f"audit store {path} is corrupt or unreadable ({msg}); move it aside and restore a backup "
                            f"(the model-version tags churnops.audit.* hold a mirror of every event)")
 
+# %% ../nbs/07_registry.ipynb #1f61dc46
 @contextlib.contextmanager
 def audit_store(home: str | os.PathLike | None = None,  # churnops home
                 timeout: float | None = None,           # seconds to wait for a busy database (default $CHURNOPS_AUDIT_TIMEOUT or 30)
@@ -218,6 +219,7 @@ def _from_validate(rep) -> dict:
                       "passed": bool(r.passed), "reason": why})
     return {"passed": bool(rep.passed), "gates": gates}
 
+# %% ../nbs/07_registry.ipynb #e0df7843
 def evaluate_gates(metrics: dict,             # metric name -> value, as logged on the run
                    config: Config | None = None,  # thresholds (default: the defaults)
                   ) -> dict:
@@ -232,6 +234,7 @@ def gate_names(config: Config | None = None) -> set[str]:
     config = config or Config()
     return set(gates_from_config(config))
 
+# %% ../nbs/07_registry.ipynb #1c82ff34
 @contextlib.contextmanager
 def _quiet_downloads():
     "No MLflow download progress bars while the registry reads artifacts."
@@ -265,6 +268,7 @@ def _measure_system(client, model: str, version: int, want: set[str]) -> tuple[d
         for k in want - set(vals): notes[k] = f"could not be measured ({type(e).__name__}: {e})"[:300]
     return vals, notes
 
+# %% ../nbs/07_registry.ipynb #42a8bc16
 def gate_metrics(client,                 # an `MlflowClient`
                  mv: "ModelVersion",     # the candidate version
                  names: set[str] | None = None,  # metrics the gates judge (default `gate_names()`)
@@ -301,6 +305,7 @@ NON_HYPERPARAMETERS = {"as_of_start", "as_of_end", "as_of_dates", "data_version"
                        "target", "id_column", "positive_value", "rows_read", "rows_dropped_missing_target", "coerced_unparseable",
                        "cv_folds", "cv_kind", "families", "best_trial", "model_family"}
 
+# %% ../nbs/07_registry.ipynb #2e2a61f5
 def _json_tag(tags: dict, key: str):
     v = tags.get(key)
     if v is None: return None
@@ -335,12 +340,14 @@ def version_facts(client,                    # an `MlflowClient`
             "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).isoformat() if mv.creation_timestamp else None,
             "source": mv.source}
 
+# %% ../nbs/07_registry.ipynb #046892be
 def hyperparameters(params: dict) -> dict:
     "The run params that configure the estimator: `model_*` (as `train` logs them), else all but `NON_HYPERPARAMETERS`."
     hp = {k: v for k, v in params.items() if k.startswith("model_") and k != "model_family"}
     if hp: return hp
     return {k: v for k, v in params.items() if k not in NON_HYPERPARAMETERS and not k.startswith(("data", "churnops"))}
 
+# %% ../nbs/07_registry.ipynb #266754a2
 def semver_bump(candidate: dict,        # `version_facts` of the candidate
                 champion: dict | None,  # `version_facts` of the current champion, None for a first release
                ) -> tuple[str, str]:
@@ -426,6 +433,7 @@ def _max_semver(events: list[dict]) -> str | None:
     vs = list(_semver_of(events).values())
     return max(vs, key=parse_semver) if vs else None
 
+# %% ../nbs/07_registry.ipynb #598994a6
 def _reconcile(conn, client, model: str, actor: str) -> list[dict]:
     notes = []
     from mlflow.exceptions import MlflowException
@@ -458,6 +466,7 @@ def _reconcile(conn, client, model: str, actor: str) -> list[dict]:
         _apply(client, model, ev); _finish(conn, ev["seq"], "done"); notes.append(ev)
     return notes
 
+# %% ../nbs/07_registry.ipynb #8c97a8ea
 def _transition(home, model: str, plan, actor: str | None, timeout: float | None) -> dict:
     "Lock, reconcile, plan an event, write the intent, apply it, mark it done; returns the event."
     actor = actor or default_actor()
@@ -477,6 +486,19 @@ def _transition(home, model: str, plan, actor: str | None, timeout: float | None
         _fault("after_alias")
         _finish(conn, ev["seq"], "done")
     return {**ev, "status": "done"}
+
+# %% ../nbs/07_registry.ipynb #36a2eb8d
+def _promotion_gates(client, mv, cand: dict, config: Config) -> dict:
+    "The gate report of a candidate: each gate says where its metric came from; a run without metrics fails outright."
+    metrics, source = gate_metrics(client, mv, gate_names(config))
+    report = evaluate_gates(metrics, config)
+    for g in report["gates"]:
+        src = source.get(g["metric"])
+        if src: g["source"] = src
+        if src and src.startswith("could not"): g["reason"] += f"; {src}"
+    if not cand["metrics"]:
+        report["gates"].insert(0, {"metric": "run metrics", "passed": False, "reason": f"run {cand['run_id']} has no logged metrics"})
+    return report
 
 # %% ../nbs/07_registry.ipynb #f97f826d
 def promote(home: str | os.PathLike | None,  # churnops home
@@ -499,14 +521,7 @@ def promote(home: str | os.PathLike | None,  # churnops home
         current = stack[-1] if stack else None
         if current == v: raise RegistryError(f"model {model!r} version {v} is already the champion")
         cand = version_facts(client, mv)
-        metrics, source = gate_metrics(client, mv, gate_names(config))
-        report = evaluate_gates(metrics, config)
-        for g in report["gates"]:
-            src = source.get(g["metric"])
-            if src: g["source"] = src
-            if src and src.startswith("could not"): g["reason"] += f"; {src}"
-        if not cand["metrics"]:
-            report["gates"].insert(0, {"metric": "run metrics", "passed": False, "reason": f"run {cand['run_id']} has no logged metrics"})
+        report = _promotion_gates(client, mv, cand, config)
         if not report["passed"] and not force:
             failing = [g for g in report["gates"] if not g["passed"]]
             refused = {"action": "promote", "alias": "champion", "from_version": current, "to_version": v, "reason": reason,
@@ -526,6 +541,7 @@ def promote(home: str | os.PathLike | None,  # churnops home
                 "semver": semver, "semver_reason": why}
     return _transition(home, model, plan, actor, timeout)
 
+# %% ../nbs/07_registry.ipynb #30cca2fb
 def rollback(home: str | os.PathLike | None,  # churnops home
              model: str,                       # registered model name
              reason: str | None = None,        # why
@@ -543,6 +559,7 @@ def rollback(home: str | os.PathLike | None,  # churnops home
                 "reason": reason, "semver": _semver_of(done).get(stack[-2]), "semver_reason": "restored by rollback"}
     return _transition(home, model, plan, actor, timeout)
 
+# %% ../nbs/07_registry.ipynb #0b0f0908
 def set_alias(home: str | os.PathLike | None,  # churnops home
               model: str,                       # registered model name
               alias: str,                       # e.g. 'challenger' ('champion' moves only through promote/rollback)
@@ -571,6 +588,7 @@ def set_challenger(home: str | os.PathLike | None,  # churnops home
     "`set_alias(..., 'challenger', ...)`: the candidate an A/B test or shadow deployment runs against the champion."
     return set_alias(home, model, "challenger", version, reason=reason, actor=actor, timeout=timeout)
 
+# %% ../nbs/07_registry.ipynb #a74f9d97
 RESERVED_ACTIONS = {"promote", "rollback", "adopt", "repair", "set_alias", "remove_alias"}
 
 def record(home: str | os.PathLike | None,    # churnops home
@@ -604,6 +622,7 @@ def champion(home: str | os.PathLike | None, model: str, timeout: float | None =
         stack = champion_stack(_events(conn, model, "done"))
     return stack[-1] if stack else None
 
+# %% ../nbs/07_registry.ipynb #223597d9
 HISTORY_COLUMNS = ["seq", "time", "actor", "action", "alias", "from_version", "to_version", "semver", "semver_reason",
                    "reason", "forced", "gates_passed", "gates", "status", "note"]
 
@@ -634,6 +653,7 @@ def history(home: str | os.PathLike | None,  # churnops home
     df["forced"] = df["forced"].astype(bool)
     return df[HISTORY_COLUMNS].reset_index(drop=True)
 
+# %% ../nbs/07_registry.ipynb #070daa7e
 def trail_from_tags(home: str | os.PathLike | None,  # churnops home (for the tracking store)
                     model: str,                        # registered model name
                    ) -> pd.DataFrame:
@@ -685,6 +705,7 @@ def _cmd_history(args) -> int:
     else: print(format_history(df))
     return 0
 
+# %% ../nbs/07_registry.ipynb #86b9e421
 def add_commands(sub, parent) -> None:
     "Add `promote`, `rollback` and `history` to the `churnops` command."
     p = sub.add_parser("promote", parents=[parent], help="run the gates for a model version and make it the champion")
