@@ -38,7 +38,8 @@ def common_options() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/12_cli.ipynb #a862a3be
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str],  # the arguments after `churnops`
+              ) -> argparse.Namespace:
     "Parse a `churnops` command line, with `--home`/`--quiet` defaults filled in wherever they were given."
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
@@ -66,7 +67,8 @@ def build_parser(only: str | None = None,  # build just the module that owns thi
     return parser
 
 # %% ../nbs/12_cli.ipynb #959c1f3a
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,  # the arguments after `churnops` (None: sys.argv[1:])
+        ) -> int:
     "Entry point of the `churnops` console script."
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -43,7 +43,8 @@ __all__ = ['TS', 'DTYPES', 'CAP_IQR', 'PART_ROWS', 'table_dtypes', 'DataError', 
 TS = "datetime64[us, UTC]"
 DTYPES = {"int": "int64", "float": "float64", "str": "str", "bool": "boolean", "timestamp": TS}
 
-def table_dtypes(t: Table) -> dict[str, str]:
+def table_dtypes(t: Table,  # a declared table
+                ) -> dict[str, str]:
     "The pandas dtype of each declared column of `t`, in order."
     return {c: DTYPES[k] for c, k in t.columns.items()}
 
@@ -64,7 +65,8 @@ def _naive_in(d, tz: str = "UTC", default: datetime | None = None) -> datetime |
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.tz_convert(tz).tz_localize(None).to_pydatetime()
 
-def sql_engine(db_url: str):
+def sql_engine(db_url: str,  # SQLAlchemy URL of the source database
+              ):
     "An engine for `db_url`; a SQLite file must exist and is opened read-only."
     import sqlalchemy as sa
     url = sa.engine.make_url(db_url)
@@ -322,7 +324,10 @@ def _convert(s: pd.Series, dtype: str, tz: str = "UTC", unit: str = "s") -> tupl
     return out, int(bad.sum()), (s[bad].iloc[0] if bad.any() else None)
 
 # %% ../nbs/02_data.ipynb #0fcbf64d
-def fit_rules(df: pd.DataFrame, t: Table, fit_until=None) -> dict:
+def fit_rules(df: pd.DataFrame,  # the table's transformed rows
+              t: Table,          # its declaration (fill and cap rules)
+              fit_until=None,    # fit on rows before this time only (None: all rows)
+             ) -> dict:
     "Fit the fill medians and outlier caps of table `t` on `df` (rows before `fit_until` when given)."
     if fit_until is not None and t.time in df:
         df = df[df[t.time] < pd.Timestamp(fit_until, tz="UTC")]
@@ -398,7 +403,10 @@ def transform(raw: pd.DataFrame,              # the extract
     return _clean(df, t, rep, rules, fit_until, entity)
 
 # %% ../nbs/02_data.ipynb #14b0d05a
-def row_order(t: Table, entity: str | None, columns) -> list[str]:
+def row_order(t: Table,            # a declared table
+              entity: str | None,  # the entity key column (None: none)
+              columns,             # the columns the table has
+             ) -> list[str]:
     "The columns a table's rows are sorted by: its key, else its time column then the entity key (those present)."
     return list(t.key) or [c for c in (t.time, entity) if c and c in columns]
 
@@ -425,7 +433,9 @@ def _clean(df: pd.DataFrame, t: Table, rep: dict, rules: dict | None, fit_until,
 # %% ../nbs/02_data.ipynb #5649b0f5
 class ValidationFailed(DataError):
     "Validation failed; `.report` is the list of failed rules (dicts with table, column, rule, observed, expected)."
-    def __init__(self, report: list[dict]):
+    def __init__(self,
+                 report: list[dict],  # the failed rules: dicts with table, column, rule, observed, expected
+                ):
         self.report = report
         lines = [f"{len(report)} validation rule(s) failed:"]
         lines += [f"  {r['table']}.{r['column']}: {r['rule']}: observed {r['observed']}, expected {r['expected']}" for r in report]
@@ -477,7 +487,10 @@ def validate(df: pd.DataFrame,                # the transformed table
     if report.get("orphans"): add(entity or "*", "orphans", f"{report['orphans']} row(s) whose entity is not in the population", "none")
     return fails
 
-def check(tables: dict[str, tuple[pd.DataFrame, dict]], decl: Declaration, max_null_ratio: float = 0.1) -> None:
+def check(tables: dict[str, tuple[pd.DataFrame, dict]],  # table name -> (transformed rows, transform report)
+          decl: Declaration,                             # the declaration the rules come from
+          max_null_ratio: float = 0.1,                   # largest share of nulls a column may keep
+         ) -> None:
     "Validate every table of a build; raise `ValidationFailed` with all failures of all tables."
     fails = [f for name, (df, rep) in tables.items() for f in validate(df, decl.tables[name], rep, max_null_ratio, name, decl.entity.key)]
     if fails: raise ValidationFailed(fails)
@@ -517,7 +530,8 @@ def bucket_count(entities: int,  # rows of the population table
 # %% ../nbs/02_data.ipynb #0a6b9366
 PART_ROWS = 1_000_000
 
-def content_hash(df: pd.DataFrame) -> str:
+def content_hash(df: pd.DataFrame,  # the table's rows
+                ) -> str:
     "Hash of the logical content: column names and dtypes plus the multiset of rows (order-independent)."
     h = hashlib.sha256(json.dumps([[c, str(t)] for c, t in df.dtypes.items()]).encode())
     rows = np.empty(len(df), dtype=np.uint64)
@@ -528,7 +542,8 @@ def content_hash(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 # %% ../nbs/02_data.ipynb #d50c88fb
-def column_stats(df: pd.DataFrame) -> dict:
+def column_stats(df: pd.DataFrame,  # the table's rows
+                ) -> dict:
     "Per-column statistics for the manifest (JSON-ready)."
     out = {}
     for c in df.columns:
@@ -549,7 +564,8 @@ def _fault(point: str):
     "Test hook: `CHURNOPS_FAULT=<point>` kills the process at that point (to prove a crash leaves nothing visible)."
     if os.environ.get("CHURNOPS_FAULT") == point: os._exit(70)
 
-def to_arrow(df: pd.DataFrame) -> pa.Table:
+def to_arrow(df: pd.DataFrame,  # the rows to convert
+            ) -> pa.Table:
     "A pyarrow table of `df`, UTC timestamps kept as `timestamp[us, UTC]`."
     cols = {}
     for c in df.columns:
@@ -579,10 +595,13 @@ def _write_parts(tmp: Path, df: pd.DataFrame, key: str | None, buckets: int, cli
     return {"parts": [p for ps in parts for p in ps], "buckets": len(parts), "bucket_key": key, "bucket_parts": parts}
 
 # %% ../nbs/02_data.ipynb #0600f11e
-def write_version(home, table: str, df: pd.DataFrame, meta: dict | None = None,
-                  key: str | None = None,   # the entity key to bucket by (None, or not a column: one bucket)
-                  buckets: int = 1,         # the bucket count
-                  client=None,              # compute client (default `compute.get_client(home)`)
+def write_version(home,                      # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+                  table: str,                # the table's name
+                  df: pd.DataFrame,          # its rows
+                  meta: dict | None = None,  # more manifest fields (sources, parameters), merged in last
+                  key: str | None = None,    # the entity key to bucket by (None, or not a column: one bucket)
+                  buckets: int = 1,          # the bucket count
+                  client=None,               # compute client (default `compute.get_client(home)`)
                  ) -> tuple[str, dict, bool]:
     "Write `df` as an immutable version of `table`, bucketed by `key`; return (version, manifest, created_now)."
     full = content_hash(df); version = full[:16]
@@ -620,16 +639,21 @@ class DataBuild:
 
 class RequirementsNotMet(DataError):
     "The built data falls short of the config's data requirements; `.shortfalls` says which, required and found."
-    def __init__(self, shortfalls: list[dict]):
+    def __init__(self,
+                 shortfalls: list[dict],  # dicts with requirement, observed, expected
+                ):
         self.shortfalls = shortfalls
         super().__init__("data requirements not met:\n" + "\n".join(f"  {s['requirement']}: found {s['observed']}, required {s['expected']}"
                                                                    for s in shortfalls))
 
 
-
 # %% ../nbs/02_data.ipynb #3bfe7173
-def source_urls(decl: Declaration, home=None, db_url: str | None = None, lake_url: str | None = None,
-                api_url: str | None = None) -> dict[str, str]:
+def source_urls(decl: Declaration,            # the declaration
+                home=None,                    # churnops home (relative paths are under it)
+                db_url: str | None = None,    # replaces every SQL source's URL
+                lake_url: str | None = None,  # replaces every lake source's URL
+                api_url: str | None = None,   # replaces every API source's URL
+               ) -> dict[str, str]:
     "The URL of each declared source: relative paths under the home; `db_url`, `lake_url`, `api_url` replace every source of their kind."
     over = {"sql": db_url, "lake": lake_url, "api": api_url}
     return {n: str(over[s.kind]) if over[s.kind] else source_url(s, home) for n, s in decl.sources.items()}
@@ -638,13 +662,14 @@ def _describe(kind: str, url: str) -> str:
     if kind == "sql": return safe_url(url)
     return f"in-process API {url}" if url.startswith("python:") else url
 
-def extract_table(decl: Declaration,          # the declaration
-                  name: str,                  # the table to extract
-                  url: str,                   # its source's URL (from `source_urls`)
-                  home=None,                  # the home (an on-demand API is given it)
-                  start_date=None, end_date=None,  # the window of an event table
+def extract_table(decl: Declaration,                # the declaration
+                  name: str,                        # the table to extract
+                  url: str,                         # its source's URL (from `source_urls`)
+                  home=None,                        # the home (an on-demand API is given it)
+                  start_date=None,                  # start of an event table's window (inclusive; None: unbounded)
+                  end_date=None,                    # end of the window (exclusive; None: unbounded)
                   api_options: dict | None = None,  # extra arguments of `extract_api` (timeout, retries, backoff, page_size)
-                  progress: bool = False,
+                  progress: bool = False,           # show progress bars
                  ) -> pd.DataFrame:
     "The raw rows of one declared table from its source."
     t, src = decl.tables[name], decl.sources[decl.tables[name].source]
@@ -777,7 +802,8 @@ def build(home=None,                       # churnops home
     return b
 
 # %% ../nbs/02_data.ipynb #509c35e0
-def latest_build(home=None) -> dict | None:
+def latest_build(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+                ) -> dict | None:
     "The latest build record, or None."
     p = Paths(home).data / "latest.json"
     return json.loads(p.read_text()) if p.exists() else None
@@ -793,7 +819,9 @@ def _version_dir(home, table: str, version: str) -> Path:
 def _manifest(home, table: str, version: str) -> dict:
     return json.loads((_version_dir(home, table, version) / "manifest.json").read_text())
 
-def read_build(home=None, build_id: str | None = None) -> dict:
+def read_build(home=None,                    # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+               build_id: str | None = None,  # a build id or unique prefix (None: the latest)
+              ) -> dict:
     "A build record (latest when `build_id` is None)."
     if build_id is None:
         rec = latest_build(home)
@@ -839,7 +867,8 @@ def load_table(home=None,                  # churnops home
     return df
 
 # %% ../nbs/02_data.ipynb #51304b60
-def load_build(home=None, build_id: str | None = None,
+def load_build(home=None,                             # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+               build_id: str | None = None,           # a build id or unique prefix (None: the latest)
                buckets: Sequence[int] | None = None,  # read only these buckets of every table (None: all)
               ) -> dict[str, pd.DataFrame]:
     "Every table of a build (the latest when `build_id` is None)."
@@ -853,24 +882,34 @@ class StoredBuild:
     tables: dict[str, str]    # table -> version
     buckets: int              # the build's bucket count
 
-    def load(self, buckets: Sequence[int] | None = None) -> dict[str, pd.DataFrame]:
+    def load(self,
+             buckets: Sequence[int] | None = None,  # read only these buckets (None: all)
+            ) -> dict[str, pd.DataFrame]:
         "Every table (only `buckets` of them when given)."
         return {t: load_table(self.home, t, v, buckets, self.buckets) for t, v in self.tables.items()}
 
-    def time_range(self, table: str, column: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    def time_range(self,
+                   table: str,   # a table of the build
+                   column: str,  # one of its timestamp columns
+                  ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         "First and last value of a timestamp column, from the manifest (None when the table is empty)."
         st = _manifest(self.home, table, self.tables[table])["stats"][column]
         return (pd.Timestamp(st["min"]), pd.Timestamp(st["max"])) if "min" in st else None
 
-    def rows(self, table: str) -> int: return _manifest(self.home, table, self.tables[table])["rows"]
+    def rows(self,
+             table: str,  # a table of the build
+            ) -> int: return _manifest(self.home, table, self.tables[table])["rows"]
 
-def open_build(home=None, build_id: str | None = None) -> StoredBuild:
+def open_build(home=None,                    # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+               build_id: str | None = None,  # a build id or unique prefix (None: the latest)
+              ) -> StoredBuild:
     "The build `build_id` (latest when None), to read bucket by bucket."
     rec = read_build(home, build_id)
     return StoredBuild(str(Paths(home).home), rec["build_id"], dict(rec["tables"]), rec.get("buckets", 1))
 
 # %% ../nbs/02_data.ipynb #088eacc0
-def versions(home=None) -> pd.DataFrame:
+def versions(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+            ) -> pd.DataFrame:
     "Every table version under the home: table, version, rows, created, and the builds that use it."
     root = Paths(home).data; rows = []
     builds = [json.loads(p.read_text()) for p in sorted((root / "builds").glob("*.json"))] if (root / "builds").is_dir() else []
@@ -885,7 +924,11 @@ def versions(home=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "version", "rows", "created", "builds"]).sort_values(["table", "created"]).reset_index(drop=True)
 
 # %% ../nbs/02_data.ipynb #783a8f41
-def diff_versions(home, table: str, a: str, b: str) -> dict:
+def diff_versions(home,        # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+                  table: str,  # the table
+                  a: str,      # first version (or unique prefix)
+                  b: str,      # second version (or unique prefix)
+                 ) -> dict:
     "Schema, row-count and statistics differences between two versions of `table`."
     ma, mb = _manifest(home, table, a), _manifest(home, table, b)
     sa_, sb = {c["name"]: c["dtype"] for c in ma["schema"]}, {c["name"]: c["dtype"] for c in mb["schema"]}
@@ -899,7 +942,11 @@ def diff_versions(home, table: str, a: str, b: str) -> dict:
             "changed_dtypes": {c: (sa_[c], sb[c]) for c in sorted(set(sa_) & set(sb)) if sa_[c] != sb[c]},
             "rows": (ma["rows"], mb["rows"]), "stats": stats}
 
-def diff(home, a: str, b: str, table: str | None = None) -> list[dict]:
+def diff(home,                      # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+         a: str,                    # first build id (or version, with `table`)
+         b: str,                    # second build id (or version, with `table`)
+         table: str | None = None,  # compare two versions of this table instead of two builds
+        ) -> list[dict]:
     "Compare two builds (table by table), or two versions of `table`."
     if table is not None: return [diff_versions(home, table, a, b)]
     ba, bb = read_build(home, a), read_build(home, b)
@@ -907,7 +954,8 @@ def diff(home, a: str, b: str, table: str | None = None) -> list[dict]:
             else {"table": t, "a": ba["tables"].get(t), "b": bb["tables"].get(t), "same": False}
             for t in sorted(set(ba["tables"]) | set(bb["tables"]))]
 
-def format_diff(diffs: list[dict]) -> str:
+def format_diff(diffs: list[dict],  # what `diff` returned
+               ) -> str:
     "Human-readable diff."
     lines = []
     for d in diffs:
@@ -943,7 +991,9 @@ def _diff_cmd(args) -> int:
     print(format_diff(diff(args.home, args.a, args.b, args.table))); return 0
 
 # %% ../nbs/02_data.ipynb #d4f66975
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "Add `churnops data build|versions|diff`."
     p = sub.add_parser("data", parents=[parent], help="build and inspect versioned data (extract → transform → validate → load)")
     ds = p.add_subparsers(dest="data_command", metavar="ACTION")

@@ -70,7 +70,10 @@ def _records(frame) -> list[dict]:
     return out
 
 # %% ../nbs/13_demo.ipynb #61b8a2aa
-def start_service(home: Path, port: int, timeout: float = 120.0) -> subprocess.Popen:
+def start_service(home: Path,              # the churnops home to serve
+                  port: int,               # a free port on 127.0.0.1
+                  timeout: float = 120.0,  # seconds to wait for `/ready`
+                 ) -> subprocess.Popen:
     "Start `churnops serve` on 127.0.0.1:`port` and wait until `/ready`."
     import httpx
     log = open(Paths(home).runs / "serve.log", "a")
@@ -85,7 +88,8 @@ def start_service(home: Path, port: int, timeout: float = 120.0) -> subprocess.P
         time.sleep(0.5)
     proc.terminate(); raise TimeoutError(f"service not ready after {timeout}s; see {log.name}")
 
-def stop_service(proc: subprocess.Popen) -> None:
+def stop_service(proc: subprocess.Popen,  # what `start_service` returned
+                ) -> None:
     "SIGTERM (the service flushes its prediction log), then wait."
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -93,9 +97,10 @@ def stop_service(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired: proc.kill()
 
 # %% ../nbs/13_demo.ipynb #0debdf3d
-def send_traffic(url: str, records: list[dict],  # feature records
-                 batch: int = 20,                   # records per request
-                 as_of: str | None = None,          # the moment (ISO, event time) the records are about
+def send_traffic(url: str,                  # the service's base URL
+                 records: list[dict],       # feature records
+                 batch: int = 20,           # records per request
+                 as_of: str | None = None,  # the moment (ISO, event time) the records are about
                 ) -> dict:
     "POST the records to `/predict` in batches, saying which moment they are about; counts, and each request's event time."
     import httpx
@@ -114,7 +119,9 @@ def send_traffic(url: str, records: list[dict],  # feature records
             else: failed += len(chunk)
     return {"answered": ok, "failed": failed, "as_of_in_request": accepted, "events": events}
 
-def send_feedback(url: str, outcomes: list[dict]) -> int:
+def send_feedback(url: str,              # the service's base URL
+                  outcomes: list[dict],  # customer_id, churned, time (from `world_outcomes`)
+                 ) -> int:
     "POST delayed labels to `/feedback`; return how many were stored."
     import httpx
     with httpx.Client(base_url=url, timeout=30) as c:
@@ -302,7 +309,9 @@ def _cmd_demo(args) -> int:
     print(f"\ndemo finished in {res['seconds']}s: v1={res['v1']} v2={res['v2']}")
     return 0
 
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "The `demo` command."
     p = sub.add_parser("demo", parents=[parent], help="the whole loop on a small synthetic world (README's first command)")
     p.add_argument("--customers", type=int, default=1500)

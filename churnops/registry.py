@@ -42,7 +42,11 @@ class AuditStoreError(RegistryError):
 
 class GateFailure(RegistryError):
     "A promotion refused by the quality gates; `.report` holds the per-gate results."
-    def __init__(self, message: str, report: dict, event: dict | None = None):
+    def __init__(self,
+                 message: str,               # the failing gates, as text
+                 report: dict,               # the gate report
+                 event: dict | None = None,  # the refused promotion, as it would have been recorded
+                ):
         super().__init__(message)
         self.report, self.event = report, event
 
@@ -57,7 +61,9 @@ def registry_client(home: str | os.PathLike | None = None,  # churnops home
 # %% ../nbs/07_registry.ipynb #343cc938
 def _mlflow_code(e: Exception) -> str: return getattr(e, "error_code", "") or ""
 
-def registered_model(client, model: str):
+def registered_model(client,      # an `MlflowClient`
+                     model: str,  # registered model name
+                    ):
     "The registered model `model`, or a `RegistryError` listing the registered names."
     from mlflow.exceptions import MlflowException
     try: return client.get_registered_model(model)
@@ -197,7 +203,8 @@ def _events(conn: sqlite3.Connection, model: str, status: str | None = None) -> 
     return [dict(r) for r in conn.execute(q + " ORDER BY seq", args)]
 
 # %% ../nbs/07_registry.ipynb #f9e68897
-def champion_stack(events: list[dict]) -> list[int]:
+def champion_stack(events: list[dict],  # the model's done events, oldest first
+                  ) -> list[int]:
     "Champion versions, oldest first, replayed from done trail events (promote/adopt push, rollback pops)."
     stack: list[int] = []
     for e in events:
@@ -228,7 +235,8 @@ def evaluate_gates(metrics: dict,             # metric name -> value, as logged 
     from churnops.validate import check_gates
     return _from_validate(check_gates(metrics, cfg=config))
 
-def gate_names(config: Config | None = None) -> set[str]:
+def gate_names(config: Config | None = None,  # thresholds (default: the defaults)
+              ) -> set[str]:
     "The metrics the gates judge: the offline gates, the baseline, latency, throughput and size (`validate.gates_from_config`)."
     from churnops.validate import gates_from_config
     config = config or Config()
@@ -291,7 +299,8 @@ def gate_metrics(client,                 # an `MlflowClient`
         metrics.update(vals); source.update({k: "measured at promote" for k in vals}); source.update(notes)
     return metrics, source
 
-def gates_summary(report: dict | str | None) -> str:
+def gates_summary(report: dict | str | None,  # a gate report (or its JSON; None gives '')
+                 ) -> str:
     "One line per gate report: `accuracy ✓ (accuracy = 0.9100 >= 0.85); recall ✗ (...)`."
     if report is None: return ""
     if isinstance(report, str): report = json.loads(report)
@@ -341,7 +350,8 @@ def version_facts(client,                    # an `MlflowClient`
             "source": mv.source}
 
 # %% ../nbs/07_registry.ipynb #046892be
-def hyperparameters(params: dict) -> dict:
+def hyperparameters(params: dict,  # a training run's params
+                   ) -> dict:
     "The run params that configure the estimator: `model_*` (as `train` logs them), else all but `NON_HYPERPARAMETERS`."
     hp = {k: v for k, v in params.items() if k.startswith("model_") and k != "model_family"}
     if hp: return hp
@@ -378,7 +388,8 @@ def semver_bump(candidate: dict,        # `version_facts` of the candidate
         return "patch", f"same configuration retrained on new data (data version {champion.get('data_version')} → {candidate.get('data_version')})"
     return "patch", "same configuration and data (re-trained)"
 
-def parse_semver(s: str) -> tuple[int, int, int]:
+def parse_semver(s: str,  # a version such as '1.2.3' (a leading 'v' is allowed)
+                ) -> tuple[int, int, int]:
     "`'1.2.3'` → `(1, 2, 3)`; a `RegistryError` for anything else."
     parts = str(s).strip().lstrip("v").split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts): raise RegistryError(f"not a semantic version: {s!r} (expected MAJOR.MINOR.PATCH)")
@@ -609,13 +620,20 @@ def record(home: str | os.PathLike | None,    # churnops home
                               "details": details, "status": "done"})
 
 # %% ../nbs/07_registry.ipynb #a99b654d
-def reconcile(home: str | os.PathLike | None, model: str, actor: str | None = None, timeout: float | None = None) -> list[dict]:
+def reconcile(home: str | os.PathLike | None,  # churnops home
+              model: str,                      # registered model name
+              actor: str | None = None,        # who (default `default_actor()`)
+              timeout: float | None = None,    # seconds to wait for the registry lock / audit store
+             ) -> list[dict]:
     "Roll pending intents forward and realign the champion alias with the trail; returns the events it wrote or finished."
     client = registry_client(home)
     with registry_lock(home, timeout), audit_store(home, timeout) as conn:
         return _reconcile(conn, client, model, actor or default_actor())
 
-def champion(home: str | os.PathLike | None, model: str, timeout: float | None = None) -> int | None:
+def champion(home: str | os.PathLike | None,  # churnops home
+             model: str,                      # registered model name
+             timeout: float | None = None,    # seconds to wait for the registry lock / audit store
+            ) -> int | None:
     "The champion version according to the (reconciled) trail, or None."
     reconcile(home, model, timeout=timeout)
     with audit_store(home, timeout) as conn:
@@ -669,7 +687,8 @@ def trail_from_tags(home: str | os.PathLike | None,  # churnops home (for the tr
     cols = ["seq", "ts", "action", "alias", "actor", "from_version", "to_version", "reason", "forced", "gates_passed", "semver"]
     return pd.DataFrame([seen[k] for k in sorted(seen)], columns=cols, dtype=object)
 
-def format_history(df: pd.DataFrame) -> str:
+def format_history(df: pd.DataFrame,  # what `history` returned
+                  ) -> str:
     "The trail as a compact text table."
     if df.empty: return "(no events)"
     show = df.assign(time=df["time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
@@ -706,7 +725,9 @@ def _cmd_history(args) -> int:
     return 0
 
 # %% ../nbs/07_registry.ipynb #86b9e421
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "Add `promote`, `rollback` and `history` to the `churnops` command."
     p = sub.add_parser("promote", parents=[parent], help="run the gates for a model version and make it the champion")
     p.add_argument("--model", default="churn", help="registered model name (default churn)")

@@ -45,7 +45,8 @@ class Drift(BaseModel):
     new_segment_share: float = Field(0.0, ge=0, le=1)  # share of sign-ups from `start` in the new segment
     new_segment: str = "budget"                 # name of the new segment
 
-def as_drift(drift: Drift | dict | None) -> Drift | None:
+def as_drift(drift: Drift | dict | None,  # a `Drift`, a dict of its fields, or None (no drift)
+            ) -> Drift | None:
     "Accept a `Drift`, a dict of its fields, or `None`."
     if drift is None or isinstance(drift, Drift): return drift
     return Drift.model_validate(drift)
@@ -137,26 +138,40 @@ BEHAVIOUR = dict(
 )
 
 # %% ../nbs/01_simulate.ipynb #7813068c
-def ramp(t, start, width: float = 30.0):
+def ramp(t,                    # day numbers
+         start,                # day the ramp starts (per customer or one)
+         width: float = 30.0,  # days to reach 1
+        ):
     "0 before `start`, rising linearly to 1 over `width` days."
     return np.clip((t - start) / width, 0.0, 1.0)
 
-def season(t, start: date, amplitude: float):
+def season(t,                 # day numbers counted from `start`
+           start: date,       # the world's first day
+           amplitude: float,  # size of the wave (0: none)
+          ):
     "A yearly wave of size `amplitude` peaking in late January (0 when amplitude is 0)."
     doy = (np.asarray(t) + date.fromisoformat(str(start)).timetuple().tm_yday - 1) % 365.25
     return amplitude * np.cos(2 * np.pi * (doy - 25) / 365.25)
 
 # %% ../nbs/01_simulate.ipynb #d59ce74f
-def monthly_charges(P, t, drift_day: int, price_rise: float):
+def monthly_charges(P,                  # per-customer parameters (charge0, charge1, change_day)
+                    t,                  # day numbers
+                    drift_day: int,     # day the price rise applies from (`NEVER`: none)
+                    price_rise: float,  # relative rise, e.g. 0.2
+                   ):
     "Monthly charge on day `t`: the plan's, after a plan change, times the price rise after the drift."
     base = np.where(t >= P["change_day"], P["charge1"], P["charge0"])
     return np.round(base * np.where(t >= drift_day, 1 + price_rise, 1.0), 2)
 
-def disengagement(P, t):
+def disengagement(P,  # per-customer parameters (dis_size, dis_day)
+                  t,  # day numbers
+                 ):
     "How far engagement has fallen by day `t`."
     return P["dis_size"] * ramp(t, P["dis_day"])
 
-def felt_disengagement(P, t):
+def felt_disengagement(P,  # per-customer parameters (dis_size, dis_day)
+                       t,  # day numbers
+                      ):
     "The disengagement the hazard responds to: it lags the visible fall in sessions."
     return P["dis_size"] * ramp(t, P["dis_day"] + HAZARD["disengagement_lag"], HAZARD["disengagement_ramp"])
 
@@ -179,13 +194,18 @@ def log_hazard(P,            # per-customer parameters (mapping of arrays)
             + H["credit"] * P["band"] + H["new_customer"] * np.exp(-tenure / 60) + season(t, W["start"], W["seasonality"]))
 
 # %% ../nbs/01_simulate.ipynb #9ad15cd2
-def session_rate(P, t, W: dict) -> np.ndarray:
+def session_rate(P,        # per-customer parameters
+                 t,        # day numbers
+                 W: dict,  # world settings: start, seasonality
+                ) -> np.ndarray:
     "Expected app sessions per day: falls with disengagement, a weekly and a (smaller) seasonal wave."
     weekday = (np.asarray(t) + date.fromisoformat(str(W["start"])).weekday()) % 7
     B = BEHAVIOUR
     return B["sessions_per_day"] * np.exp(B["session_engagement"] * P["e0"] - B["session_disengagement"] * disengagement(P, t)) * np.where(weekday >= 5, 1.25, 0.9) * np.exp(-0.5 * season(t, W["start"], W["seasonality"]))
 
-def ticket_rate(P, t) -> np.ndarray:
+def ticket_rate(P,  # per-customer parameters
+                t,  # day numbers
+               ) -> np.ndarray:
     "Expected support tickets per day: rises with dissatisfaction."
     B = BEHAVIOUR
     return B["tickets_per_day"] * np.exp(B["ticket_dissatisfaction"] * (P["d0"] + 0.7 * disengagement(P, t)))
@@ -317,7 +337,11 @@ def sql_schema():
     return md
 
 # %% ../nbs/01_simulate.ipynb #8a6d42f7
-def source_tables(C: pd.DataFrame, sim: dict, W: dict, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+def source_tables(C: pd.DataFrame,           # the customers' hidden parameters (`draw_customers`)
+                  sim: dict,                 # what `simulate_days` returned
+                  W: dict,                   # world settings: start, days, drift_day, price_rise
+                  rng: np.random.Generator,  # the world's random generator (for the dirt and cancellation times)
+                 ) -> dict[str, pd.DataFrame]:
     "The SQL source tables (naive UTC timestamps) from the customers and the simulation's rows."
     start_us = int(pd.Timestamp(W["start"], tz="UTC").value // 1000)
     day_us = lambda d: start_us + np.asarray(d, dtype=np.int64) * US_PER_DAY
@@ -364,8 +388,8 @@ def source_tables(C: pd.DataFrame, sim: dict, W: dict, rng: np.random.Generator)
 
 # %% ../nbs/01_simulate.ipynb #1b10eb98
 def write_sql(tables: dict[str, pd.DataFrame],  # table name -> frame (naive UTC timestamps)
-              db_url: str,                       # SQLAlchemy URL
-              chunksize: int = 50_000,
+              db_url: str,                      # SQLAlchemy URL
+              chunksize: int = 50_000,          # rows per insert batch
              ) -> None:
     "Create the source tables (dropping old ones) and insert the rows."
     import sqlalchemy as sa
@@ -402,7 +426,8 @@ def _sqlite_insert(conn, name: str, df: pd.DataFrame, chunksize: int) -> None:
             else: cols.append(s.astype(object).where(s.notna(), None).tolist())
         cur.executemany(sql, list(zip(*cols)))
 
-def sqlite_url(path) -> str:
+def sqlite_url(path,  # the SQLite file
+              ) -> str:
     "SQLAlchemy URL of a SQLite file."
     return f"sqlite:///{Path(path).resolve()}"
 
@@ -412,7 +437,10 @@ SESSION_SCHEMA = pa.schema([("customer_id", pa.int64()), ("event_timestamp", pa.
 
 class LakeWriter:
     "Writes `events/date=YYYY-MM-DD/part-0.parquet` partitions under an fsspec URL."
-    def __init__(self, url: str, start: date):
+    def __init__(self,
+                 url: str,     # fsspec URL of the lake folder
+                 start: date,  # the world's first day (day 0)
+                ):
         import fsspec
         self.url, self.start = str(url), date.fromisoformat(str(start))
         self.fs, root = fsspec.core.url_to_fs(self.url)
@@ -538,7 +566,9 @@ def world_declaration(db_url: str = "sqlite:///sources/world.db",  # the SQL sou
         "features": _world_features(),
     }, "the simulated world")
 
-def write_declaration(decl: Declaration, path) -> Path:
+def write_declaration(decl: Declaration,  # the declaration
+                      path,               # where to write the YAML
+                     ) -> Path:
     "Write a declaration as YAML (atomically)."
     import yaml
     return write_text_atomic(path, yaml.safe_dump(decl.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
@@ -599,14 +629,16 @@ def _under(url: str, home: Path) -> str:
     rel = Path(path).resolve().relative_to(home.resolve()).as_posix()
     return f"sqlite:///{rel}" if url.startswith("sqlite:///") else rel
 
-def load_world(home=None) -> dict:
+def load_world(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+              ) -> dict:
     "The settings `simulate_world` recorded in `sources/world.json`."
     p = Paths(home).sources / "world.json"
     if not p.exists(): raise FileNotFoundError(f"{p}: no simulated world here (run `churnops simulate --home {Paths(home).home}`)")
     return json.loads(p.read_text())
 
 # %% ../nbs/01_simulate.ipynb #673afb87
-def load_truth(home=None) -> pd.DataFrame:
+def load_truth(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+              ) -> pd.DataFrame:
     "The hidden per-customer parameters and churn days (`sources/truth.parquet`)."
     p = Paths(home).sources / "truth.parquet"
     if not p.exists(): raise FileNotFoundError(f"{p}: no simulated world here (run `churnops simulate --home {Paths(home).home}`)")
@@ -696,7 +728,11 @@ def free_port() -> int:
 
 class ApiServer:
     "Serve the external API on 127.0.0.1 in a background thread: `with ApiServer(home) as url: ...`."
-    def __init__(self, home=None, port: int | None = None, **app_kwargs):
+    def __init__(self,
+                 home=None,                # churnops home whose external table is served
+                 port: int | None = None,  # port on 127.0.0.1 (None: a free one)
+                 **app_kwargs,             # failure injection passed to `create_api_app` (latency_ms, fail_rate, ...)
+                ):
         import uvicorn
         self.app = create_api_app(home, **app_kwargs)
         self.port = port or free_port()
@@ -705,7 +741,9 @@ class ApiServer:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
     @property
     def url(self) -> str: return f"http://127.0.0.1:{self.port}"
-    def start(self, timeout: float = 10.0) -> str:
+    def start(self,
+              timeout: float = 10.0,  # seconds to wait until the API answers
+             ) -> str:
         self.thread.start(); deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline: raise RuntimeError(f"API server did not start on port {self.port}")
@@ -716,7 +754,10 @@ class ApiServer:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-def serve_api(home=None, port: int = 8765, **app_kwargs) -> None:
+def serve_api(home=None,         # churnops home whose external table is served
+              port: int = 8765,  # port on 127.0.0.1
+              **app_kwargs,      # failure injection passed to `create_api_app` (latency_ms, fail_rate, ...)
+             ) -> None:
     "Run the external API in the foreground on 127.0.0.1:`port` until interrupted."
     import uvicorn
     uvicorn.run(create_api_app(home, **app_kwargs), host="127.0.0.1", port=port, log_level="info")
@@ -742,7 +783,9 @@ def _show_cmd(args) -> int:
     print(json.dumps(load_world(args.home), indent=2)); return 0
 
 # %% ../nbs/01_simulate.ipynb #77d012a3
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "Add `simulate` and `sources` to the churnops command."
     p = sub.add_parser("simulate", parents=[parent], help="simulate a synthetic churn world and write its sources")
     p.add_argument("--customers", type=int, default=2000, help="number of customers (default 2000)")
