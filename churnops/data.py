@@ -269,6 +269,7 @@ def extract_api(api_url: str,            # base URL of the API, e.g. http://127.
             if page is not None and (target, page) in seen: raise SourceError(f"API {url}: page {page} comes twice")
     return pd.DataFrame(rows)
 
+# %% ../nbs/02_data.ipynb #2230e947
 def _launch(spec: str):
     "The context manager of an on-demand API `python:module:factory`."
     try:
@@ -441,6 +442,7 @@ class ValidationFailed(DataError):
         lines += [f"  {r['table']}.{r['column']}: {r['rule']}: observed {r['observed']}, expected {r['expected']}" for r in report]
         super().__init__("\n".join(lines))
 
+# %% ../nbs/02_data.ipynb #eeb2a5e0
 def _num(x): return int(x) if float(x).is_integer() else x
 
 def _validate_schema(df: pd.DataFrame, t: Table, report: dict, max_null_ratio: float, add) -> None:
@@ -487,6 +489,7 @@ def validate(df: pd.DataFrame,                # the transformed table
     if report.get("orphans"): add(entity or "*", "orphans", f"{report['orphans']} row(s) whose entity is not in the population", "none")
     return fails
 
+# %% ../nbs/02_data.ipynb #d4decec8
 def check(tables: dict[str, tuple[pd.DataFrame, dict]],  # table name -> (transformed rows, transform report)
           decl: Declaration,                             # the declaration the rules come from
           max_null_ratio: float = 0.1,                   # largest share of nulls a column may keep
@@ -510,6 +513,7 @@ def bucket_of(keys,   # entity keys (an array or Series of any dtype)
     b = np.array([int.from_bytes(hashlib.sha1(_canonical(k).encode()).digest()[:8], "big") % n for k in uniq], dtype=np.int64)
     return np.where(codes >= 0, b[np.maximum(codes, 0)] if len(b) else 0, 0)
 
+# %% ../nbs/02_data.ipynb #712472fc
 def split_buckets(df: pd.DataFrame,  # rows holding the entity key
                   key: str,          # the entity key column
                   n: int,            # number of buckets
@@ -658,6 +662,7 @@ def source_urls(decl: Declaration,            # the declaration
     over = {"sql": db_url, "lake": lake_url, "api": api_url}
     return {n: str(over[s.kind]) if over[s.kind] else source_url(s, home) for n, s in decl.sources.items()}
 
+# %% ../nbs/02_data.ipynb #adb683bb
 def _describe(kind: str, url: str) -> str:
     if kind == "sql": return safe_url(url)
     return f"in-process API {url}" if url.startswith("python:") else url
@@ -711,6 +716,7 @@ def _incremental(home, decl: Declaration, since) -> tuple[dict | None, Any]:
         return prev, (newest.normalize() + pd.Timedelta(days=1)).date().isoformat()
     return prev, since
 
+# %% ../nbs/02_data.ipynb #15367158
 def _transform_all(home, decl: Declaration, raw: dict, prev, since, window, fit_until, bar) -> dict:
     "Transform every table, the population first (its ids find the orphans); an incremental build adds the kept old rows."
     out, ids, entity = {}, None, decl.entity.key

@@ -119,6 +119,7 @@ def send_traffic(url: str,                  # the service's base URL
             else: failed += len(chunk)
     return {"answered": ok, "failed": failed, "as_of_in_request": accepted, "events": events}
 
+# %% ../nbs/13_demo.ipynb #2e554a92
 def send_feedback(url: str,              # the service's base URL
                   outcomes: list[dict],  # customer_id, churned, time (from `world_outcomes`)
                  ) -> int:

@@ -147,6 +147,7 @@ def _run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None)
         raise PipelineError(f"`{' '.join(cmd)}` failed ({r.returncode}) in {cwd}:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     return r
 
+# %% ../nbs/11_pipeline.ipynb #a1cefb31
 WORKSPACE_GITIGNORE = """mlflow.db
 mlartifacts/
 online.db
@@ -224,6 +225,7 @@ def new_run_id() -> str:
     "A sortable, unique run id: UTC time plus a short random suffix."
     return utc_now().strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
+# %% ../nbs/11_pipeline.ipynb #c3af42ba
 def run_stage(home: str | os.PathLike | None,  # the workspace
               stage: str,                       # stage name from training_pipeline.yaml
               run_id: str | None = None,        # default: $CHURNOPS_RUN_ID or a new id
@@ -265,6 +267,7 @@ def _sql_fingerprint(conn, entry: dict) -> dict:
     latest = getattr(row, "latest", None)
     return {"rows": int(row.rows), **({"latest": latest.isoformat() if hasattr(latest, "isoformat") else latest} if time_col else {})}
 
+# %% ../nbs/11_pipeline.ipynb #91887c0f
 def _lake_fingerprint(entry: dict) -> dict:
     import fsspec, hashlib
     fs, root = fsspec.core.url_to_fs(str(entry["url"]))
@@ -548,6 +551,7 @@ def run_summary_line(s: dict,  # the run record `run_pipeline` returned
         return f"run {s['run_id']}{why}: ran nothing — no new data: all {len(s['skipped'])} stages up to date"
     return f"run {s['run_id']}{why}: ran {s['ran']}; skipped {s['skipped'] or 'nothing'}; promotion: {s['promotion']}"
 
+# %% ../nbs/11_pipeline.ipynb #337188fa
 def _cmd_pipeline(args) -> int:
     if args.pipeline_cmd == "run":
         reasons = args.reason or [r for r in os.environ.get("CHURNOPS_RETRAIN_REASONS", "").split(",") if r]  # set by the trigger

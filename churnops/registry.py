@@ -72,6 +72,7 @@ def registered_model(client,      # an `MlflowClient`
         known = sorted(m.name for m in client.search_registered_models())
         raise RegistryError(f"unknown model {model!r}; registered models: {known or 'none'}") from None
 
+# %% ../nbs/07_registry.ipynb #aff770f8
 def get_version(client,                  # an `MlflowClient` (see `registry_client`)
                 model: str,              # registered model name
                 ref: int | str | None,   # version number, numeric string, alias, or None for the latest version
@@ -176,6 +177,7 @@ def default_actor() -> str:
     except Exception: user = "unknown"
     return f"{user}@{socket.gethostname()}"
 
+# %% ../nbs/07_registry.ipynb #9253473d
 def _insert(conn: sqlite3.Connection, ev: dict) -> dict:
     ev = {"ts": iso_utc(), "forced": 0, **ev}
     for k in ("gates", "details"):
@@ -388,6 +390,7 @@ def semver_bump(candidate: dict,        # `version_facts` of the candidate
         return "patch", f"same configuration retrained on new data (data version {champion.get('data_version')} → {candidate.get('data_version')})"
     return "patch", "same configuration and data (re-trained)"
 
+# %% ../nbs/07_registry.ipynb #ab98febc
 def parse_semver(s: str,  # a version such as '1.2.3' (a leading 'v' is allowed)
                 ) -> tuple[int, int, int]:
     "`'1.2.3'` → `(1, 2, 3)`; a `RegistryError` for anything else."
@@ -431,6 +434,7 @@ def _apply(client, model: str, ev: dict) -> None:
         for k, val in tags.items():
             if val: client.set_model_version_tag(model, str(to), k, val)
 
+# %% ../nbs/07_registry.ipynb #0134f181
 def _fault(point: str) -> None:
     "Crash injection for the recovery tests: `CHURNOPS_REGISTRY_CRASH_AT=after_intent|after_alias` exits the process there."
     if os.environ.get("CHURNOPS_REGISTRY_CRASH_AT") == point: os._exit(86)

@@ -644,6 +644,7 @@ def load_truth(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops
     if not p.exists(): raise FileNotFoundError(f"{p}: no simulated world here (run `churnops simulate --home {Paths(home).home}`)")
     return pd.read_parquet(p)
 
+# %% ../nbs/01_simulate.ipynb #f7e647fd
 def true_churn_probability(home,                 # churnops home with a simulated world
                            customer_ids,         # customer ids (array-like)
                            as_of,                # observation date: one date/timestamp, or one per customer id
@@ -726,6 +727,7 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
+# %% ../nbs/01_simulate.ipynb #ff17cd6b
 class ApiServer:
     "Serve the external API on 127.0.0.1 in a background thread: `with ApiServer(home) as url: ...`."
     def __init__(self,
