@@ -144,6 +144,7 @@ def _fresh_home(home, force: bool) -> Path:
         shutil.rmtree(h)
     return h
 
+# %% ../nbs/13_demo.ipynb #65f0391c
 def _prepare_workspace(h: Path, start: dt.date, drift_start: dt.date, trials: int, families: str, seed: int) -> None:
     "Step 1: git + DVC workspace, the demo's gates in churnops.yaml, data before the drift, the training knobs."
     from churnops import pipeline
@@ -175,6 +176,7 @@ def _traffic_before_drift(h: Path, url: str, drift_start: dt.date, traffic: int,
     _say(f"  before the drift (about {ref_day.isoformat()}): {sent['answered']} answered, {sent['failed']} failed", quiet)
     return sent
 
+# %% ../nbs/13_demo.ipynb #5caebb17
 def _traffic_after_drift(h: Path, url: str, drift_start: dt.date, drift_days: int, traffic: int, seed: int,
                          quiet: bool) -> tuple[list, list[dict]]:
     "Step 5: a new build with the drifted days; a week of traffic and its outcomes. The week's days and what was sent."
@@ -204,6 +206,7 @@ def _event_times_file(h: Path, sent: list[dict]) -> Path | None:
     pd.DataFrame(events).to_parquet(path)
     return path
 
+# %% ../nbs/13_demo.ipynb #dc144747
 def _serve_the_drift(h: Path, v1: str, drift_start: dt.date, drift_days: int, traffic: int, seed: int, quiet: bool,
                      step) -> tuple[list, Path | None]:
     "Steps 4–5: serve the champion, send both windows of traffic and the outcomes; the drifted week and any event-times file."
@@ -236,6 +239,7 @@ def _monitor_week(h: Path, days_cur: list, event_times: Path | None, quiet: bool
     _say(f"  {mon['verdict'].replace('**', '')}\n  report: {mon.get('html') or mon.get('notebook')}", quiet)
     return mon
 
+# %% ../nbs/13_demo.ipynb #b8ff8fde
 def _retrain_if_triggered(h: Path, decision: dict, quiet: bool, step) -> str | None:
     "Step 7: when the trigger fired, rerun the pipeline on all the data; the champion after it (None when it did not fire)."
     from churnops import pipeline, registry
@@ -256,6 +260,7 @@ def _show_history(h: Path, v1: str, v2: str | None, quiet: bool) -> None:
     if v2 is not None and v2 != v1:
         _say(lineage.format_lineage(lineage.lineage(h, "churn", v2)), quiet)
 
+# %% ../nbs/13_demo.ipynb #e56338ab
 def _where_to_look(h: Path, version: str, quiet: bool) -> None:
     "Step 9: the commands and folders to open after the demo."
     _say(f"  MLflow UI:        mlflow ui --backend-store-uri sqlite:///{Paths(h).mlflow_db}\n"
