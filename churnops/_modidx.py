@@ -332,6 +332,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'churnops.lineage': { 'churnops.lineage._cmd_diff': ('lineage.html#_cmd_diff', 'churnops/lineage.py'),
                                   'churnops.lineage._cmd_lineage': ('lineage.html#_cmd_lineage', 'churnops/lineage.py'),
                                   'churnops.lineage._jsonable': ('lineage.html#_jsonable', 'churnops/lineage.py'),
+                                  'churnops.lineage._lineage_graph': ('lineage.html#_lineage_graph', 'churnops/lineage.py'),
                                   'churnops.lineage._read_json': ('lineage.html#_read_json', 'churnops/lineage.py'),
                                   'churnops.lineage._short': ('lineage.html#_short', 'churnops/lineage.py'),
                                   'churnops.lineage._sources': ('lineage.html#_sources', 'churnops/lineage.py'),

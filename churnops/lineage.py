@@ -128,14 +128,9 @@ def format_lineage(lin: dict,  # what `lineage` returned
         out.append(f"  trail #{e['seq']:<4} {e['time'][:19]} {e['action']:<9} v{e['from_version']} → v{e['to_version']} by {e['actor']}")
     return "\n".join(out)
 
-# %% ../nbs/10_lineage.ipynb #b1c08223
-def plot_lineage(lin: dict,                 # `lineage(...)`
-                 path: str | os.PathLike | None = None,  # save a PNG here (atomically) when given
-                ):
-    "Draw the lineage graph with matplotlib; returns the Figure."
-    import matplotlib
-    if path is not None: matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+# %% ../nbs/10_lineage.ipynb #3f3fcef9
+def _lineage_graph(lin: dict) -> tuple[dict, list, int]:
+    "Boxes (key -> x, y, label, colour) and arrows (from, to, line style) of the lineage figure; n, the column height."
     nodes, edges = {}, []
     def node(key, x, y, label, color):
         nodes[key] = (x, y, label, color)
@@ -164,6 +159,18 @@ def plot_lineage(lin: dict,                 # `lineage(...)`
     if parent is not None:
         node("parent", 4, mid - max(1.2, n / 3), f"{lin['model']} v{parent}\n(replaced champion)", "#eeeeee")
         edges.append(("parent", "model", "--"))
+    return nodes, edges, n
+
+
+# %% ../nbs/10_lineage.ipynb #b1c08223
+def plot_lineage(lin: dict,                 # `lineage(...)`
+                 path: str | os.PathLike | None = None,  # save a PNG here (atomically) when given
+                ):
+    "Draw the lineage graph with matplotlib; returns the Figure."
+    import matplotlib
+    if path is not None: matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    nodes, edges, n = _lineage_graph(lin)
     fig, ax = plt.subplots(figsize=(12, max(3.5, 1.1 * n + 1.5)))
     for a, b, style in edges:
         (xa, ya, *_), (xb, yb, *_) = nodes[a], nodes[b]
