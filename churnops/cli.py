@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "pipeline": "pipeline", "schedule": "pipeline", "demo": "demo",
 }
 
+# %% ../nbs/12_cli.ipynb #af06a835
 COMMON_DEFAULTS = {"home": None, "quiet": False}
 
 def common_options() -> argparse.ArgumentParser:
@@ -36,7 +37,9 @@ def common_options() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     return p
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+# %% ../nbs/12_cli.ipynb #a862a3be
+def parse_args(argv: list[str],  # the arguments after `churnops`
+              ) -> argparse.Namespace:
     "Parse a `churnops` command line, with `--home`/`--quiet` defaults filled in wherever they were given."
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
@@ -46,6 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args._parser = parser
     return args
 
+# %% ../nbs/12_cli.ipynb #5a221856
 def build_parser(only: str | None = None,  # build just the module that owns this command (fast path); None: all
                 ) -> argparse.ArgumentParser:
     "The `churnops` argument parser, with the subcommands of every stage module that is installed."
@@ -62,7 +66,9 @@ def build_parser(only: str | None = None,  # build just the module that owns thi
         if hasattr(mod, "add_commands"): mod.add_commands(sub, parent)
     return parser
 
-def main(argv: list[str] | None = None) -> int:
+# %% ../nbs/12_cli.ipynb #959c1f3a
+def main(argv: list[str] | None = None,  # the arguments after `churnops` (None: sys.argv[1:])
+        ) -> int:
     "Entry point of the `churnops` console script."
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -43,7 +43,8 @@ __all__ = ['TS', 'DTYPES', 'CAP_IQR', 'PART_ROWS', 'table_dtypes', 'DataError', 
 TS = "datetime64[us, UTC]"
 DTYPES = {"int": "int64", "float": "float64", "str": "str", "bool": "boolean", "timestamp": TS}
 
-def table_dtypes(t: Table) -> dict[str, str]:
+def table_dtypes(t: Table,  # a declared table
+                ) -> dict[str, str]:
     "The pandas dtype of each declared column of `t`, in order."
     return {c: DTYPES[k] for c, k in t.columns.items()}
 
@@ -64,7 +65,8 @@ def _naive_in(d, tz: str = "UTC", default: datetime | None = None) -> datetime |
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.tz_convert(tz).tz_localize(None).to_pydatetime()
 
-def sql_engine(db_url: str):
+def sql_engine(db_url: str,  # SQLAlchemy URL of the source database
+              ):
     "An engine for `db_url`; a SQLite file must exist and is opened read-only."
     import sqlalchemy as sa
     url = sa.engine.make_url(db_url)
@@ -186,6 +188,7 @@ def _read_files(url: str, files: list[str], fmt: str, columns, progress: bool) -
     del tables
     return tab.to_pandas(self_destruct=True, split_blocks=True)   # hand the Arrow buffers over, no block consolidation copy
 
+# %% ../nbs/02_data.ipynb #facd4377
 def _read_parquet_fast(files, read, columns, progress) -> pd.DataFrame | None:
     "Uniform numeric/timestamp parquet without nulls into preallocated numpy columns; None when the files are not so simple."
     from tqdm.auto import tqdm
@@ -266,6 +269,7 @@ def extract_api(api_url: str,            # base URL of the API, e.g. http://127.
             if page is not None and (target, page) in seen: raise SourceError(f"API {url}: page {page} comes twice")
     return pd.DataFrame(rows)
 
+# %% ../nbs/02_data.ipynb #2230e947
 def _launch(spec: str):
     "The context manager of an on-demand API `python:module:factory`."
     try:
@@ -321,7 +325,10 @@ def _convert(s: pd.Series, dtype: str, tz: str = "UTC", unit: str = "s") -> tupl
     return out, int(bad.sum()), (s[bad].iloc[0] if bad.any() else None)
 
 # %% ../nbs/02_data.ipynb #0fcbf64d
-def fit_rules(df: pd.DataFrame, t: Table, fit_until=None) -> dict:
+def fit_rules(df: pd.DataFrame,  # the table's transformed rows
+              t: Table,          # its declaration (fill and cap rules)
+              fit_until=None,    # fit on rows before this time only (None: all rows)
+             ) -> dict:
     "Fit the fill medians and outlier caps of table `t` on `df` (rows before `fit_until` when given)."
     if fit_until is not None and t.time in df:
         df = df[df[t.time] < pd.Timestamp(fit_until, tz="UTC")]
@@ -397,7 +404,10 @@ def transform(raw: pd.DataFrame,              # the extract
     return _clean(df, t, rep, rules, fit_until, entity)
 
 # %% ../nbs/02_data.ipynb #14b0d05a
-def row_order(t: Table, entity: str | None, columns) -> list[str]:
+def row_order(t: Table,            # a declared table
+              entity: str | None,  # the entity key column (None: none)
+              columns,             # the columns the table has
+             ) -> list[str]:
     "The columns a table's rows are sorted by: its key, else its time column then the entity key (those present)."
     return list(t.key) or [c for c in (t.time, entity) if c and c in columns]
 
@@ -424,12 +434,15 @@ def _clean(df: pd.DataFrame, t: Table, rep: dict, rules: dict | None, fit_until,
 # %% ../nbs/02_data.ipynb #5649b0f5
 class ValidationFailed(DataError):
     "Validation failed; `.report` is the list of failed rules (dicts with table, column, rule, observed, expected)."
-    def __init__(self, report: list[dict]):
+    def __init__(self,
+                 report: list[dict],  # the failed rules: dicts with table, column, rule, observed, expected
+                ):
         self.report = report
         lines = [f"{len(report)} validation rule(s) failed:"]
         lines += [f"  {r['table']}.{r['column']}: {r['rule']}: observed {r['observed']}, expected {r['expected']}" for r in report]
         super().__init__("\n".join(lines))
 
+# %% ../nbs/02_data.ipynb #eeb2a5e0
 def _num(x): return int(x) if float(x).is_integer() else x
 
 def _validate_schema(df: pd.DataFrame, t: Table, report: dict, max_null_ratio: float, add) -> None:
@@ -476,7 +489,11 @@ def validate(df: pd.DataFrame,                # the transformed table
     if report.get("orphans"): add(entity or "*", "orphans", f"{report['orphans']} row(s) whose entity is not in the population", "none")
     return fails
 
-def check(tables: dict[str, tuple[pd.DataFrame, dict]], decl: Declaration, max_null_ratio: float = 0.1) -> None:
+# %% ../nbs/02_data.ipynb #d4decec8
+def check(tables: dict[str, tuple[pd.DataFrame, dict]],  # table name -> (transformed rows, transform report)
+          decl: Declaration,                             # the declaration the rules come from
+          max_null_ratio: float = 0.1,                   # largest share of nulls a column may keep
+         ) -> None:
     "Validate every table of a build; raise `ValidationFailed` with all failures of all tables."
     fails = [f for name, (df, rep) in tables.items() for f in validate(df, decl.tables[name], rep, max_null_ratio, name, decl.entity.key)]
     if fails: raise ValidationFailed(fails)
@@ -496,6 +513,7 @@ def bucket_of(keys,   # entity keys (an array or Series of any dtype)
     b = np.array([int.from_bytes(hashlib.sha1(_canonical(k).encode()).digest()[:8], "big") % n for k in uniq], dtype=np.int64)
     return np.where(codes >= 0, b[np.maximum(codes, 0)] if len(b) else 0, 0)
 
+# %% ../nbs/02_data.ipynb #712472fc
 def split_buckets(df: pd.DataFrame,  # rows holding the entity key
                   key: str,          # the entity key column
                   n: int,            # number of buckets
@@ -516,7 +534,8 @@ def bucket_count(entities: int,  # rows of the population table
 # %% ../nbs/02_data.ipynb #0a6b9366
 PART_ROWS = 1_000_000
 
-def content_hash(df: pd.DataFrame) -> str:
+def content_hash(df: pd.DataFrame,  # the table's rows
+                ) -> str:
     "Hash of the logical content: column names and dtypes plus the multiset of rows (order-independent)."
     h = hashlib.sha256(json.dumps([[c, str(t)] for c, t in df.dtypes.items()]).encode())
     rows = np.empty(len(df), dtype=np.uint64)
@@ -526,7 +545,9 @@ def content_hash(df: pd.DataFrame) -> str:
     h.update(rows.tobytes())
     return h.hexdigest()
 
-def column_stats(df: pd.DataFrame) -> dict:
+# %% ../nbs/02_data.ipynb #d50c88fb
+def column_stats(df: pd.DataFrame,  # the table's rows
+                ) -> dict:
     "Per-column statistics for the manifest (JSON-ready)."
     out = {}
     for c in df.columns:
@@ -542,11 +563,13 @@ def column_stats(df: pd.DataFrame) -> dict:
         out[c] = st
     return out
 
+# %% ../nbs/02_data.ipynb #120e74e4
 def _fault(point: str):
     "Test hook: `CHURNOPS_FAULT=<point>` kills the process at that point (to prove a crash leaves nothing visible)."
     if os.environ.get("CHURNOPS_FAULT") == point: os._exit(70)
 
-def to_arrow(df: pd.DataFrame) -> pa.Table:
+def to_arrow(df: pd.DataFrame,  # the rows to convert
+            ) -> pa.Table:
     "A pyarrow table of `df`, UTC timestamps kept as `timestamp[us, UTC]`."
     cols = {}
     for c in df.columns:
@@ -556,6 +579,7 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
         else: cols[c] = pa.Array.from_pandas(s)
     return pa.table(cols)
 
+# %% ../nbs/02_data.ipynb #be351dea
 def _write_bucket(folder: str, bucket: int, df: pd.DataFrame) -> list[str]:
     "Write one bucket's rows as parquet parts under `folder/bucket=NNN/` (a task); return their paths relative to `folder`."
     sub = f"bucket={bucket:03d}"
@@ -574,10 +598,14 @@ def _write_parts(tmp: Path, df: pd.DataFrame, key: str | None, buckets: int, cli
     parts = run_tasks(client, _write_bucket, [(str(tmp), b, piece) for b, piece in enumerate(pieces)])
     return {"parts": [p for ps in parts for p in ps], "buckets": len(parts), "bucket_key": key, "bucket_parts": parts}
 
-def write_version(home, table: str, df: pd.DataFrame, meta: dict | None = None,
-                  key: str | None = None,   # the entity key to bucket by (None, or not a column: one bucket)
-                  buckets: int = 1,         # the bucket count
-                  client=None,              # compute client (default `compute.get_client(home)`)
+# %% ../nbs/02_data.ipynb #0600f11e
+def write_version(home,                      # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+                  table: str,                # the table's name
+                  df: pd.DataFrame,          # its rows
+                  meta: dict | None = None,  # more manifest fields (sources, parameters), merged in last
+                  key: str | None = None,    # the entity key to bucket by (None, or not a column: one bucket)
+                  buckets: int = 1,          # the bucket count
+                  client=None,               # compute client (default `compute.get_client(home)`)
                  ) -> tuple[str, dict, bool]:
     "Write `df` as an immutable version of `table`, bucketed by `key`; return (version, manifest, created_now)."
     full = content_hash(df); version = full[:16]
@@ -615,31 +643,38 @@ class DataBuild:
 
 class RequirementsNotMet(DataError):
     "The built data falls short of the config's data requirements; `.shortfalls` says which, required and found."
-    def __init__(self, shortfalls: list[dict]):
+    def __init__(self,
+                 shortfalls: list[dict],  # dicts with requirement, observed, expected
+                ):
         self.shortfalls = shortfalls
         super().__init__("data requirements not met:\n" + "\n".join(f"  {s['requirement']}: found {s['observed']}, required {s['expected']}"
                                                                    for s in shortfalls))
 
 
-
 # %% ../nbs/02_data.ipynb #3bfe7173
-def source_urls(decl: Declaration, home=None, db_url: str | None = None, lake_url: str | None = None,
-                api_url: str | None = None) -> dict[str, str]:
+def source_urls(decl: Declaration,            # the declaration
+                home=None,                    # churnops home (relative paths are under it)
+                db_url: str | None = None,    # replaces every SQL source's URL
+                lake_url: str | None = None,  # replaces every lake source's URL
+                api_url: str | None = None,   # replaces every API source's URL
+               ) -> dict[str, str]:
     "The URL of each declared source: relative paths under the home; `db_url`, `lake_url`, `api_url` replace every source of their kind."
     over = {"sql": db_url, "lake": lake_url, "api": api_url}
     return {n: str(over[s.kind]) if over[s.kind] else source_url(s, home) for n, s in decl.sources.items()}
 
+# %% ../nbs/02_data.ipynb #adb683bb
 def _describe(kind: str, url: str) -> str:
     if kind == "sql": return safe_url(url)
     return f"in-process API {url}" if url.startswith("python:") else url
 
-def extract_table(decl: Declaration,          # the declaration
-                  name: str,                  # the table to extract
-                  url: str,                   # its source's URL (from `source_urls`)
-                  home=None,                  # the home (an on-demand API is given it)
-                  start_date=None, end_date=None,  # the window of an event table
+def extract_table(decl: Declaration,                # the declaration
+                  name: str,                        # the table to extract
+                  url: str,                         # its source's URL (from `source_urls`)
+                  home=None,                        # the home (an on-demand API is given it)
+                  start_date=None,                  # start of an event table's window (inclusive; None: unbounded)
+                  end_date=None,                    # end of the window (exclusive; None: unbounded)
                   api_options: dict | None = None,  # extra arguments of `extract_api` (timeout, retries, backoff, page_size)
-                  progress: bool = False,
+                  progress: bool = False,           # show progress bars
                  ) -> pd.DataFrame:
     "The raw rows of one declared table from its source."
     t, src = decl.tables[name], decl.sources[decl.tables[name].source]
@@ -681,6 +716,7 @@ def _incremental(home, decl: Declaration, since) -> tuple[dict | None, Any]:
         return prev, (newest.normalize() + pd.Timedelta(days=1)).date().isoformat()
     return prev, since
 
+# %% ../nbs/02_data.ipynb #15367158
 def _transform_all(home, decl: Declaration, raw: dict, prev, since, window, fit_until, bar) -> dict:
     "Transform every table, the population first (its ids find the orphans); an incremental build adds the kept old rows."
     out, ids, entity = {}, None, decl.entity.key
@@ -772,7 +808,8 @@ def build(home=None,                       # churnops home
     return b
 
 # %% ../nbs/02_data.ipynb #509c35e0
-def latest_build(home=None) -> dict | None:
+def latest_build(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+                ) -> dict | None:
     "The latest build record, or None."
     p = Paths(home).data / "latest.json"
     return json.loads(p.read_text()) if p.exists() else None
@@ -788,7 +825,9 @@ def _version_dir(home, table: str, version: str) -> Path:
 def _manifest(home, table: str, version: str) -> dict:
     return json.loads((_version_dir(home, table, version) / "manifest.json").read_text())
 
-def read_build(home=None, build_id: str | None = None) -> dict:
+def read_build(home=None,                    # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+               build_id: str | None = None,  # a build id or unique prefix (None: the latest)
+              ) -> dict:
     "A build record (latest when `build_id` is None)."
     if build_id is None:
         rec = latest_build(home)
@@ -799,6 +838,7 @@ def read_build(home=None, build_id: str | None = None) -> dict:
     if len(hits) != 1: raise DataError(f"build {build_id!r} " + ("not found" if not hits else "is ambiguous"))
     return json.loads(hits[0].read_text())
 
+# %% ../nbs/02_data.ipynb #29e74a1f
 def _bucket_files(m: dict, buckets: Sequence[int] | None, of: int | None) -> tuple[list[str], bool]:
     "The parts to read for `buckets` (of `of` buckets), and whether their rows must still be selected by `bucket_of`."
     if buckets is None or m.get("bucket_key") is None: return m["parts"], False
@@ -832,7 +872,9 @@ def load_table(home=None,                  # churnops home
     if len(files) > 1 and m.get("buckets", 1) > 1 and m.get("order"): df = df.sort_values(m["order"], kind="stable", ignore_index=True)
     return df
 
-def load_build(home=None, build_id: str | None = None,
+# %% ../nbs/02_data.ipynb #51304b60
+def load_build(home=None,                             # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+               build_id: str | None = None,           # a build id or unique prefix (None: the latest)
                buckets: Sequence[int] | None = None,  # read only these buckets of every table (None: all)
               ) -> dict[str, pd.DataFrame]:
     "Every table of a build (the latest when `build_id` is None)."
@@ -846,24 +888,34 @@ class StoredBuild:
     tables: dict[str, str]    # table -> version
     buckets: int              # the build's bucket count
 
-    def load(self, buckets: Sequence[int] | None = None) -> dict[str, pd.DataFrame]:
+    def load(self,
+             buckets: Sequence[int] | None = None,  # read only these buckets (None: all)
+            ) -> dict[str, pd.DataFrame]:
         "Every table (only `buckets` of them when given)."
         return {t: load_table(self.home, t, v, buckets, self.buckets) for t, v in self.tables.items()}
 
-    def time_range(self, table: str, column: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    def time_range(self,
+                   table: str,   # a table of the build
+                   column: str,  # one of its timestamp columns
+                  ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         "First and last value of a timestamp column, from the manifest (None when the table is empty)."
         st = _manifest(self.home, table, self.tables[table])["stats"][column]
         return (pd.Timestamp(st["min"]), pd.Timestamp(st["max"])) if "min" in st else None
 
-    def rows(self, table: str) -> int: return _manifest(self.home, table, self.tables[table])["rows"]
+    def rows(self,
+             table: str,  # a table of the build
+            ) -> int: return _manifest(self.home, table, self.tables[table])["rows"]
 
-def open_build(home=None, build_id: str | None = None) -> StoredBuild:
+def open_build(home=None,                    # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+               build_id: str | None = None,  # a build id or unique prefix (None: the latest)
+              ) -> StoredBuild:
     "The build `build_id` (latest when None), to read bucket by bucket."
     rec = read_build(home, build_id)
     return StoredBuild(str(Paths(home).home), rec["build_id"], dict(rec["tables"]), rec.get("buckets", 1))
 
 # %% ../nbs/02_data.ipynb #088eacc0
-def versions(home=None) -> pd.DataFrame:
+def versions(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+            ) -> pd.DataFrame:
     "Every table version under the home: table, version, rows, created, and the builds that use it."
     root = Paths(home).data; rows = []
     builds = [json.loads(p.read_text()) for p in sorted((root / "builds").glob("*.json"))] if (root / "builds").is_dir() else []
@@ -877,7 +929,12 @@ def versions(home=None) -> pd.DataFrame:
                          "builds": ",".join(b["build_id"] for b in builds if b["tables"].get(t) == m["version"])})
     return pd.DataFrame(rows, columns=["table", "version", "rows", "created", "builds"]).sort_values(["table", "created"]).reset_index(drop=True)
 
-def diff_versions(home, table: str, a: str, b: str) -> dict:
+# %% ../nbs/02_data.ipynb #783a8f41
+def diff_versions(home,        # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+                  table: str,  # the table
+                  a: str,      # first version (or unique prefix)
+                  b: str,      # second version (or unique prefix)
+                 ) -> dict:
     "Schema, row-count and statistics differences between two versions of `table`."
     ma, mb = _manifest(home, table, a), _manifest(home, table, b)
     sa_, sb = {c["name"]: c["dtype"] for c in ma["schema"]}, {c["name"]: c["dtype"] for c in mb["schema"]}
@@ -891,7 +948,11 @@ def diff_versions(home, table: str, a: str, b: str) -> dict:
             "changed_dtypes": {c: (sa_[c], sb[c]) for c in sorted(set(sa_) & set(sb)) if sa_[c] != sb[c]},
             "rows": (ma["rows"], mb["rows"]), "stats": stats}
 
-def diff(home, a: str, b: str, table: str | None = None) -> list[dict]:
+def diff(home,                      # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+         a: str,                    # first build id (or version, with `table`)
+         b: str,                    # second build id (or version, with `table`)
+         table: str | None = None,  # compare two versions of this table instead of two builds
+        ) -> list[dict]:
     "Compare two builds (table by table), or two versions of `table`."
     if table is not None: return [diff_versions(home, table, a, b)]
     ba, bb = read_build(home, a), read_build(home, b)
@@ -899,7 +960,8 @@ def diff(home, a: str, b: str, table: str | None = None) -> list[dict]:
             else {"table": t, "a": ba["tables"].get(t), "b": bb["tables"].get(t), "same": False}
             for t in sorted(set(ba["tables"]) | set(bb["tables"]))]
 
-def format_diff(diffs: list[dict]) -> str:
+def format_diff(diffs: list[dict],  # what `diff` returned
+               ) -> str:
     "Human-readable diff."
     lines = []
     for d in diffs:
@@ -934,7 +996,10 @@ def _versions_cmd(args) -> int:
 def _diff_cmd(args) -> int:
     print(format_diff(diff(args.home, args.a, args.b, args.table))); return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/02_data.ipynb #d4f66975
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "Add `churnops data build|versions|diff`."
     p = sub.add_parser("data", parents=[parent], help="build and inspect versioned data (extract → transform → validate → load)")
     ds = p.add_subparsers(dest="data_command", metavar="ACTION")

@@ -36,6 +36,7 @@ DEMO_CONFIG = {
                    {"metric": "error_rate", "threshold": 0.01, "direction": "above"}],
 }
 
+# %% ../nbs/13_demo.ipynb #973641d6
 def _say(msg: str, quiet: bool = False) -> None:
     if not quiet: print(msg, flush=True)
 
@@ -45,6 +46,7 @@ def _set_stage_params(home: Path, stage: str, **params) -> None:
     spec["stages"][stage].setdefault("params", {}).update(params)
     p.write_text(yaml.safe_dump(spec, sort_keys=False))
 
+# %% ../nbs/13_demo.ipynb #8a227518
 def world_outcomes(rows,                # customer_id, as_of, is_churned (a training set of the world)
                    cancellations,       # the world's churn events: customer_id, event_timestamp
                    horizon_days: float,  # the label horizon
@@ -68,7 +70,10 @@ def _records(frame) -> list[dict]:
     return out
 
 # %% ../nbs/13_demo.ipynb #61b8a2aa
-def start_service(home: Path, port: int, timeout: float = 120.0) -> subprocess.Popen:
+def start_service(home: Path,              # the churnops home to serve
+                  port: int,               # a free port on 127.0.0.1
+                  timeout: float = 120.0,  # seconds to wait for `/ready`
+                 ) -> subprocess.Popen:
     "Start `churnops serve` on 127.0.0.1:`port` and wait until `/ready`."
     import httpx
     log = open(Paths(home).runs / "serve.log", "a")
@@ -83,16 +88,19 @@ def start_service(home: Path, port: int, timeout: float = 120.0) -> subprocess.P
         time.sleep(0.5)
     proc.terminate(); raise TimeoutError(f"service not ready after {timeout}s; see {log.name}")
 
-def stop_service(proc: subprocess.Popen) -> None:
+def stop_service(proc: subprocess.Popen,  # what `start_service` returned
+                ) -> None:
     "SIGTERM (the service flushes its prediction log), then wait."
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try: proc.wait(30)
         except subprocess.TimeoutExpired: proc.kill()
 
-def send_traffic(url: str, records: list[dict],  # feature records
-                 batch: int = 20,                   # records per request
-                 as_of: str | None = None,          # the moment (ISO, event time) the records are about
+# %% ../nbs/13_demo.ipynb #0debdf3d
+def send_traffic(url: str,                  # the service's base URL
+                 records: list[dict],       # feature records
+                 batch: int = 20,           # records per request
+                 as_of: str | None = None,  # the moment (ISO, event time) the records are about
                 ) -> dict:
     "POST the records to `/predict` in batches, saying which moment they are about; counts, and each request's event time."
     import httpx
@@ -111,7 +119,10 @@ def send_traffic(url: str, records: list[dict],  # feature records
             else: failed += len(chunk)
     return {"answered": ok, "failed": failed, "as_of_in_request": accepted, "events": events}
 
-def send_feedback(url: str, outcomes: list[dict]) -> int:
+# %% ../nbs/13_demo.ipynb #2e554a92
+def send_feedback(url: str,              # the service's base URL
+                  outcomes: list[dict],  # customer_id, churned, time (from `world_outcomes`)
+                 ) -> int:
     "POST delayed labels to `/feedback`; return how many were stored."
     import httpx
     with httpx.Client(base_url=url, timeout=30) as c:
@@ -119,123 +130,183 @@ def send_feedback(url: str, outcomes: list[dict]) -> int:
         r.raise_for_status()
     return len(outcomes)
 
-# %% ../nbs/13_demo.ipynb #c5a5242e
+# %% ../nbs/13_demo.ipynb #70c597b3
+def _stepper(quiet: bool):
+    "`step(n, msg)`: print step `n` of 9 with the seconds since the demo started."
+    t0 = time.perf_counter()
+    return lambda n, msg: _say(f"\n[{n}/9] {msg}  (+{time.perf_counter() - t0:.0f}s)", quiet)
+
+def _fresh_home(home, force: bool) -> Path:
+    "The resolved home, emptied when `force`; an error when it holds something and `force` is not given."
+    h = resolve_home(home)
+    if h.exists() and any(h.iterdir()):
+        if not force: raise FileExistsError(f"{h} is not empty: pass --force to start over there, or choose another --home")
+        shutil.rmtree(h)
+    return h
+
+# %% ../nbs/13_demo.ipynb #65f0391c
+def _prepare_workspace(h: Path, start: dt.date, drift_start: dt.date, trials: int, families: str, seed: int) -> None:
+    "Step 1: git + DVC workspace, the demo's gates in churnops.yaml, data before the drift, the training knobs."
+    from churnops import pipeline
+    pipeline.init_workspace(h)
+    cfg_path = h / "churnops.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text()); cfg.update(DEMO_CONFIG)
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    _set_stage_params(h, "data_validation", end_date=drift_start.isoformat())
+    _set_stage_params(h, "train", trials=trials, families=families, seed=seed)
+
+# %% ../nbs/13_demo.ipynb #bc0fb1fc
+def _train_v1(h: Path, quiet: bool) -> str:
+    "Step 3: run the training pipeline; v1, the promoted champion (an error naming the evaluate report if none)."
+    from churnops import pipeline, registry
+    run1 = pipeline.run_pipeline(h, quiet=quiet)
+    _say(f"  ran {run1['ran']}; promotion: {run1['promotion']}", quiet)
+    v1 = registry.champion(h, "churn")
+    if v1 is None: raise RuntimeError(f"v1 was not promoted ({run1['promotion']}); see the evaluate report under {Paths(h).runs / run1['run_id']}")
+    return v1
+
+# %% ../nbs/13_demo.ipynb #30dbe939
+def _traffic_before_drift(h: Path, url: str, drift_start: dt.date, traffic: int, seed: int, quiet: bool) -> dict:
+    "Step 4's traffic: up to `traffic` customers scored about the day before the drift, from the pre-drift build."
+    from churnops import data, features
+    ref_day = drift_start - dt.timedelta(days=1)
+    ref_rows = features.build_features(data.load_build(h), [ref_day])   # the pre-drift build: the service's world today
+    ref_rows = ref_rows.sample(min(traffic, len(ref_rows)), random_state=seed)
+    sent = send_traffic(url, _records(ref_rows[["customer_id", *features.FEATURE_COLUMNS]]), as_of=ref_day.isoformat())
+    _say(f"  before the drift (about {ref_day.isoformat()}): {sent['answered']} answered, {sent['failed']} failed", quiet)
+    return sent
+
+# %% ../nbs/13_demo.ipynb #5caebb17
+def _traffic_after_drift(h: Path, url: str, drift_start: dt.date, drift_days: int, traffic: int, seed: int,
+                         quiet: bool) -> tuple[list, list[dict]]:
+    "Step 5: a new build with the drifted days; a week of traffic and its outcomes. The week's days and what was sent."
+    from churnops import data, features
+    newer = data.build(h, quiet=True)           # a new data version with the post-drift days (a new hash)
+    all_tables = data.load_build(h, newer.build_id)
+    horizon = load_config(home=h).problem.label_horizon_days
+    days_cur = [drift_start + dt.timedelta(days=drift_days // 2 - 6 + k) for k in range(7)]   # a week, labels inside the world
+    cur = features.build_training_set(all_tables, days_cur, horizon_days=horizon)
+    cur = cur.sample(min(traffic, len(cur)), random_state=seed)
+    sent = [send_traffic(url, _records(g[["customer_id", *features.FEATURE_COLUMNS]]), as_of=a.isoformat())
+            for a, g in cur.groupby("as_of")]
+    labels = world_outcomes(cur, all_tables["cancellations"], horizon)
+    send_feedback(url, labels)
+    _say(f"  after the drift ({days_cur[0]} to {days_cur[-1]}): {sum(s['answered'] for s in sent)} answered; "
+         f"{len(labels)} outcomes sent to /feedback with their world times (churned: {int(cur['is_churned'].sum())})", quiet)
+    return days_cur, sent
+
+# %% ../nbs/13_demo.ipynb #94522e04
+def _event_times_file(h: Path, sent: list[dict]) -> Path | None:
+    "When serving did not keep `as_of`, the event times the demo sent, as a parquet file monitoring can join; else None."
+    import pandas as pd
+    events = [e for s in sent if not s["as_of_in_request"] for e in s["events"]]
+    if not events: return None
+    path = Paths(h).reports / "demo_event_times.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(events).to_parquet(path)
+    return path
+
+# %% ../nbs/13_demo.ipynb #dc144747
+def _serve_the_drift(h: Path, v1: str, drift_start: dt.date, drift_days: int, traffic: int, seed: int, quiet: bool,
+                     step) -> tuple[list, Path | None]:
+    "Steps 4–5: serve the champion, send both windows of traffic and the outcomes; the drifted week and any event-times file."
+    from churnops.predlog import read_prediction_log
+    from churnops.simulate import free_port
+    step(4, f"serve churn@champion (v{v1}) on 127.0.0.1 and send real traffic")
+    port = free_port(); url = f"http://127.0.0.1:{port}"
+    proc = start_service(h, port)
+    try:
+        sent_ref = _traffic_before_drift(h, url, drift_start, traffic, seed, quiet)
+        step(5, f"the world moves forward past {drift_start}: newer data, drifted traffic, delayed labels")
+        days_cur, sent_cur = _traffic_after_drift(h, url, drift_start, drift_days, traffic, seed, quiet)
+    finally:
+        stop_service(proc)
+    event_times = _event_times_file(h, [sent_ref, *sent_cur])
+    _say(f"  prediction log: {len(read_prediction_log(h))} rows under {Paths(h).predictions}", quiet)
+    return days_cur, event_times
+
+# %% ../nbs/13_demo.ipynb #0c19a6f8
+def _monitor_week(h: Path, days_cur: list, event_times: Path | None, quiet: bool) -> dict:
+    "Step 6: the monitoring job over the drifted week; its result (metrics, drift, trigger, report)."
+    from churnops import monitor
+    mon = monitor.run_monitor(h, window_start=days_cur[0].isoformat(), window_end=(days_cur[-1] + dt.timedelta(days=1)).isoformat(),
+                              event_times=event_times, quiet=True)
+    m = mon["metrics"]
+    _say(f"  {mon['n_labelled']} of {mon['n_predictions']} predictions labelled ({mon['labelled_churned']} churned); realised "
+         + ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "precision", "recall", "roc_auc") if m[k] is not None)
+         + f"; CBPE estimate: accuracy {m['estimated_accuracy']:.3f}", quiet)
+    _say(f"  drifted features: {mon['drift']['drifted_columns']}", quiet)
+    _say(f"  {mon['verdict'].replace('**', '')}\n  report: {mon.get('html') or mon.get('notebook')}", quiet)
+    return mon
+
+# %% ../nbs/13_demo.ipynb #b8ff8fde
+def _retrain_if_triggered(h: Path, decision: dict, quiet: bool, step) -> str | None:
+    "Step 7: when the trigger fired, rerun the pipeline on all the data; the champion after it (None when it did not fire)."
+    from churnops import pipeline, registry
+    if not decision.get("retrain"):
+        step(7, "the trigger did not fire: no retraining")
+        return None
+    step(7, "the trigger fired: retrain on the newer data (the pipeline reruns what changed)")
+    _set_stage_params(h, "data_validation", end_date="")
+    run2 = pipeline.run_pipeline(h, quiet=quiet)
+    _say(f"  ran {run2['ran']}; promotion: {run2['promotion']}", quiet)
+    return registry.champion(h, "churn")
+
+# %% ../nbs/13_demo.ipynb #a0f08bc4
+def _show_history(h: Path, v1: str, v2: str | None, quiet: bool) -> None:
+    "Step 8: the registry's history and, when a new version was promoted, its lineage."
+    from churnops import lineage, registry
+    _say(registry.format_history(registry.history(h, "churn")), quiet)
+    if v2 is not None and v2 != v1:
+        _say(lineage.format_lineage(lineage.lineage(h, "churn", v2)), quiet)
+
+# %% ../nbs/13_demo.ipynb #e56338ab
+def _where_to_look(h: Path, version: str, quiet: bool) -> None:
+    "Step 9: the commands and folders to open after the demo."
+    _say(f"  MLflow UI:        mlflow ui --backend-store-uri sqlite:///{Paths(h).mlflow_db}\n"
+         f"  executed jobs:    {Paths(h).runs}/<run-id>/*.ipynb (+ .html)\n"
+         f"  reports:          {Paths(h).reports}\n"
+         f"  prediction log:   {Paths(h).predictions}\n"
+         f"  pipeline:         churnops pipeline status --home {h}; churnops pipeline diff --home {h}\n"
+         f"  registry:         churnops history --home {h} --model churn; churnops lineage --home {h} --model churn --version {version}", quiet)
+
+# %% ../nbs/13_demo.ipynb #dc7ca350
 def demo(home: str | os.PathLike | None = None,  # a new (or empty) churnops home
          customers: int = 1500,                   # customers in the simulated world
          days: int = 400,                         # days of history
          drift_days: int = 60,                    # the drift event starts this many days before the world's end
          trials: int = 4,                         # Optuna trials per training run
          families: str = "logreg,hgb",            # model families to tune
-         seed: int = 0,
+         seed: int = 0,                           # seed of the world, the tuning and the traffic samples
          traffic: int = 600,                      # customers scored per traffic window
          force: bool = False,                     # delete an existing home first
-         quiet: bool = False,
+         quiet: bool = False,                     # print nothing
         ) -> dict:
     "Run the whole churnops loop on a synthetic world; return a summary (versions, trigger, paths)."
-    from churnops import data, features, lineage, monitor, pipeline, registry, simulate
-    from churnops.predlog import read_prediction_log
-    import pandas as pd
-    h = resolve_home(home)
-    if h.exists() and any(h.iterdir()):
-        if not force: raise FileExistsError(f"{h} is not empty: pass --force to start over there, or choose another --home")
-        shutil.rmtree(h)
-    t0 = time.perf_counter()
-    step = lambda n, msg: _say(f"\n[{n}/9] {msg}  (+{time.perf_counter() - t0:.0f}s)", quiet)
-
-    step(1, f"workspace at {h}: git + DVC, churnops.yaml, training_pipeline.yaml")
-    pipeline.init_workspace(h)
-    cfg_path = h / "churnops.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()); cfg.update(DEMO_CONFIG)
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    from churnops import pipeline, simulate
+    h = _fresh_home(home, force)
+    t0 = time.perf_counter(); step = _stepper(quiet)
     start = dt.date(2024, 1, 1)
     drift_start = start + dt.timedelta(days=days - drift_days)
-    _set_stage_params(h, "data_validation", end_date=drift_start.isoformat())
-    _set_stage_params(h, "train", trials=trials, families=families, seed=seed)
-
+    step(1, f"workspace at {h}: git + DVC, churnops.yaml, training_pipeline.yaml")
+    _prepare_workspace(h, start, drift_start, trials, families, seed)
     step(2, f"simulate {customers} customers × {days} days; drift from {drift_start}: +30% prices, a budget segment")
     world = simulate.simulate_world(h, customers=customers, days=days, seed=seed, start=start.isoformat(),
                                     drift={"start": drift_start.isoformat(), "price_rise": 0.3, "new_segment_share": 0.6},
                                     quiet=quiet)
     _say(f"  sources: {world.counts}", quiet)
-
     step(3, f"training pipeline on data before {drift_start}: data → features → train → evaluate → promote")
-    run1 = pipeline.run_pipeline(h, quiet=quiet)
-    _say(f"  ran {run1['ran']}; promotion: {run1['promotion']}", quiet)
-    v1 = registry.champion(h, "churn")
-    if v1 is None: raise RuntimeError(f"v1 was not promoted ({run1['promotion']}); see the evaluate report under {Paths(h).runs / run1['run_id']}")
-
-    step(4, f"serve churn@champion (v{v1}) on 127.0.0.1 and send real traffic")
-    from churnops.simulate import free_port
-    port = free_port(); url = f"http://127.0.0.1:{port}"
-    tables = data.load_build(h)                     # the pre-drift build: what the service's world looks like today
-    ref_rows = features.build_features(tables, [drift_start - dt.timedelta(days=1)])
-    ref_rows = ref_rows.sample(min(traffic, len(ref_rows)), random_state=seed)
-    proc = start_service(h, port)
-    try:
-        ref_day = (drift_start - dt.timedelta(days=1)).isoformat()
-        sent_ref = send_traffic(url, _records(ref_rows[["customer_id", *features.FEATURE_COLUMNS]]), as_of=ref_day)
-        _say(f"  before the drift (about {ref_day}): {sent_ref['answered']} answered, {sent_ref['failed']} failed", quiet)
-
-        step(5, f"the world moves forward past {drift_start}: newer data, drifted traffic, delayed labels")
-        newer = data.build(h, quiet=True)           # a new data version with the post-drift days (a new hash)
-        all_tables = data.load_build(h, newer.build_id)
-        horizon = load_config(home=h).problem.label_horizon_days
-        days_cur = [drift_start + dt.timedelta(days=drift_days // 2 - 6 + k) for k in range(7)]   # a week, labels inside the world
-        cur = features.build_training_set(all_tables, days_cur, horizon_days=horizon)
-        cur = cur.sample(min(traffic, len(cur)), random_state=seed)
-        sent_cur = [send_traffic(url, _records(g[["customer_id", *features.FEATURE_COLUMNS]]), as_of=a.isoformat())
-                    for a, g in cur.groupby("as_of")]
-        labels = world_outcomes(cur, all_tables["cancellations"], horizon)
-        send_feedback(url, labels)
-        _say(f"  after the drift ({days_cur[0]} to {days_cur[-1]}): {sum(s['answered'] for s in sent_cur)} answered; "
-             f"{len(labels)} outcomes sent to /feedback with their world times (churned: {int(cur['is_churned'].sum())})", quiet)
-    finally:
-        stop_service(proc)
-    events = [e for s in [sent_ref, *sent_cur] if not s["as_of_in_request"] for e in s["events"]]
-    event_times = None
-    if events:   # serving did not keep as_of: monitoring takes the event times from what the demo sent
-        event_times = Paths(h).reports / "demo_event_times.parquet"
-        event_times.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(events).to_parquet(event_times)
-    logged = read_prediction_log(h)
-    _say(f"  prediction log: {len(logged)} rows under {Paths(h).predictions}", quiet)
-
+    v1 = _train_v1(h, quiet)
+    days_cur, event_times = _serve_the_drift(h, v1, drift_start, drift_days, traffic, seed, quiet, step)
     step(6, "monitor the drifted window against v1's reference profile and the labels")
-    mon = monitor.run_monitor(h, window_start=days_cur[0].isoformat(), window_end=(days_cur[-1] + dt.timedelta(days=1)).isoformat(),
-                              event_times=event_times, quiet=True)
-    decision, m = mon["trigger"], mon["metrics"]
-    _say(f"  {mon['n_labelled']} of {mon['n_predictions']} predictions labelled ({mon['labelled_churned']} churned); realised "
-         + ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "precision", "recall", "roc_auc") if m[k] is not None)
-         + f"; CBPE estimate: accuracy {m['estimated_accuracy']:.3f}", quiet)
-    _say(f"  drifted features: {mon['drift']['drifted_columns']}", quiet)
-    _say(f"  {mon['verdict'].replace('**', '')}\n  report: {mon.get('html') or mon.get('notebook')}", quiet)
-
-    v2 = None
-    if decision.get("retrain"):
-        step(7, "the trigger fired: retrain on the newer data (the pipeline reruns what changed)")
-        _set_stage_params(h, "data_validation", end_date="")
-        run2 = pipeline.run_pipeline(h, quiet=quiet)
-        _say(f"  ran {run2['ran']}; promotion: {run2['promotion']}", quiet)
-        v2 = registry.champion(h, "churn")
-    else:
-        step(7, "the trigger did not fire: no retraining")
-
+    mon = _monitor_week(h, days_cur, event_times, quiet)
+    v2 = _retrain_if_triggered(h, mon["trigger"], quiet, step)
     step(8, "registry history and lineage")
-    hist = registry.history(h, "churn")
-    _say(registry.format_history(hist), quiet)
-    if v2 is not None and v2 != v1:
-        _say(lineage.format_lineage(lineage.lineage(h, "churn", v2)), quiet)
-
+    _show_history(h, v1, v2, quiet)
     step(9, "where to look")
-    _say(f"  MLflow UI:        mlflow ui --backend-store-uri sqlite:///{Paths(h).mlflow_db}\n"
-         f"  executed jobs:    {Paths(h).runs}/<run-id>/*.ipynb (+ .html)\n"
-         f"  reports:          {Paths(h).reports}\n"
-         f"  prediction log:   {Paths(h).predictions}\n"
-         f"  pipeline:         churnops pipeline status --home {h}; churnops pipeline diff --home {h}\n"
-         f"  registry:         churnops history --home {h} --model churn; churnops lineage --home {h} --model churn --version {v2 or v1}", quiet)
-    return {"home": str(h), "v1": v1, "v2": v2, "trigger": decision, "monitor_report": mon.get("html") or mon.get("notebook"),
-            "monitor_metrics": mon["metrics"],
-            "seconds": round(time.perf_counter() - t0, 1)}
+    _where_to_look(h, v2 or v1, quiet)
+    return {"home": str(h), "v1": v1, "v2": v2, "trigger": mon["trigger"], "monitor_report": mon.get("html") or mon.get("notebook"),
+            "monitor_metrics": mon["metrics"], "seconds": round(time.perf_counter() - t0, 1)}
 
 # %% ../nbs/13_demo.ipynb #c121f48a
 def _cmd_demo(args) -> int:
@@ -244,7 +315,9 @@ def _cmd_demo(args) -> int:
     print(f"\ndemo finished in {res['seconds']}s: v1={res['v1']} v2={res['v2']}")
     return 0
 
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "The `demo` command."
     p = sub.add_parser("demo", parents=[parent], help="the whole loop on a small synthetic world (README's first command)")
     p.add_argument("--customers", type=int, default=1500)

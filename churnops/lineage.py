@@ -40,7 +40,9 @@ def table_manifest(home: str | os.PathLike | None,  # churnops home
             "sources": m.get("sources", m.get("source")), "params": m.get("params", m.get("parameters")),
             "created": m.get("created"), **({"error": m["error"]} if "error" in m else {})}
 
-def data_build(home: str | os.PathLike | None, build_id: str | None) -> dict | None:
+def data_build(home: str | os.PathLike | None,  # churnops home
+               build_id: str | None,            # the data build id (None gives None)
+              ) -> dict | None:
     "The build record `data/builds/<build_id>.json`, or None."
     if not build_id: return None
     return _read_json(Paths(home).data / "builds" / f"{build_id}.json")
@@ -91,13 +93,17 @@ def _sources(m: dict) -> list:
     s = m.get("sources")
     return [] if s is None else s if isinstance(s, list) else [s]
 
-def source_label(s: Any, full: bool = False) -> str:
+def source_label(s: Any,              # a source as a manifest records it (a string or a mapping)
+                 full: bool = False,  # every key=value instead of the URL alone
+                ) -> str:
     "A source as text: a string as is; a mapping as its url/path (or, with `full`, every key=value)."
     if not isinstance(s, dict): return str(s)
     if full: return "  ".join(f"{k}={v}" for k, v in s.items())
     return str(s.get("url") or s.get("path") or s.get("prefix") or s.get("kind") or json.dumps(s, default=str))
 
-def format_lineage(lin: dict) -> str:
+# %% ../nbs/10_lineage.ipynb #cff3040d
+def format_lineage(lin: dict,  # what `lineage` returned
+                  ) -> str:
     "A readable, indented account of `lineage(...)`."
     d, fe, c, r, p = lin["data"], lin["features"], lin["code"], lin["run"], lin["parents"]
     out = [f"{lin['model']} version {lin['version']}" + (f"  semver {lin['semver']}" if lin["semver"] else "")
@@ -122,14 +128,9 @@ def format_lineage(lin: dict) -> str:
         out.append(f"  trail #{e['seq']:<4} {e['time'][:19]} {e['action']:<9} v{e['from_version']} → v{e['to_version']} by {e['actor']}")
     return "\n".join(out)
 
-# %% ../nbs/10_lineage.ipynb #b1c08223
-def plot_lineage(lin: dict,                 # `lineage(...)`
-                 path: str | os.PathLike | None = None,  # save a PNG here (atomically) when given
-                ):
-    "Draw the lineage graph with matplotlib; returns the Figure."
-    import matplotlib
-    if path is not None: matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+# %% ../nbs/10_lineage.ipynb #3f3fcef9
+def _lineage_graph(lin: dict) -> tuple[dict, list, int]:
+    "Boxes (key -> x, y, label, colour) and arrows (from, to, line style) of the lineage figure; n, the column height."
     nodes, edges = {}, []
     def node(key, x, y, label, color):
         nodes[key] = (x, y, label, color)
@@ -158,6 +159,18 @@ def plot_lineage(lin: dict,                 # `lineage(...)`
     if parent is not None:
         node("parent", 4, mid - max(1.2, n / 3), f"{lin['model']} v{parent}\n(replaced champion)", "#eeeeee")
         edges.append(("parent", "model", "--"))
+    return nodes, edges, n
+
+
+# %% ../nbs/10_lineage.ipynb #b1c08223
+def plot_lineage(lin: dict,                 # `lineage(...)`
+                 path: str | os.PathLike | None = None,  # save a PNG here (atomically) when given
+                ):
+    "Draw the lineage graph with matplotlib; returns the Figure."
+    import matplotlib
+    if path is not None: matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    nodes, edges, n = _lineage_graph(lin)
     fig, ax = plt.subplots(figsize=(12, max(3.5, 1.1 * n + 1.5)))
     for a, b, style in edges:
         (xa, ya, *_), (xb, yb, *_) = nodes[a], nodes[b]
@@ -228,7 +241,9 @@ def diff(home: str | os.PathLike | None,  # churnops home
             "family": (fa["family"], fb["family"]), "semver": (fa["semver"], fb["semver"]),
             "code": (fa["git_commit"], fb["git_commit"])}
 
-def format_diff(d: dict) -> str:
+# %% ../nbs/10_lineage.ipynb #c38f7f50
+def format_diff(d: dict,  # what `diff` returned
+               ) -> str:
     "`diff(...)` as text: what changed from A to B."
     a, b = d["a"], d["b"]
     pair = lambda t: f"{t[0]} → {t[1]}" if t[0] != t[1] else f"{t[0]} (same)"
@@ -283,7 +298,10 @@ def _cmd_diff(args) -> int:
     print(json.dumps(_jsonable(d), indent=1, default=str) if args.json else format_diff(d))
     return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/10_lineage.ipynb #e720e0a5
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "Add `lineage` and `diff` to the `churnops` command."
     p = sub.add_parser("lineage", parents=[parent], help="where a model version came from, or which versions a data version fed")
     p.add_argument("--model", default="churn", help="registered model name (default churn)")

@@ -68,6 +68,7 @@ class PipelineSpec(BaseModel):
         if not self.stages: raise ValueError("stages: at least one stage is required")
         return self
 
+# %% ../nbs/11_pipeline.ipynb #3ba6a24e
 FINGERPRINT_FILE = "sources.fingerprint.json"   # what the sources hold, written before each run (see `source_fingerprint`)
 
 def default_pipeline() -> PipelineSpec:
@@ -79,10 +80,12 @@ def default_pipeline() -> PipelineSpec:
         "evaluate": StageSpec(notebook="evaluate", params={"n_resamples": 0}),
     })
 
+# %% ../nbs/11_pipeline.ipynb #3b7a7f9e
 class PipelineError(RuntimeError):
     "A pipeline file that does not validate, or a stage that failed."
 
-def load_pipeline(path: str | os.PathLike) -> PipelineSpec:
+def load_pipeline(path: str | os.PathLike,  # a `training_pipeline.yaml`
+                 ) -> PipelineSpec:
     "Read and validate a `training_pipeline.yaml`; errors name the key."
     p = Path(path)
     if not p.exists(): raise PipelineError(f"{p}: pipeline file not found (run `churnops init`)")
@@ -130,7 +133,8 @@ def tool_path(name: str,  # a console script, e.g. "dvc"
         raise PipelineError(f"`{name}` not found beside {sys.executable} nor on PATH; install it in this environment")
     return found
 
-def tool_env(**extra: str) -> dict:
+def tool_env(**extra: str,  # more environment variables for the tool
+            ) -> dict:
     "This process's environment with the interpreter's folder first on PATH (plus `extra` variables)."
     bin_dir = str(Path(sys.executable).parent)
     parts = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
@@ -143,6 +147,7 @@ def _run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None)
         raise PipelineError(f"`{' '.join(cmd)}` failed ({r.returncode}) in {cwd}:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     return r
 
+# %% ../nbs/11_pipeline.ipynb #a1cefb31
 WORKSPACE_GITIGNORE = """mlflow.db
 mlartifacts/
 online.db
@@ -159,7 +164,8 @@ serve/
 .env
 """   # serve/ holds the admin token (server.json, admin_token): secrets never enter the workspace's git
 
-def ensure_gitignore(home: str | os.PathLike) -> Path:
+def ensure_gitignore(home: str | os.PathLike,  # the workspace
+                    ) -> Path:
     "Add the missing `WORKSPACE_GITIGNORE` lines to the workspace's .gitignore, and untrack files it now ignores."
     h = Path(home); gi = h / ".gitignore"
     existing = gi.read_text() if gi.exists() else ""
@@ -170,7 +176,9 @@ def ensure_gitignore(home: str | os.PathLike) -> Path:
         if any(tracked): _run(["git", "rm", "-q", "--cached", "--", *[t for t in tracked if t]], h)
     return gi
 
-def write_dvc_files(home: str | os.PathLike | None = None) -> Path:
+# %% ../nbs/11_pipeline.ipynb #e4b09f96
+def write_dvc_files(home: str | os.PathLike | None = None,  # the workspace
+                   ) -> Path:
     "Compile the home's `training_pipeline.yaml` into `dvc.yaml` + `params.yaml`; return the dvc.yaml path."
     h = resolve_home(home)
     spec = load_pipeline(h / "training_pipeline.yaml")
@@ -179,6 +187,7 @@ def write_dvc_files(home: str | os.PathLike | None = None) -> Path:
         write_text_atomic(h / fname, yaml.safe_dump(content, sort_keys=False))
     return h / "dvc.yaml"
 
+# %% ../nbs/11_pipeline.ipynb #f395701e
 def init_workspace(home: str | os.PathLike | None = None,  # the churnops home to make a workspace of
                    force: bool = False,                    # overwrite churnops.yaml, training_pipeline.yaml and jobs/
                   ) -> Path:
@@ -216,6 +225,7 @@ def new_run_id() -> str:
     "A sortable, unique run id: UTC time plus a short random suffix."
     return utc_now().strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
+# %% ../nbs/11_pipeline.ipynb #c3af42ba
 def run_stage(home: str | os.PathLike | None,  # the workspace
               stage: str,                       # stage name from training_pipeline.yaml
               run_id: str | None = None,        # default: $CHURNOPS_RUN_ID or a new id
@@ -257,6 +267,7 @@ def _sql_fingerprint(conn, entry: dict) -> dict:
     latest = getattr(row, "latest", None)
     return {"rows": int(row.rows), **({"latest": latest.isoformat() if hasattr(latest, "isoformat") else latest} if time_col else {})}
 
+# %% ../nbs/11_pipeline.ipynb #91887c0f
 def _lake_fingerprint(entry: dict) -> dict:
     import fsspec, hashlib
     fs, root = fsspec.core.url_to_fs(str(entry["url"]))
@@ -350,19 +361,25 @@ def _note_trigger(h: Path, record: dict) -> None:
     Paths(h).reports.mkdir(parents=True, exist_ok=True)
     with open(Paths(h).reports / TRIGGERED_RUNS, "a") as f: f.write(json.dumps(line, default=str) + "\n")
 
-def triggered_runs(home: str | os.PathLike | None = None) -> list[dict]:
+# %% ../nbs/11_pipeline.ipynb #64a172dd
+def triggered_runs(home: str | os.PathLike | None = None,  # the workspace
+                  ) -> list[dict]:
     "The outcomes of the runs started with reasons (by the monitor's trigger or the scheduler), oldest first."
     p = Paths(home).reports / TRIGGERED_RUNS
     return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
-def save_run_record(h: Path, record: dict) -> Path:
+def save_run_record(h: Path,       # the workspace
+                    record: dict,  # the run record (gets its `finished` time)
+                   ) -> Path:
     "Write `runs/<run-id>/run.json` atomically (and, for a run with reasons, a line in `reports/retrain_runs.jsonl`)."
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     p = write_text_atomic(Paths(h).runs / record["run_id"] / "run.json", json.dumps(record, indent=1, default=str))
     if record.get("reasons"): _note_trigger(h, record)
     return p
 
-def read_run(home: str | os.PathLike | None = None, run_id: str | None = None) -> dict:
+def read_run(home: str | os.PathLike | None = None,  # the workspace
+             run_id: str | None = None,              # a run id (None: the latest)
+            ) -> dict:
     "A run record (the latest when `run_id` is None)."
     runs = Paths(home).runs
     p = runs / run_id / "run.json" if run_id else max(runs.glob("*/run.json"), default=None, key=lambda q: q.parent.name)
@@ -373,7 +390,7 @@ def read_run(home: str | os.PathLike | None = None, run_id: str | None = None) -
 def run_pipeline(home: str | os.PathLike | None = None,  # the workspace
                  force: bool = False,                    # rerun every stage (`dvc repro --force`)
                  stages: list[str] | None = None,        # only these stages (and what they depend on)
-                 quiet: bool = False,
+                 quiet: bool = False,                    # print nothing
                  reasons: list[str] | None = None,       # why this run was started (the trigger's reasons)
                 ) -> dict:
     "Fingerprint the sources, run `dvc repro`; returns the run record: stages run and skipped, `ran_nothing`, promotion."
@@ -409,11 +426,15 @@ def run_pipeline(home: str | os.PathLike | None = None,  # the workspace
     _run(["git", "commit", "-q", "-m", f"pipeline run {run_id}{why}: " + ("ran nothing" if rec["ran_nothing"] else f"ran {', '.join(rec['ran'])}")], h, check=False)
     return rec
 
+# %% ../nbs/11_pipeline.ipynb #43a234ba
 def _save_log(h: Path, run_id: str, text: str) -> Path:
     "Keep `dvc repro`'s output as `runs/<run-id>/dvc_repro.log`."
     return write_text_atomic(Paths(h).runs / run_id / "dvc_repro.log", text)
 
-def apply_promotion(home: str | os.PathLike, run_id: str, reasons: list[str] | None = None) -> dict | None:
+def apply_promotion(home: str | os.PathLike,           # the workspace
+                    run_id: str,                       # the pipeline run that evaluated
+                    reasons: list[str] | None = None,  # why the run was started (recorded with the promotion)
+                   ) -> dict | None:
     "Act on `outputs/evaluate.json` by the pipeline's promotion policy; returns what was done."
     h = resolve_home(home)
     spec = load_pipeline(h / "training_pipeline.yaml")
@@ -432,12 +453,16 @@ def apply_promotion(home: str | os.PathLike, run_id: str, reasons: list[str] | N
     return {"action": "challenger", "model": model, "version": int(version), "reason": why}
 
 # %% ../nbs/11_pipeline.ipynb #4a55c1b7
-def pipeline_status(home: str | os.PathLike | None = None) -> str:
+def pipeline_status(home: str | os.PathLike | None = None,  # the workspace
+                   ) -> str:
     "DVC's view of which stages are stale."
     h = resolve_home(home); write_dvc_files(h)
     return _run(["dvc", "status"], h).stdout.strip()
 
-def pipeline_diff(home: str | os.PathLike | None = None, a_rev: str = "HEAD~1", b_rev: str | None = None) -> str:
+def pipeline_diff(home: str | os.PathLike | None = None,  # the workspace
+                  a_rev: str = "HEAD~1",                  # the git revision to compare from
+                  b_rev: str | None = None,               # the revision to compare to (None: the working tree)
+                 ) -> str:
     "Params and metrics differences between two workspace commits (DVC's `params diff` / `metrics diff`)."
     h = resolve_home(home)
     revs = [a_rev] + ([b_rev] if b_rev else [])
@@ -446,7 +471,9 @@ def pipeline_diff(home: str | os.PathLike | None = None, a_rev: str = "HEAD~1", 
     return f"params:\n{p or '  (no change)'}\nmetrics:\n{m or '  (no change)'}"
 
 # %% ../nbs/11_pipeline.ipynb #01df78a5
-def schedule_line(home: str | os.PathLike | None = None, job: Literal["pipeline", "monitor"] = "pipeline") -> str:
+def schedule_line(home: str | os.PathLike | None = None,             # the workspace
+                  job: Literal["pipeline", "monitor"] = "pipeline",  # what the line runs: the pipeline or the monitor
+                 ) -> str:
     "The crontab line that runs the pipeline (or the monitor) on the schedule in `training_pipeline.yaml`."
     h = resolve_home(home)
     spec = load_pipeline(h / "training_pipeline.yaml")
@@ -456,7 +483,9 @@ def schedule_line(home: str | os.PathLike | None = None, job: Literal["pipeline"
     cmd = f"pipeline run --home {h} --reason schedule" if job == "pipeline" else f"monitor --home {h}" + (" --retrain" if spec.monitor.retrain_on_trigger else "")
     return f"{expr} {exe} {cmd} >> {h}/runs/{job}-cron.log 2>&1 # churnops:{h}:{job}"
 
-def install_crontab(home: str | os.PathLike | None = None, job: Literal["pipeline", "monitor"] = "pipeline") -> str:
+def install_crontab(home: str | os.PathLike | None = None,             # the workspace
+                    job: Literal["pipeline", "monitor"] = "pipeline",  # what the line runs: the pipeline or the monitor
+                   ) -> str:
     "Add (or replace) this home's line in the user's crontab; returns the line."
     line = schedule_line(home, job)
     if not shutil.which("crontab"): raise PipelineError(f"crontab not found; add this line to your scheduler:\n{line}")
@@ -466,9 +495,12 @@ def install_crontab(home: str | os.PathLike | None = None, job: Literal["pipelin
     subprocess.run(["crontab", "-"], input="\n".join(kept + [line]) + "\n", text=True, check=True)
     return line
 
+# %% ../nbs/11_pipeline.ipynb #137b39c1
 class ScheduleLock:
     "An exclusive, non-blocking lock on a file; `acquired` says whether we hold it."
-    def __init__(self, path: Path): self.path, self.fh, self.acquired = Path(path), None, False
+    def __init__(self,
+                 path: Path,  # the lock file (created if absent)
+                ): self.path, self.fh, self.acquired = Path(path), None, False
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.path, "a")
@@ -479,11 +511,12 @@ class ScheduleLock:
         if self.acquired: fcntl.flock(self.fh, fcntl.LOCK_UN)
         self.fh.close()
 
-def run_schedule(expr: str,                      # cron expression (5 fields, or 6 with seconds last, as croniter reads it)
-                 job: Callable[[], object],      # what to run at each tick
-                 lock_path: str | os.PathLike,   # the lock shared by every scheduler of this home
-                 ticks: int | None = None,       # stop after this many ticks (None: forever)
-                 log: Callable[[str], None] = print,
+# %% ../nbs/11_pipeline.ipynb #97ee989c
+def run_schedule(expr: str,                           # cron expression (5 fields, or 6 with seconds last, as croniter reads it)
+                 job: Callable[[], object],           # what to run at each tick
+                 lock_path: str | os.PathLike,        # the lock shared by every scheduler of this home
+                 ticks: int | None = None,            # stop after this many ticks (None: forever)
+                 log: Callable[[str], None] = print,  # where each tick's one-line account goes
                 ) -> list[dict]:
     "A foreground cron: run `job` at each fire time of `expr`, one at a time, never stacking missed runs."
     from croniter import croniter
@@ -510,13 +543,15 @@ def _cmd_init(args) -> int:
     print(f"workspace ready at {h}\n  edit {h/'churnops.yaml'} and {h/'training_pipeline.yaml'}; run `churnops pipeline run --home {h}`")
     return 0
 
-def run_summary_line(s: dict) -> str:
+def run_summary_line(s: dict,  # the run record `run_pipeline` returned
+                    ) -> str:
     "One line saying what a pipeline run did; a run that found nothing new says so."
     why = f" (reasons: {', '.join(s['reasons'])})" if s.get("reasons") else ""
     if s.get("ran_nothing"):
         return f"run {s['run_id']}{why}: ran nothing — no new data: all {len(s['skipped'])} stages up to date"
     return f"run {s['run_id']}{why}: ran {s['ran']}; skipped {s['skipped'] or 'nothing'}; promotion: {s['promotion']}"
 
+# %% ../nbs/11_pipeline.ipynb #337188fa
 def _cmd_pipeline(args) -> int:
     if args.pipeline_cmd == "run":
         reasons = args.reason or [r for r in os.environ.get("CHURNOPS_RETRAIN_REASONS", "").split(",") if r]  # set by the trigger
@@ -528,7 +563,8 @@ def _cmd_pipeline(args) -> int:
     elif args.pipeline_cmd == "status": print(pipeline_status(args.home))
     elif args.pipeline_cmd == "diff": print(pipeline_diff(args.home, args.a, args.b))
     elif args.pipeline_cmd in ("push", "pull"):
-        r = _run(["dvc", args.pipeline_cmd] + (["-r", args.remote] if args.remote else []), resolve_home(args.home))
+        extra = ["--allow-missing"] if args.pipeline_cmd == "pull" else []   # a partial run left some outputs without a hash
+        r = _run(["dvc", args.pipeline_cmd, *extra] + (["-r", args.remote] if args.remote else []), resolve_home(args.home))
         print(r.stdout.strip())
     return 0
 
@@ -549,7 +585,10 @@ def _cmd_schedule(args) -> int:
     run_schedule(expr, job, h / ".schedule.lock", ticks=args.ticks)
     return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/11_pipeline.ipynb #26e5c1bb
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "The `init`, `pipeline` and `schedule` commands."
     p = sub.add_parser("init", parents=[parent], help="make the home a workspace: git + DVC, churnops.yaml, training_pipeline.yaml")
     p.add_argument("--force", action="store_true", help="overwrite the config, pipeline file and job notebooks")

@@ -42,7 +42,11 @@ class AuditStoreError(RegistryError):
 
 class GateFailure(RegistryError):
     "A promotion refused by the quality gates; `.report` holds the per-gate results."
-    def __init__(self, message: str, report: dict, event: dict | None = None):
+    def __init__(self,
+                 message: str,               # the failing gates, as text
+                 report: dict,               # the gate report
+                 event: dict | None = None,  # the refused promotion, as it would have been recorded
+                ):
         super().__init__(message)
         self.report, self.event = report, event
 
@@ -57,7 +61,9 @@ def registry_client(home: str | os.PathLike | None = None,  # churnops home
 # %% ../nbs/07_registry.ipynb #343cc938
 def _mlflow_code(e: Exception) -> str: return getattr(e, "error_code", "") or ""
 
-def registered_model(client, model: str):
+def registered_model(client,      # an `MlflowClient`
+                     model: str,  # registered model name
+                    ):
     "The registered model `model`, or a `RegistryError` listing the registered names."
     from mlflow.exceptions import MlflowException
     try: return client.get_registered_model(model)
@@ -66,6 +72,7 @@ def registered_model(client, model: str):
         known = sorted(m.name for m in client.search_registered_models())
         raise RegistryError(f"unknown model {model!r}; registered models: {known or 'none'}") from None
 
+# %% ../nbs/07_registry.ipynb #aff770f8
 def get_version(client,                  # an `MlflowClient` (see `registry_client`)
                 model: str,              # registered model name
                 ref: int | str | None,   # version number, numeric string, alias, or None for the latest version
@@ -112,6 +119,7 @@ def _store_error(path: Path, e: sqlite3.Error, timeout: float) -> AuditStoreErro
     return AuditStoreError(f"audit store {path} is corrupt or unreadable ({msg}); move it aside and restore a backup "
                            f"(the model-version tags churnops.audit.* hold a mirror of every event)")
 
+# %% ../nbs/07_registry.ipynb #1f61dc46
 @contextlib.contextmanager
 def audit_store(home: str | os.PathLike | None = None,  # churnops home
                 timeout: float | None = None,           # seconds to wait for a busy database (default $CHURNOPS_AUDIT_TIMEOUT or 30)
@@ -169,6 +177,7 @@ def default_actor() -> str:
     except Exception: user = "unknown"
     return f"{user}@{socket.gethostname()}"
 
+# %% ../nbs/07_registry.ipynb #9253473d
 def _insert(conn: sqlite3.Connection, ev: dict) -> dict:
     ev = {"ts": iso_utc(), "forced": 0, **ev}
     for k in ("gates", "details"):
@@ -196,7 +205,8 @@ def _events(conn: sqlite3.Connection, model: str, status: str | None = None) -> 
     return [dict(r) for r in conn.execute(q + " ORDER BY seq", args)]
 
 # %% ../nbs/07_registry.ipynb #f9e68897
-def champion_stack(events: list[dict]) -> list[int]:
+def champion_stack(events: list[dict],  # the model's done events, oldest first
+                  ) -> list[int]:
     "Champion versions, oldest first, replayed from done trail events (promote/adopt push, rollback pops)."
     stack: list[int] = []
     for e in events:
@@ -218,6 +228,7 @@ def _from_validate(rep) -> dict:
                       "passed": bool(r.passed), "reason": why})
     return {"passed": bool(rep.passed), "gates": gates}
 
+# %% ../nbs/07_registry.ipynb #e0df7843
 def evaluate_gates(metrics: dict,             # metric name -> value, as logged on the run
                    config: Config | None = None,  # thresholds (default: the defaults)
                   ) -> dict:
@@ -226,12 +237,14 @@ def evaluate_gates(metrics: dict,             # metric name -> value, as logged 
     from churnops.validate import check_gates
     return _from_validate(check_gates(metrics, cfg=config))
 
-def gate_names(config: Config | None = None) -> set[str]:
+def gate_names(config: Config | None = None,  # thresholds (default: the defaults)
+              ) -> set[str]:
     "The metrics the gates judge: the offline gates, the baseline, latency, throughput and size (`validate.gates_from_config`)."
     from churnops.validate import gates_from_config
     config = config or Config()
     return set(gates_from_config(config))
 
+# %% ../nbs/07_registry.ipynb #1c82ff34
 @contextlib.contextmanager
 def _quiet_downloads():
     "No MLflow download progress bars while the registry reads artifacts."
@@ -265,6 +278,7 @@ def _measure_system(client, model: str, version: int, want: set[str]) -> tuple[d
         for k in want - set(vals): notes[k] = f"could not be measured ({type(e).__name__}: {e})"[:300]
     return vals, notes
 
+# %% ../nbs/07_registry.ipynb #42a8bc16
 def gate_metrics(client,                 # an `MlflowClient`
                  mv: "ModelVersion",     # the candidate version
                  names: set[str] | None = None,  # metrics the gates judge (default `gate_names()`)
@@ -287,7 +301,8 @@ def gate_metrics(client,                 # an `MlflowClient`
         metrics.update(vals); source.update({k: "measured at promote" for k in vals}); source.update(notes)
     return metrics, source
 
-def gates_summary(report: dict | str | None) -> str:
+def gates_summary(report: dict | str | None,  # a gate report (or its JSON; None gives '')
+                 ) -> str:
     "One line per gate report: `accuracy ✓ (accuracy = 0.9100 >= 0.85); recall ✗ (...)`."
     if report is None: return ""
     if isinstance(report, str): report = json.loads(report)
@@ -301,6 +316,7 @@ NON_HYPERPARAMETERS = {"as_of_start", "as_of_end", "as_of_dates", "data_version"
                        "target", "id_column", "positive_value", "rows_read", "rows_dropped_missing_target", "coerced_unparseable",
                        "cv_folds", "cv_kind", "families", "best_trial", "model_family"}
 
+# %% ../nbs/07_registry.ipynb #2e2a61f5
 def _json_tag(tags: dict, key: str):
     v = tags.get(key)
     if v is None: return None
@@ -335,12 +351,15 @@ def version_facts(client,                    # an `MlflowClient`
             "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).isoformat() if mv.creation_timestamp else None,
             "source": mv.source}
 
-def hyperparameters(params: dict) -> dict:
+# %% ../nbs/07_registry.ipynb #046892be
+def hyperparameters(params: dict,  # a training run's params
+                   ) -> dict:
     "The run params that configure the estimator: `model_*` (as `train` logs them), else all but `NON_HYPERPARAMETERS`."
     hp = {k: v for k, v in params.items() if k.startswith("model_") and k != "model_family"}
     if hp: return hp
     return {k: v for k, v in params.items() if k not in NON_HYPERPARAMETERS and not k.startswith(("data", "churnops"))}
 
+# %% ../nbs/07_registry.ipynb #266754a2
 def semver_bump(candidate: dict,        # `version_facts` of the candidate
                 champion: dict | None,  # `version_facts` of the current champion, None for a first release
                ) -> tuple[str, str]:
@@ -371,7 +390,9 @@ def semver_bump(candidate: dict,        # `version_facts` of the candidate
         return "patch", f"same configuration retrained on new data (data version {champion.get('data_version')} → {candidate.get('data_version')})"
     return "patch", "same configuration and data (re-trained)"
 
-def parse_semver(s: str) -> tuple[int, int, int]:
+# %% ../nbs/07_registry.ipynb #ab98febc
+def parse_semver(s: str,  # a version such as '1.2.3' (a leading 'v' is allowed)
+                ) -> tuple[int, int, int]:
     "`'1.2.3'` → `(1, 2, 3)`; a `RegistryError` for anything else."
     parts = str(s).strip().lstrip("v").split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts): raise RegistryError(f"not a semantic version: {s!r} (expected MAJOR.MINOR.PATCH)")
@@ -413,6 +434,7 @@ def _apply(client, model: str, ev: dict) -> None:
         for k, val in tags.items():
             if val: client.set_model_version_tag(model, str(to), k, val)
 
+# %% ../nbs/07_registry.ipynb #0134f181
 def _fault(point: str) -> None:
     "Crash injection for the recovery tests: `CHURNOPS_REGISTRY_CRASH_AT=after_intent|after_alias` exits the process there."
     if os.environ.get("CHURNOPS_REGISTRY_CRASH_AT") == point: os._exit(86)
@@ -426,6 +448,7 @@ def _max_semver(events: list[dict]) -> str | None:
     vs = list(_semver_of(events).values())
     return max(vs, key=parse_semver) if vs else None
 
+# %% ../nbs/07_registry.ipynb #598994a6
 def _reconcile(conn, client, model: str, actor: str) -> list[dict]:
     notes = []
     from mlflow.exceptions import MlflowException
@@ -458,6 +481,7 @@ def _reconcile(conn, client, model: str, actor: str) -> list[dict]:
         _apply(client, model, ev); _finish(conn, ev["seq"], "done"); notes.append(ev)
     return notes
 
+# %% ../nbs/07_registry.ipynb #8c97a8ea
 def _transition(home, model: str, plan, actor: str | None, timeout: float | None) -> dict:
     "Lock, reconcile, plan an event, write the intent, apply it, mark it done; returns the event."
     actor = actor or default_actor()
@@ -477,6 +501,19 @@ def _transition(home, model: str, plan, actor: str | None, timeout: float | None
         _fault("after_alias")
         _finish(conn, ev["seq"], "done")
     return {**ev, "status": "done"}
+
+# %% ../nbs/07_registry.ipynb #36a2eb8d
+def _promotion_gates(client, mv, cand: dict, config: Config) -> dict:
+    "The gate report of a candidate: each gate says where its metric came from; a run without metrics fails outright."
+    metrics, source = gate_metrics(client, mv, gate_names(config))
+    report = evaluate_gates(metrics, config)
+    for g in report["gates"]:
+        src = source.get(g["metric"])
+        if src: g["source"] = src
+        if src and src.startswith("could not"): g["reason"] += f"; {src}"
+    if not cand["metrics"]:
+        report["gates"].insert(0, {"metric": "run metrics", "passed": False, "reason": f"run {cand['run_id']} has no logged metrics"})
+    return report
 
 # %% ../nbs/07_registry.ipynb #f97f826d
 def promote(home: str | os.PathLike | None,  # churnops home
@@ -499,14 +536,7 @@ def promote(home: str | os.PathLike | None,  # churnops home
         current = stack[-1] if stack else None
         if current == v: raise RegistryError(f"model {model!r} version {v} is already the champion")
         cand = version_facts(client, mv)
-        metrics, source = gate_metrics(client, mv, gate_names(config))
-        report = evaluate_gates(metrics, config)
-        for g in report["gates"]:
-            src = source.get(g["metric"])
-            if src: g["source"] = src
-            if src and src.startswith("could not"): g["reason"] += f"; {src}"
-        if not cand["metrics"]:
-            report["gates"].insert(0, {"metric": "run metrics", "passed": False, "reason": f"run {cand['run_id']} has no logged metrics"})
+        report = _promotion_gates(client, mv, cand, config)
         if not report["passed"] and not force:
             failing = [g for g in report["gates"] if not g["passed"]]
             refused = {"action": "promote", "alias": "champion", "from_version": current, "to_version": v, "reason": reason,
@@ -526,6 +556,7 @@ def promote(home: str | os.PathLike | None,  # churnops home
                 "semver": semver, "semver_reason": why}
     return _transition(home, model, plan, actor, timeout)
 
+# %% ../nbs/07_registry.ipynb #30cca2fb
 def rollback(home: str | os.PathLike | None,  # churnops home
              model: str,                       # registered model name
              reason: str | None = None,        # why
@@ -543,6 +574,7 @@ def rollback(home: str | os.PathLike | None,  # churnops home
                 "reason": reason, "semver": _semver_of(done).get(stack[-2]), "semver_reason": "restored by rollback"}
     return _transition(home, model, plan, actor, timeout)
 
+# %% ../nbs/07_registry.ipynb #0b0f0908
 def set_alias(home: str | os.PathLike | None,  # churnops home
               model: str,                       # registered model name
               alias: str,                       # e.g. 'challenger' ('champion' moves only through promote/rollback)
@@ -571,6 +603,7 @@ def set_challenger(home: str | os.PathLike | None,  # churnops home
     "`set_alias(..., 'challenger', ...)`: the candidate an A/B test or shadow deployment runs against the champion."
     return set_alias(home, model, "challenger", version, reason=reason, actor=actor, timeout=timeout)
 
+# %% ../nbs/07_registry.ipynb #a74f9d97
 RESERVED_ACTIONS = {"promote", "rollback", "adopt", "repair", "set_alias", "remove_alias"}
 
 def record(home: str | os.PathLike | None,    # churnops home
@@ -591,19 +624,27 @@ def record(home: str | os.PathLike | None,    # churnops home
                               "details": details, "status": "done"})
 
 # %% ../nbs/07_registry.ipynb #a99b654d
-def reconcile(home: str | os.PathLike | None, model: str, actor: str | None = None, timeout: float | None = None) -> list[dict]:
+def reconcile(home: str | os.PathLike | None,  # churnops home
+              model: str,                      # registered model name
+              actor: str | None = None,        # who (default `default_actor()`)
+              timeout: float | None = None,    # seconds to wait for the registry lock / audit store
+             ) -> list[dict]:
     "Roll pending intents forward and realign the champion alias with the trail; returns the events it wrote or finished."
     client = registry_client(home)
     with registry_lock(home, timeout), audit_store(home, timeout) as conn:
         return _reconcile(conn, client, model, actor or default_actor())
 
-def champion(home: str | os.PathLike | None, model: str, timeout: float | None = None) -> int | None:
+def champion(home: str | os.PathLike | None,  # churnops home
+             model: str,                      # registered model name
+             timeout: float | None = None,    # seconds to wait for the registry lock / audit store
+            ) -> int | None:
     "The champion version according to the (reconciled) trail, or None."
     reconcile(home, model, timeout=timeout)
     with audit_store(home, timeout) as conn:
         stack = champion_stack(_events(conn, model, "done"))
     return stack[-1] if stack else None
 
+# %% ../nbs/07_registry.ipynb #223597d9
 HISTORY_COLUMNS = ["seq", "time", "actor", "action", "alias", "from_version", "to_version", "semver", "semver_reason",
                    "reason", "forced", "gates_passed", "gates", "status", "note"]
 
@@ -634,6 +675,7 @@ def history(home: str | os.PathLike | None,  # churnops home
     df["forced"] = df["forced"].astype(bool)
     return df[HISTORY_COLUMNS].reset_index(drop=True)
 
+# %% ../nbs/07_registry.ipynb #070daa7e
 def trail_from_tags(home: str | os.PathLike | None,  # churnops home (for the tracking store)
                     model: str,                        # registered model name
                    ) -> pd.DataFrame:
@@ -649,7 +691,8 @@ def trail_from_tags(home: str | os.PathLike | None,  # churnops home (for the tr
     cols = ["seq", "ts", "action", "alias", "actor", "from_version", "to_version", "reason", "forced", "gates_passed", "semver"]
     return pd.DataFrame([seen[k] for k in sorted(seen)], columns=cols, dtype=object)
 
-def format_history(df: pd.DataFrame) -> str:
+def format_history(df: pd.DataFrame,  # what `history` returned
+                  ) -> str:
     "The trail as a compact text table."
     if df.empty: return "(no events)"
     show = df.assign(time=df["time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
@@ -685,7 +728,10 @@ def _cmd_history(args) -> int:
     else: print(format_history(df))
     return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/07_registry.ipynb #86b9e421
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "Add `promote`, `rollback` and `history` to the `churnops` command."
     p = sub.add_parser("promote", parents=[parent], help="run the gates for a model version and make it the champion")
     p.add_argument("--model", default="churn", help="registered model name (default churn)")

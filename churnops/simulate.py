@@ -45,7 +45,8 @@ class Drift(BaseModel):
     new_segment_share: float = Field(0.0, ge=0, le=1)  # share of sign-ups from `start` in the new segment
     new_segment: str = "budget"                 # name of the new segment
 
-def as_drift(drift: Drift | dict | None) -> Drift | None:
+def as_drift(drift: Drift | dict | None,  # a `Drift`, a dict of its fields, or None (no drift)
+            ) -> Drift | None:
     "Accept a `Drift`, a dict of its fields, or `None`."
     if drift is None or isinstance(drift, Drift): return drift
     return Drift.model_validate(drift)
@@ -62,6 +63,7 @@ GENDERS = np.array(["female", "male", "other"])
 CREDIT_BANDS = np.array(["A", "B", "C", "D", "E"])
 TICKET_CATEGORIES = np.array(["billing", "technical", "account", "cancellation"])
 
+# %% ../nbs/01_simulate.ipynb #afc737ab
 def draw_customers(rng: np.random.Generator,  # the world's random generator
                    n: int,                    # number of customers
                    days: int,                 # days simulated
@@ -126,6 +128,7 @@ HAZARD = dict(
     new_customer=0.6,        # × exp(-tenure / 60 days)
 )
 
+# %% ../nbs/01_simulate.ipynb #588326a8
 BEHAVIOUR = dict(
     sessions_per_day=0.9,    # app sessions per day of an average customer
     session_engagement=0.6,  # log-rate per unit of engagement
@@ -134,28 +137,45 @@ BEHAVIOUR = dict(
     ticket_dissatisfaction=0.9,  # log-rate per unit of dissatisfaction
 )
 
-def ramp(t, start, width: float = 30.0):
+# %% ../nbs/01_simulate.ipynb #7813068c
+def ramp(t,                    # day numbers
+         start,                # day the ramp starts (per customer or one)
+         width: float = 30.0,  # days to reach 1
+        ):
     "0 before `start`, rising linearly to 1 over `width` days."
     return np.clip((t - start) / width, 0.0, 1.0)
 
-def season(t, start: date, amplitude: float):
+def season(t,                 # day numbers counted from `start`
+           start: date,       # the world's first day
+           amplitude: float,  # size of the wave (0: none)
+          ):
     "A yearly wave of size `amplitude` peaking in late January (0 when amplitude is 0)."
     doy = (np.asarray(t) + date.fromisoformat(str(start)).timetuple().tm_yday - 1) % 365.25
     return amplitude * np.cos(2 * np.pi * (doy - 25) / 365.25)
 
-def monthly_charges(P, t, drift_day: int, price_rise: float):
+# %% ../nbs/01_simulate.ipynb #d59ce74f
+def monthly_charges(P,                  # per-customer parameters (charge0, charge1, change_day)
+                    t,                  # day numbers
+                    drift_day: int,     # day the price rise applies from (`NEVER`: none)
+                    price_rise: float,  # relative rise, e.g. 0.2
+                   ):
     "Monthly charge on day `t`: the plan's, after a plan change, times the price rise after the drift."
     base = np.where(t >= P["change_day"], P["charge1"], P["charge0"])
     return np.round(base * np.where(t >= drift_day, 1 + price_rise, 1.0), 2)
 
-def disengagement(P, t):
+def disengagement(P,  # per-customer parameters (dis_size, dis_day)
+                  t,  # day numbers
+                 ):
     "How far engagement has fallen by day `t`."
     return P["dis_size"] * ramp(t, P["dis_day"])
 
-def felt_disengagement(P, t):
+def felt_disengagement(P,  # per-customer parameters (dis_size, dis_day)
+                       t,  # day numbers
+                      ):
     "The disengagement the hazard responds to: it lags the visible fall in sessions."
     return P["dis_size"] * ramp(t, P["dis_day"] + HAZARD["disengagement_lag"], HAZARD["disengagement_ramp"])
 
+# %% ../nbs/01_simulate.ipynb #8b8ee86f
 def log_hazard(P,            # per-customer parameters (mapping of arrays)
                t,            # day numbers, broadcasting against the parameters
                W: dict,      # world settings: start, seasonality, drift_day, price_rise
@@ -173,18 +193,24 @@ def log_hazard(P,            # per-customer parameters (mapping of arrays)
             + contract + H["charges"] * (charges - 40) / 20 + shock + H["new_segment"] * P["new_segment"]
             + H["credit"] * P["band"] + H["new_customer"] * np.exp(-tenure / 60) + season(t, W["start"], W["seasonality"]))
 
-def session_rate(P, t, W: dict) -> np.ndarray:
+# %% ../nbs/01_simulate.ipynb #9ad15cd2
+def session_rate(P,        # per-customer parameters
+                 t,        # day numbers
+                 W: dict,  # world settings: start, seasonality
+                ) -> np.ndarray:
     "Expected app sessions per day: falls with disengagement, a weekly and a (smaller) seasonal wave."
     weekday = (np.asarray(t) + date.fromisoformat(str(W["start"])).weekday()) % 7
     B = BEHAVIOUR
     return B["sessions_per_day"] * np.exp(B["session_engagement"] * P["e0"] - B["session_disengagement"] * disengagement(P, t)) * np.where(weekday >= 5, 1.25, 0.9) * np.exp(-0.5 * season(t, W["start"], W["seasonality"]))
 
-def ticket_rate(P, t) -> np.ndarray:
+def ticket_rate(P,  # per-customer parameters
+                t,  # day numbers
+               ) -> np.ndarray:
     "Expected support tickets per day: rises with dissatisfaction."
     B = BEHAVIOUR
     return B["tickets_per_day"] * np.exp(B["ticket_dissatisfaction"] * (P["d0"] + 0.7 * disengagement(P, t)))
 
-# %% ../nbs/01_simulate.ipynb #765e494c
+# %% ../nbs/01_simulate.ipynb #a8d33e0b
 CHUNK_DAYS = 32
 US_PER_DAY = 86_400_000_000
 
@@ -194,9 +220,64 @@ def _rows(counts: np.ndarray):
     rep = np.repeat(flat, counts.ravel()[flat])
     return rep // counts.shape[1], rep % counts.shape[1]
 
+# %% ../nbs/01_simulate.ipynb #924b5510
+def _cross_thresholds(P: dict, W: dict, t: np.ndarray, first: np.ndarray, cum: np.ndarray, churn: np.ndarray) -> np.ndarray:
+    "Mark in `churn` the day each customer's cumulative hazard first passes its threshold in days `t`; the new running sum."
+    live = (t >= first) & (churn == NEVER)                 # could churn on these days
+    ch = cum + np.cumsum(np.exp(log_hazard(P, t, W)) * live, axis=0)
+    crossed = ch > P["threshold"]
+    newly = crossed.any(axis=0) & (churn == NEVER)
+    churn[newly] = t[0, 0] + crossed[:, newly].argmax(axis=0)
+    return ch[-1]
+
+# %% ../nbs/01_simulate.ipynb #4bb2ca65
+def _dis_rows(P: dict, ii: np.ndarray, days: np.ndarray) -> np.ndarray:
+    "The disengagement of customers `ii` on `days`, ramping in over 30 days (for per-event draws)."
+    return P["dis_size"][ii] * np.clip((days - P["dis_day"][ii]) / 30.0, 0, 1)
+
+def _session_rows(P: dict, W: dict, rng: np.random.Generator, t: np.ndarray, active: np.ndarray, start_us: int,
+                  on_sessions=None) -> int:
+    "Draw the sessions of days `t`, hand each day's table to `on_sessions`; return how many there were."
+    t0 = int(t[0, 0])
+    dd, ii = _rows(rng.poisson(session_rate(P, t, W) * active))
+    ts = start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(dd))
+    dur = np.round(rng.lognormal(2.3 + 0.3 * P["e0"][ii] - 0.3 * _dis_rows(P, ii, t0 + dd), 0.6), 2)
+    pages = 1 + rng.poisson(dur / 2.5)
+    if on_sessions is not None:
+        bounds = np.searchsorted(dd, np.arange(t.shape[0] + 1))
+        for j in range(t.shape[0]):
+            s = slice(bounds[j], bounds[j + 1]); order = np.argsort(ts[s], kind="stable")
+            on_sessions(t0 + j, pa.table({
+                "customer_id": pa.array(P["customer_id"][ii[s]][order], pa.int64()),
+                "event_timestamp": pa.array(ts[s][order], pa.timestamp("us", tz="UTC")),
+                "session_duration_min": pa.array(dur[s][order], pa.float64()),
+                "pages": pa.array(pages[s][order], pa.int64())}))
+    return len(dd)
+
+# %% ../nbs/01_simulate.ipynb #0623a197
+def _ticket_rows(P: dict, rng: np.random.Generator, t: np.ndarray, active: np.ndarray, start_us: int) -> dict:
+    "The support tickets of days `t`: customer_id, ts (µs), category, resolution_hours."
+    t0 = int(t[0, 0])
+    dd, ii = _rows(rng.poisson(ticket_rate(P, t) * active))
+    return dict(customer_id=P["customer_id"][ii], ts=start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(dd)),
+                category=TICKET_CATEGORIES[rng.choice(4, len(dd), p=[0.35, 0.35, 0.2, 0.1])],
+                resolution_hours=np.round(rng.lognormal(2.0 + 0.3 * _dis_rows(P, ii, t0 + dd), 0.8), 2))
+
+def _transaction_rows(P: dict, W: dict, rng: np.random.Generator, t: np.ndarray, active: np.ndarray, start_us: int) -> dict:
+    "The payments of days `t` (monthly bills, then add-on purchases): customer_id, ts (µs), amount."
+    t0 = int(t[0, 0])
+    dd, ii = np.nonzero(active & ((t - P["signup_day"]) % 30 == 0))
+    amount = monthly_charges({k: v[ii] for k, v in P.items()}, t0 + dd, W["drift_day"], W["price_rise"])
+    da, ia = _rows(rng.poisson(0.03 * np.exp(0.5 * P["e0"] - 0.5 * disengagement(P, t)) * active))
+    bills = start_us + (t0 + dd) * US_PER_DAY + 3_600_000_000 * 6 + rng.integers(0, 3_600_000_000, len(dd))
+    addons = start_us + (t0 + da) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(da))
+    return dict(customer_id=np.concatenate([P["customer_id"][ii], P["customer_id"][ia]]), ts=np.concatenate([bills, addons]),
+                amount=np.concatenate([amount, np.round(rng.lognormal(2.0, 0.5, len(da)), 2)]))
+
+# %% ../nbs/01_simulate.ipynb #7621548e
 def simulate_days(P: dict,           # per-customer parameters (arrays)
                   W: dict,           # world settings (start, days, seasonality, drift_day, price_rise)
-                  rng: np.random.Generator,
+                  rng: np.random.Generator,  # the world's random generator (its state moves on)
                   on_sessions=None,  # called as on_sessions(day, table) for each day with a pyarrow Table of sessions
                   progress=None,     # a tqdm bar to advance by days, or None
                  ) -> dict:
@@ -208,48 +289,11 @@ def simulate_days(P: dict,           # per-customer parameters (arrays)
     tx, tk, n_sessions = [], [], 0
     for t0 in range(0, days, CHUNK_DAYS):
         t = np.arange(t0, min(t0 + CHUNK_DAYS, days))[:, None]
-        live = (t >= first) & (churn == NEVER)                 # could churn on these days
-        h = np.exp(log_hazard(P, t, W)) * live
-        ch = cum + np.cumsum(h, axis=0)
-        crossed = ch > P["threshold"]
-        newly = crossed.any(axis=0) & (churn == NEVER)
-        churn[newly] = t0 + crossed[:, newly].argmax(axis=0)
-        cum = ch[-1]
+        cum = _cross_thresholds(P, W, t, first, cum, churn)
         active = (t >= first) & (t < churn)
-        # sessions
-        counts = rng.poisson(session_rate(P, t, W) * active)
-        dd, ii = _rows(counts)
-        k = len(dd); n_sessions += k
-        ts = start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, k)
-        dis_rows = P["dis_size"][ii] * np.clip((t0 + dd - P["dis_day"][ii]) / 30.0, 0, 1)
-        dur = np.round(rng.lognormal(2.3 + 0.3 * P["e0"][ii] - 0.3 * dis_rows, 0.6), 2)
-        pages = 1 + rng.poisson(dur / 2.5)
-        if on_sessions is not None:
-            bounds = np.searchsorted(dd, np.arange(t.shape[0] + 1))
-            for j in range(t.shape[0]):
-                s = slice(bounds[j], bounds[j + 1]); order = np.argsort(ts[s], kind="stable")
-                on_sessions(t0 + j, pa.table({
-                    "customer_id": pa.array(P["customer_id"][ii[s]][order], pa.int64()),
-                    "event_timestamp": pa.array(ts[s][order], pa.timestamp("us", tz="UTC")),
-                    "session_duration_min": pa.array(dur[s][order], pa.float64()),
-                    "pages": pa.array(pages[s][order], pa.int64())}))
-        # tickets
-        counts = rng.poisson(ticket_rate(P, t) * active)
-        dd, ii = _rows(counts); k = len(dd)
-        dis_rows = P["dis_size"][ii] * np.clip((t0 + dd - P["dis_day"][ii]) / 30.0, 0, 1)
-        tk.append(dict(customer_id=P["customer_id"][ii], ts=start_us + (t0 + dd) * US_PER_DAY + rng.integers(0, US_PER_DAY, k),
-                       category=TICKET_CATEGORIES[rng.choice(4, k, p=[0.35, 0.35, 0.2, 0.1])],
-                       resolution_hours=np.round(rng.lognormal(2.0 + 0.3 * dis_rows, 0.8), 2)))
-        # monthly bills (every 30 days after sign-up) and add-on purchases
-        bill = active & ((t - P["signup_day"]) % 30 == 0)
-        dd, ii = np.nonzero(bill)
-        amount = monthly_charges({k_: v[ii] for k_, v in P.items()}, t0 + dd, W["drift_day"], W["price_rise"])
-        addon = rng.poisson(0.03 * np.exp(0.5 * P["e0"] - 0.5 * disengagement(P, t)) * active)
-        da, ia = _rows(addon)
-        tx.append(dict(customer_id=np.concatenate([P["customer_id"][ii], P["customer_id"][ia]]),
-                       ts=np.concatenate([start_us + (t0 + dd) * US_PER_DAY + 3_600_000_000 * 6 + rng.integers(0, 3_600_000_000, len(dd)),
-                                          start_us + (t0 + da) * US_PER_DAY + rng.integers(0, US_PER_DAY, len(da))]),
-                       amount=np.concatenate([amount, np.round(rng.lognormal(2.0, 0.5, len(da)), 2)])))
+        n_sessions += _session_rows(P, W, rng, t, active, start_us, on_sessions)
+        tk.append(_ticket_rows(P, rng, t, active, start_us))
+        tx.append(_transaction_rows(P, W, rng, t, active, start_us))
         if progress is not None: progress.update(t.shape[0])
     cat = lambda parts, key: np.concatenate([p[key] for p in parts]) if parts else np.array([])
     return dict(churn_day=churn, n_sessions=n_sessions,
@@ -273,6 +317,7 @@ def _ts(us) -> pd.Series:
     "Microseconds since the epoch → naive UTC datetimes (SQL stores naive UTC)."
     return pd.Series(np.asarray(us, dtype="int64").astype("datetime64[us]"))
 
+# %% ../nbs/01_simulate.ipynb #ad7f2386
 def sql_schema():
     "The SQLAlchemy tables of the source database (see ARCHITECTURE: the synthetic world)."
     import sqlalchemy as sa
@@ -291,7 +336,12 @@ def sql_schema():
     sa.Table("cancellations", md, sa.Column("customer_id", sa.Integer, nullable=False), ts())
     return md
 
-def source_tables(C: pd.DataFrame, sim: dict, W: dict, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+# %% ../nbs/01_simulate.ipynb #8a6d42f7
+def source_tables(C: pd.DataFrame,           # the customers' hidden parameters (`draw_customers`)
+                  sim: dict,                 # what `simulate_days` returned
+                  W: dict,                   # world settings: start, days, drift_day, price_rise
+                  rng: np.random.Generator,  # the world's random generator (for the dirt and cancellation times)
+                 ) -> dict[str, pd.DataFrame]:
     "The SQL source tables (naive UTC timestamps) from the customers and the simulation's rows."
     start_us = int(pd.Timestamp(W["start"], tz="UTC").value // 1000)
     day_us = lambda d: start_us + np.asarray(d, dtype=np.int64) * US_PER_DAY
@@ -338,8 +388,8 @@ def source_tables(C: pd.DataFrame, sim: dict, W: dict, rng: np.random.Generator)
 
 # %% ../nbs/01_simulate.ipynb #1b10eb98
 def write_sql(tables: dict[str, pd.DataFrame],  # table name -> frame (naive UTC timestamps)
-              db_url: str,                       # SQLAlchemy URL
-              chunksize: int = 50_000,
+              db_url: str,                      # SQLAlchemy URL
+              chunksize: int = 50_000,          # rows per insert batch
              ) -> None:
     "Create the source tables (dropping old ones) and insert the rows."
     import sqlalchemy as sa
@@ -361,6 +411,7 @@ def write_sql(tables: dict[str, pd.DataFrame],  # table name -> frame (naive UTC
         eng.dispose()
     if target is not None: os.replace(tmp, target)
 
+# %% ../nbs/01_simulate.ipynb #eaa1efd1
 def _sqlite_insert(conn, name: str, df: pd.DataFrame, chunksize: int) -> None:
     "Bulk insert through the DB-API's executemany, timestamps in SQLAlchemy's SQLite text format (5-10× faster than to_sql)."
     sql = f'INSERT INTO "{name}" ({", ".join(chr(34) + c + chr(34) for c in df.columns)}) VALUES ({", ".join("?" * len(df.columns))})'
@@ -375,7 +426,8 @@ def _sqlite_insert(conn, name: str, df: pd.DataFrame, chunksize: int) -> None:
             else: cols.append(s.astype(object).where(s.notna(), None).tolist())
         cur.executemany(sql, list(zip(*cols)))
 
-def sqlite_url(path) -> str:
+def sqlite_url(path,  # the SQLite file
+              ) -> str:
     "SQLAlchemy URL of a SQLite file."
     return f"sqlite:///{Path(path).resolve()}"
 
@@ -385,7 +437,10 @@ SESSION_SCHEMA = pa.schema([("customer_id", pa.int64()), ("event_timestamp", pa.
 
 class LakeWriter:
     "Writes `events/date=YYYY-MM-DD/part-0.parquet` partitions under an fsspec URL."
-    def __init__(self, url: str, start: date):
+    def __init__(self,
+                 url: str,     # fsspec URL of the lake folder
+                 start: date,  # the world's first day (day 0)
+                ):
         import fsspec
         self.url, self.start = str(url), date.fromisoformat(str(start))
         self.fs, root = fsspec.core.url_to_fs(self.url)
@@ -511,7 +566,9 @@ def world_declaration(db_url: str = "sqlite:///sources/world.db",  # the SQL sou
         "features": _world_features(),
     }, "the simulated world")
 
-def write_declaration(decl: Declaration, path) -> Path:
+def write_declaration(decl: Declaration,  # the declaration
+                      path,               # where to write the YAML
+                     ) -> Path:
     "Write a declaration as YAML (atomically)."
     import yaml
     return write_text_atomic(path, yaml.safe_dump(decl.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
@@ -564,6 +621,7 @@ def simulate_world(home=None,                  # churnops home (default $CHURNOP
     dpath = write_declaration(decl, paths.home / "declaration.yaml")
     return World(paths.home, db_url, lake_url, customers, days, counts, time.perf_counter() - t_start, dpath)
 
+# %% ../nbs/01_simulate.ipynb #c279358b
 def _under(url: str, home: Path) -> str:
     "A SQLite or local URL under the home, written relative to it."
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
@@ -571,19 +629,22 @@ def _under(url: str, home: Path) -> str:
     rel = Path(path).resolve().relative_to(home.resolve()).as_posix()
     return f"sqlite:///{rel}" if url.startswith("sqlite:///") else rel
 
-def load_world(home=None) -> dict:
+def load_world(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+              ) -> dict:
     "The settings `simulate_world` recorded in `sources/world.json`."
     p = Paths(home).sources / "world.json"
     if not p.exists(): raise FileNotFoundError(f"{p}: no simulated world here (run `churnops simulate --home {Paths(home).home}`)")
     return json.loads(p.read_text())
 
 # %% ../nbs/01_simulate.ipynb #673afb87
-def load_truth(home=None) -> pd.DataFrame:
+def load_truth(home=None,  # churnops home (default $CHURNOPS_HOME or ./churnops_home)
+              ) -> pd.DataFrame:
     "The hidden per-customer parameters and churn days (`sources/truth.parquet`)."
     p = Paths(home).sources / "truth.parquet"
     if not p.exists(): raise FileNotFoundError(f"{p}: no simulated world here (run `churnops simulate --home {Paths(home).home}`)")
     return pd.read_parquet(p)
 
+# %% ../nbs/01_simulate.ipynb #f7e647fd
 def true_churn_probability(home,                 # churnops home with a simulated world
                            customer_ids,         # customer ids (array-like)
                            as_of,                # observation date: one date/timestamp, or one per customer id
@@ -666,9 +727,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
+# %% ../nbs/01_simulate.ipynb #ff17cd6b
 class ApiServer:
     "Serve the external API on 127.0.0.1 in a background thread: `with ApiServer(home) as url: ...`."
-    def __init__(self, home=None, port: int | None = None, **app_kwargs):
+    def __init__(self,
+                 home=None,                # churnops home whose external table is served
+                 port: int | None = None,  # port on 127.0.0.1 (None: a free one)
+                 **app_kwargs,             # failure injection passed to `create_api_app` (latency_ms, fail_rate, ...)
+                ):
         import uvicorn
         self.app = create_api_app(home, **app_kwargs)
         self.port = port or free_port()
@@ -677,7 +743,9 @@ class ApiServer:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
     @property
     def url(self) -> str: return f"http://127.0.0.1:{self.port}"
-    def start(self, timeout: float = 10.0) -> str:
+    def start(self,
+              timeout: float = 10.0,  # seconds to wait until the API answers
+             ) -> str:
         self.thread.start(); deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline: raise RuntimeError(f"API server did not start on port {self.port}")
@@ -688,7 +756,10 @@ class ApiServer:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-def serve_api(home=None, port: int = 8765, **app_kwargs) -> None:
+def serve_api(home=None,         # churnops home whose external table is served
+              port: int = 8765,  # port on 127.0.0.1
+              **app_kwargs,      # failure injection passed to `create_api_app` (latency_ms, fail_rate, ...)
+             ) -> None:
     "Run the external API in the foreground on 127.0.0.1:`port` until interrupted."
     import uvicorn
     uvicorn.run(create_api_app(home, **app_kwargs), host="127.0.0.1", port=port, log_level="info")
@@ -713,7 +784,10 @@ def _serve_api_cmd(args) -> int:
 def _show_cmd(args) -> int:
     print(json.dumps(load_world(args.home), indent=2)); return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/01_simulate.ipynb #77d012a3
+def add_commands(sub,     # the `churnops` command's subparsers
+                 parent,  # the parser holding the common options (--home, --quiet)
+                ) -> None:
     "Add `simulate` and `sources` to the churnops command."
     p = sub.add_parser("simulate", parents=[parent], help="simulate a synthetic churn world and write its sources")
     p.add_argument("--customers", type=int, default=2000, help="number of customers (default 2000)")

@@ -249,9 +249,6 @@ def test_dvc_remote_on_s3_push_and_pull(s3, tmp_path, monkeypatch):
     assert data.load_build(home)["customers"].shape[0] == 60
 
 
-@pytest.mark.xfail(strict=True, reason="`churnops pipeline pull` runs `dvc pull` over every stage output; after a partial "
-                   "run (only data_validation) the features output has no hash and DVC exits 1 although data/ came back. "
-                   "Needs nbs/11_pipeline.ipynb _cmd_pipeline: pass --allow-missing to `dvc pull` (or accept targets).")
 def test_dvc_pull_after_a_partial_run(s3, tmp_path, monkeypatch):
     endpoint, bucket, client = s3
     monkeypatch.delenv("AWS_ENDPOINT_URL")
