@@ -722,7 +722,7 @@ def run_training_job(home: str | os.PathLike | None = None,  # churnops home
         client.set_tag(result["run_id"], "churnops.notebook", str(out))
     return out, result
 
-# %% ../nbs/05c_tables.ipynb #c6cd4f36
+# %% ../nbs/05c_tables.ipynb #2079bc19
 _POS = {"yes", "y", "true", "t", "1", "1.0", "churn", "churned"}
 
 _NEG = {"no", "n", "false", "f", "0", "0.0", "stayed", "retained"}
@@ -752,14 +752,17 @@ def encode_target(s: pd.Series,              # the raw target column
     out = pd.Series(np.where(missing, np.nan, (key == pos).fillna(False).astype(float)), index=s.index, name=s.name)
     return out, {"positive": str(pos), "negative": str(neg)}
 
-# %% ../nbs/05c_tables.ipynb #9c25cac2
+# %% ../nbs/05c_tables.ipynb #cccfde3c
 def _is_number_column(col: pd.Series) -> bool:
     return pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col)
 
 def text_to_number(col: pd.Series,  # a text (or mixed) column
                   ) -> pd.Series:
     "Text read as numbers: stripped, blank → missing, anything unreadable → missing (float)."
-    codes, uniques = pd.factorize(col, use_na_sentinel=True)           # each distinct text parsed once
+    if isinstance(col.dtype, pd.StringDtype):                          # pandas' own strings (parquet): vectorised there
+        text = col.str.strip()
+        return pd.to_numeric(text.where(text != ""), errors="coerce").astype(float)
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)           # Python objects: each distinct text parsed once
     text = pd.Series(uniques, dtype=object).astype("string").str.strip()
     numbers = pd.to_numeric(text.where(text != ""), errors="coerce").astype(float).to_numpy()
     return pd.Series(np.append(numbers, np.nan)[codes], index=col.index, name=col.name)
@@ -776,7 +779,7 @@ def _coerce_numeric(col: pd.Series, min_share: float = 0.95) -> tuple[pd.Series,
     if nonblank == 0 or ok / nonblank < min_share: return None
     return parsed, int(col.notna().sum()) - ok   # blanks count as values that could not be read
 
-# %% ../nbs/05c_tables.ipynb #a0bff672
+# %% ../nbs/05c_tables.ipynb #6067061f
 TABLE_SCHEMA_FORMAT = "churnops.table_schema/1"
 
 TABLE_SCHEMA_ARTIFACT = "table_schema.json"   # on the model's run, beside reference_profile.json
@@ -800,7 +803,7 @@ class TableSpec:
                 "coerced_to_number": self.coerced, "missing_values": MISSING_RULE, "text": "stripped of surrounding spaces",
                 "target_mapping": self.report.get("target_mapping"), "dropped_columns": self.report.get("dropped_columns", {})}
 
-# %% ../nbs/05c_tables.ipynb #73073432
+# %% ../nbs/05c_tables.ipynb #37d1bc84
 def coerce_like_training(records: pd.DataFrame,  # raw rows (a table, or serving's records), extra columns ignored
                          schema: dict | TableSpec,  # `TableSpec.schema()` or the logged `table_schema.json`
                          source: str = "records",   # for messages
@@ -815,7 +818,7 @@ def coerce_like_training(records: pd.DataFrame,  # raw rows (a table, or serving
     for c in s["categorical"]: X[c] = _text_values(X[c])
     return X.reset_index(drop=True)
 
-# %% ../nbs/05c_tables.ipynb #9945577d
+# %% ../nbs/05c_tables.ipynb #66787b56
 def _column_roles(df: pd.DataFrame, skip: set, source: str) -> tuple[list, list, list, dict, dict]:
     "(numeric, categorical, coerced, unparseable counts, dropped) of the feature columns."
     numeric, categorical, coerced, unparseable, dropped = [], [], [], {}, {}
@@ -873,7 +876,7 @@ def prepare_table(df: pd.DataFrame,             # the raw table
     spec = TableSpec(target, id_column, numeric, categorical, report, coerced)
     return coerce_like_training(df, spec, source), y, ids, spec
 
-# %% ../nbs/05c_tables.ipynb #58d73228
+# %% ../nbs/05c_tables.ipynb #cdd73707
 def make_telco_table(n: int = 2000,              # customers
                      seed: int = 0,               # random seed
                      return_proba: bool = False,  # also return each customer's true churn probability (the oracle)
@@ -907,7 +910,7 @@ def make_telco_table(n: int = 2000,              # customers
         "MonthlyCharges": monthly, "TotalCharges": total, "Churn": np.where(churn, "Yes", "No")})
     return (df, proba) if return_proba else df
 
-# %% ../nbs/05c_tables.ipynb #10f63c55
+# %% ../nbs/05c_tables.ipynb #01741a20
 def file_hash(path: str | os.PathLike,  # the file
              ) -> str:
     "sha256 of a file's bytes, 16 hex digits."
@@ -925,7 +928,7 @@ def _three_way_split(y, seed, val_size=0.2, test_size=0.2, source="table"):
     train, val = train_test_split(rest, test_size=val_size / (1 - test_size), stratify=y[rest], random_state=seed)
     return np.sort(train), np.sort(val), np.sort(test)
 
-# %% ../nbs/05c_tables.ipynb #3323d4f0
+# %% ../nbs/05c_tables.ipynb #c6f89259
 def _table_tags(spec: TableSpec, data_version: str, fsv: str, source: str) -> dict:
     "The run's churnops tags for a table: data and feature-set versions, target, id and the column roles."
     return {"churnops.data_version": data_version, "churnops.data_hashes": json.dumps({"table": data_version}),
@@ -941,7 +944,7 @@ def _table_params(spec: TableSpec, source: str) -> dict:
             "rows_read": r["rows_read"], "rows_dropped_missing_target": r["rows_dropped_missing_target"],
             "coerced_unparseable": r["coerced_unparseable"]}
 
-# %% ../nbs/05c_tables.ipynb #d9c3eff3
+# %% ../nbs/05c_tables.ipynb #8bad3077
 def train_table(data: str | os.PathLike | pd.DataFrame,  # CSV/parquet path, or a DataFrame
                 target: str,                  # target column (Yes/No, True/False, 1/0)
                 name: str,                    # registered model name (also the MLflow experiment)
@@ -996,7 +999,7 @@ def train_table(data: str | os.PathLike | pd.DataFrame,  # CSV/parquet path, or 
             dataset_tags={"data_version": data_version, "feature_set_version": fsv}, seed=seed)
     return result
 
-# %% ../nbs/05c_tables.ipynb #cd67dc82
+# %% ../nbs/05c_tables.ipynb #c77526a2
 from contextlib import contextmanager
 
 from .files import PARQUET_SUFFIXES, atomic_path
@@ -1016,7 +1019,7 @@ def column_kinds(pipeline: Pipeline,  # fitted Pipeline(preprocess=ColumnTransfo
         (categorical if is_cat else numeric).extend(pre.feature_names_in_[c] if isinstance(c, (int, np.integer)) else c for c in cols)
     return numeric, categorical
 
-# %% ../nbs/05c_tables.ipynb #9617eea1
+# %% ../nbs/05c_tables.ipynb #3089c0a7
 def model_table_schema(run_id: str | None,  # the model version's run
                       ) -> dict | None:
     "The `table_schema.json` a `train_table` run logged (None for a model trained another way); uses the current tracking URI."
@@ -1027,7 +1030,7 @@ def model_table_schema(run_id: str | None,  # the model version's run
         except Exception: return None
         return json.loads(Path(p).read_text())
 
-# %% ../nbs/05c_tables.ipynb #76a9bb13
+# %% ../nbs/05c_tables.ipynb #9a7b8340
 def scoring_frame(df: pd.DataFrame,            # raw rows (extra columns ignored)
                   pipeline: Pipeline,          # the fitted model
                   source: str = "data",        # for messages (the file name)
@@ -1044,7 +1047,7 @@ def scoring_frame(df: pd.DataFrame,            # raw rows (extra columns ignored
     typed.update({c: _text_values(X[c]) for c in categorical if not pd.api.types.is_numeric_dtype(X[c])})
     return X.assign(**typed)
 
-# %% ../nbs/05c_tables.ipynb #436079de
+# %% ../nbs/05c_tables.ipynb #f4a8fe3a
 def _row_chunks(data, rows: int) -> tuple[Any, int, str]:
     "(chunks of `rows` rows, total rows, source name) of a DataFrame, a parquet file (streamed by record batch) or a CSV file."
     if isinstance(data, pd.DataFrame): return (data.iloc[i:i + rows] for i in range(0, len(data), rows)), len(data), "<DataFrame>"
@@ -1057,7 +1060,7 @@ def _row_chunks(data, rows: int) -> tuple[Any, int, str]:
     except Exception as e: raise TableError(f"{p}: could not be parsed as parquet: {type(e).__name__}: {str(e).strip()[:300]}") from None
     return (b.to_pandas() for b in f.iter_batches(batch_size=rows)), f.metadata.num_rows, str(p)
 
-# %% ../nbs/05c_tables.ipynb #4e287662
+# %% ../nbs/05c_tables.ipynb #eac1c7b1
 @contextmanager
 def _prediction_writer(out: str | os.PathLike | None):
     "A `write(frame)` appending prediction chunks to `out` (parquet by suffix, else CSV); the file appears complete or not at all."
@@ -1079,7 +1082,7 @@ def _prediction_writer(out: str | os.PathLike | None):
         finally:
             if writer: writer[0].close()
 
-# %% ../nbs/05c_tables.ipynb #73780e48
+# %% ../nbs/05c_tables.ipynb #c8ac17ed
 def batch_scorer(pipeline: Pipeline,  # a fitted Pipeline(preprocess, model)
                  X: pd.DataFrame,     # typed rows (`scoring_frame`) the compiled path is checked on
                  label: str = "model",  # how warnings name the model
@@ -1090,7 +1093,7 @@ def batch_scorer(pipeline: Pipeline,  # a fitted Pipeline(preprocess, model)
     if not scorer.fast: warnings.warn(f"{label}: scored through the scikit-learn pipeline, not the compiled scorer ({scorer.reason})")
     return scorer
 
-# %% ../nbs/05c_tables.ipynb #35287afa
+# %% ../nbs/05c_tables.ipynb #47881df2
 def predict_table(home: str | os.PathLike | None,  # churnops home
                   model: str,                       # NAME, NAME@ALIAS or NAME/VERSION
                   data: str | os.PathLike | pd.DataFrame,  # rows to score (parquet is read in chunks)
@@ -1123,7 +1126,7 @@ def predict_table(home: str | os.PathLike | None,  # churnops home
             "rows_per_second": len(pred) / seconds if seconds > 0 else float("inf"), "out": str(out) if out is not None else None}
     return pred, info
 
-# %% ../nbs/05c_tables.ipynb #f1bf5099
+# %% ../nbs/05c_tables.ipynb #e34b7b6c
 def _families(s: str) -> list[str]:
     fams = [f.strip() for f in s.split(",") if f.strip()]
     bad = [f for f in fams if f not in FAMILIES]
@@ -1135,7 +1138,7 @@ def _print_result(res: TrainResult, extra: dict | None = None) -> None:
     print(json.dumps({"model": res.name, "version": res.version, "run_id": res.run_id,
                       **{k: round(res.metrics[k], 4) for k in keys if k in res.metrics}, **(extra or {})}))
 
-# %% ../nbs/05c_tables.ipynb #44d35e74
+# %% ../nbs/05c_tables.ipynb #0274e909
 def _train_table_cmd(args) -> int:
     res = train_table(args.data, args.target, args.name, home=args.home, id_column=args.id,
                       exclude=[c for c in (args.exclude or "").split(",") if c], positive=args.positive, trials=args.trials,
@@ -1154,7 +1157,7 @@ def _tune_cmd(args) -> int:
     _print_result(res)
     return 0
 
-# %% ../nbs/05c_tables.ipynb #edd2ec2d
+# %% ../nbs/05c_tables.ipynb #00765d43
 def _train_cmd(args) -> int:
     params = {"trials": args.trials, "families": args.families, "seed": args.seed, "horizon_days": args.horizon,
               "as_of_start": args.as_of_start, "as_of_end": args.as_of_end, "folds": args.folds, "timeout": args.timeout,
@@ -1173,7 +1176,7 @@ def _predict_cmd(args) -> int:
     print(json.dumps(info))
     return 0
 
-# %% ../nbs/05c_tables.ipynb #e1893302
+# %% ../nbs/05c_tables.ipynb #5138a64a
 def add_commands(sub,     # the `churnops` parser's subparsers
                  parent,  # parent parser with the shared options (--home, --quiet)
                 ) -> None:
