@@ -293,7 +293,7 @@ def log_and_register(pipeline: Pipeline,            # fitted Pipeline(preprocess
     if started: mlflow.end_run()
     return TrainResult(run.info.run_id, name, version, metrics, threshold, model_uri, imp, figs, X_train)
 
-# %% ../nbs/05b_tuning.ipynb #172d43b3
+# %% ../nbs/05b_tuning.ipynb #6138edb4
 def time_ordered_folds(times: pd.Series | np.ndarray,  # observation date of each row
                        n_folds: int = 3,                # validation blocks
                       ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -310,7 +310,7 @@ def time_ordered_folds(times: pd.Series | np.ndarray,  # observation date of eac
         folds.append((tr, va))
     return folds
 
-# %% ../nbs/05b_tuning.ipynb #c8ba3500
+# %% ../nbs/05b_tuning.ipynb #739dd742
 def stratified_folds(y,                # 0/1 label of each row
                      n_folds: int = 3,  # folds
                      seed: int = 0,     # shuffling seed
@@ -323,7 +323,7 @@ def stratified_folds(y,                # 0/1 label of each row
         raise ValueError(f"the smaller class has {counts.min()} training rows, fewer than the {n_folds} CV folds (class counts {counts.tolist()})")
     return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
-# %% ../nbs/05b_tuning.ipynb #e6a40400
+# %% ../nbs/05b_tuning.ipynb #88578b4d
 def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     "Split `k` over groups of `sizes` in proportion (largest remainders), never more than a group holds."
     share = sizes * (k / sizes.sum())
@@ -331,7 +331,7 @@ def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     n[np.argsort(n - share)[:k - n.sum()]] += 1        # largest remainders first
     return np.minimum(n, sizes)
 
-# %% ../nbs/05b_tuning.ipynb #b5c6df5b
+# %% ../nbs/05b_tuning.ipynb #09fff8f9
 def tune_sample(times,                       # observation date of each training row
                 y,                           # 0/1 label of each row
                 max_rows: int | None = 200_000,  # sample size; None or >= the rows: all rows
@@ -354,7 +354,7 @@ def tune_sample(times,                       # observation date of each training
             picked.append(rng.choice(g, m, replace=False))
     return np.sort(np.concatenate(picked))
 
-# %% ../nbs/05b_tuning.ipynb #900ad6b3
+# %% ../nbs/05b_tuning.ipynb #cc1c8574
 def study_storage(home: str | os.PathLike | None = None,  # churnops home: default journal under Paths(home).optuna
                   storage: str | None = None,             # RDB URL, a journal file path, or None for the default
                  ):
@@ -374,7 +374,7 @@ def _storage_arg(home, storage):
     "A picklable description of the storage (for worker processes)."
     return storage if storage else str(Paths(home).optuna / "journal.log")
 
-# %% ../nbs/05b_tuning.ipynb #b37ae37f
+# %% ../nbs/05b_tuning.ipynb #1b73ff65
 def fold_design(X: pd.DataFrame,                  # training rows (features only)
                 y,                                # their 0/1 labels
                 folds,                            # [(train positions, validation positions)]
@@ -388,7 +388,7 @@ def fold_design(X: pd.DataFrame,                  # training rows (features only
         out.append((pre.fit_transform(X.iloc[tr], y[tr]), y[tr], pre.transform(X.iloc[va]), y[va]))
     return out
 
-# %% ../nbs/05b_tuning.ipynb #34b334d2
+# %% ../nbs/05b_tuning.ipynb #0eb360fe
 _DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 def _finished(study) -> int:
@@ -411,7 +411,7 @@ def cv_objective(trial: optuna.Trial,      # the Optuna trial
         if trial.should_prune(): raise optuna.TrialPruned(f"pruned after fold {k + 1}: mean ROC AUC {np.mean(scores):.4f}")
     return float(np.mean(scores))
 
-# %% ../nbs/05b_tuning.ipynb #f3ae4e08
+# %% ../nbs/05b_tuning.ipynb #1fd63495
 def _trial_logger(uri: str | None, experiment_id: str | None, parent_run_id: str | None):
     "An Optuna callback writing each finished trial as a nested MLflow run."
     if not (uri and experiment_id and parent_run_id): return None
@@ -430,7 +430,7 @@ def _trial_logger(uri: str | None, experiment_id: str | None, parent_run_id: str
         client.set_terminated(run.info.run_id, "FINISHED" if trial.state != optuna.trial.TrialState.FAIL else "FAILED")
     return log
 
-# %% ../nbs/05b_tuning.ipynb #9dc7de33
+# %% ../nbs/05b_tuning.ipynb #06918209
 def _optimize(study, design, families, seed, n_trials, timeout, callbacks):
     "Run trials on `study` until it holds `n_trials` finished trials (or `timeout` seconds pass)."
     if _finished(study) >= n_trials: return
@@ -444,7 +444,7 @@ def _make_sampler_pruner(seed: int):
     return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
             optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
 
-# %% ../nbs/05b_tuning.ipynb #23cbada1
+# %% ../nbs/05b_tuning.ipynb #ba20bb7f
 def _tune_worker(worker: int, barrier, design_path: str, storage_arg: str, study_name: str, families, seed,
                  n_trials, timeout, uri, experiment_id, parent_run_id):
     """Body of one tuning process (module-level so `spawn` can import it); starts when every worker is ready. The fold
@@ -480,7 +480,7 @@ def _run_workers(workers: int, design: list, study, bar, n_trials: int, args: tu
                 p.join()
     return [p.exitcode for p in procs]
 
-# %% ../nbs/05b_tuning.ipynb #df1d16e0
+# %% ../nbs/05b_tuning.ipynb #dda0263d
 def _open_study(study_name: str, home, storage: str | None, seed: int) -> optuna.Study:
     "Create the study, or load it when the name exists (a re-run resumes)."
     sampler, pruner = _make_sampler_pruner(seed)
@@ -506,7 +506,7 @@ def _require_completed(study) -> None:
     reason = failed[-1].system_attrs.get("fail_reason", "") if failed else "no trial finished (timeout too short?)"
     raise RuntimeError(f"study {study.study_name!r}: no trial completed; last failure: {reason}")
 
-# %% ../nbs/05b_tuning.ipynb #a7b2c1ed
+# %% ../nbs/05b_tuning.ipynb #af53f819
 def tune(X: pd.DataFrame,                 # training rows (features only)
          y,                               # 0/1 labels
          folds: list,                     # [(train positions, validation positions)], from time_ordered_folds/stratified_folds
@@ -537,7 +537,7 @@ def tune(X: pd.DataFrame,                 # training rows (features only)
     _require_completed(study)
     return study
 
-# %% ../nbs/05b_tuning.ipynb #2f179bb5
+# %% ../nbs/05b_tuning.ipynb #0fe8c2de
 def out_of_time_split(as_of: pd.Series,        # observation date per row
                       test_dates: int = 1,     # latest dates held out for test
                       val_dates: int = 1,      # dates before them for validation
@@ -554,7 +554,7 @@ def out_of_time_split(as_of: pd.Series,        # observation date per row
 def _window(s: pd.Series) -> tuple[str, str]:
     return (str(s.min().date()), str(s.max().date())) if len(s) else ("", "")
 
-# %% ../nbs/05b_tuning.ipynb #3c01b53c
+# %% ../nbs/05b_tuning.ipynb #1fe3b973
 def label_horizon(home,                # churnops home (its config)
                   decl: Declaration,   # the declaration
                  ) -> float:
@@ -586,7 +586,7 @@ def declared_training_set(home,                # churnops home
             fsv = hashlib.sha256(json.dumps(F.feature_columns(decl)).encode()).hexdigest()[:16]
     return ts.sort_values(["as_of", decl.entity.key], ignore_index=True), fsv
 
-# %% ../nbs/05b_tuning.ipynb #347beaf3
+# %% ../nbs/05b_tuning.ipynb #7f33c704
 def _oracle_metrics(home, decl, ts: pd.DataFrame, te: np.ndarray, y: np.ndarray, horizon: float) -> dict:
     "The simulator's true churn probability on the test rows (`oracle_*`); {} for a world the simulator did not make."
     from churnops import simulate as S
@@ -607,7 +607,7 @@ def model_frame(ts: pd.DataFrame,         # the training set
     for c in categorical: X[c] = _text_values(X[c])
     return X
 
-# %% ../nbs/05b_tuning.ipynb #618feecc
+# %% ../nbs/05b_tuning.ipynb #3a722aba
 def _observation_dates(tables: dict, horizon: float, decl, as_of_start, as_of_end, needed: int, what: str) -> list:
     "Monthly observation dates (the data's default window, or the one given); an error when fewer than `needed`."
     from churnops import features as F
@@ -618,12 +618,18 @@ def _observation_dates(tables: dict, horizon: float, decl, as_of_start, as_of_en
                          f"are too few for {what}")
     return dates
 
-def _two_class_split(as_of: pd.Series, y: np.ndarray, test_dates: int, val_dates: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "`out_of_time_split`, with an error when a part holds one class only."
-    tr, va, te = out_of_time_split(as_of, test_dates, val_dates)
-    for part, idx in (("training", tr), ("validation", va), ("test", te)):
+def _two_class_split(ts: pd.DataFrame, test_dates: int, val_dates: int) -> tuple[np.ndarray, dict]:
+    "(labels, {'train', 'val', 'test'} row positions) by `out_of_time_split`, with an error when a part holds one class only."
+    y = ts["is_churned"].astype(int).to_numpy()
+    parts = dict(zip(("train", "val", "test"), out_of_time_split(ts["as_of"], test_dates, val_dates)))
+    for part, idx in zip(("training", "validation", "test"), parts.values()):
         if len(np.unique(y[idx])) < 2: raise ValueError(f"the {part} rows ({len(idx)}) hold one class only; widen the as_of window")
-    return tr, va, te
+    return y, parts
+
+def _study_name(name: str, build_id: str, fsv: str, families, seed: int, folds: int, horizon: float, tune_rows: int, train_rows: int) -> str:
+    "The default study name: one study per model, data, features, search and horizon (and tuning sample size, when sampled)."
+    return (f"{name}-{build_id}-{fsv}-{'-'.join(families)}-s{seed}-f{folds}-h{horizon:g}"
+            + (f"-t{tune_rows}" if tune_rows < train_rows else ""))
 
 def _declared_tags(rec: dict, fsv: str, dates: list, numeric: list, categorical: list, decl, sampled: bool) -> dict:
     "The run's churnops tags: data and feature-set versions, the as_of window, the model columns, the entity."
@@ -634,16 +640,21 @@ def _declared_tags(rec: dict, fsv: str, dates: list, numeric: list, categorical:
             "churnops.entity_dtype": decl.entity.dtype, "churnops.declaration": rec.get("declaration") or "",
             "churnops.tune_sampled": str(sampled).lower()}
 
-def _declared_params(settings: dict, study, as_of: pd.Series, y: np.ndarray, parts: dict, sample: np.ndarray) -> dict:
+def _declared_params(study, as_of: pd.Series, y: np.ndarray, parts: dict, sample: np.ndarray, **settings) -> dict:
     "The run's params: the settings, what was sampled for tuning, the chosen trial, and each part's as_of window."
     tr = parts["train"]
     family, best = split_trial_params(study.best_params)
-    return {**settings, "tune_rows": len(sample), "fit_rows": len(tr),
+    return {**settings, "cv_kind": "time-ordered expanding window", "tune_rows": len(sample), "fit_rows": len(tr),
             "tune_positive_rate": float(y[tr[sample]].mean()), "fit_positive_rate": float(y[tr].mean()),
             "best_trial": study.best_trial.number, "model_family": family, **{f"model_{k}": v for k, v in best.items()},
             **{f"{k}_window": "{}..{}".format(*_window(as_of.iloc[idx])) for k, idx in parts.items()}}
 
-# %% ../nbs/05b_tuning.ipynb #81382c27
+def _declared_datasets(ts: pd.DataFrame, parts: dict) -> dict:
+    "The dataset inputs of the run: each part of the training set, made only when it is logged (one at a time)."
+    lazy = lambda idx: (lambda: ts.iloc[idx].reset_index(drop=True))
+    return {context: (lazy(parts[k]), "is_churned") for context, k in (("training", "train"), ("validation", "val"), ("test", "test"))}
+
+# %% ../nbs/05b_tuning.ipynb #e87ce37c
 def train_churn(home: str | os.PathLike | None = None,  # churnops home with a data build
                 trials: int = 20,                 # Optuna trials (total in the study)
                 families: Sequence[str] = FAMILIES,  # model families to search
@@ -678,18 +689,13 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
     ts, fsv = declared_training_set(home, decl, tables, dates, horizon, rec["build_id"], use_store)
     del tables                                   # the raw tables are the largest thing held: not needed past this point
     numeric, categorical = F.numeric_columns(decl), F.categorical_columns(decl)
-    y = ts["is_churned"].astype(int).to_numpy()
-    parts = dict(zip(("train", "val", "test"), _two_class_split(ts["as_of"], y, test_dates, val_dates)))
+    y, parts = _two_class_split(ts, test_dates, val_dates)
     tr, va, te = parts.values()
     sample = tune_sample(ts["as_of"].iloc[tr], y[tr], tune_rows, seed=seed)     # positions within the training rows
     oracle = _oracle_metrics(home, decl, ts, te, y, horizon)
     preprocessor = F.make_preprocessor(numeric, categorical)
-    study_name = study_name or (f"{name}-{rec['build_id']}-{fsv}-{'-'.join(families)}-s{seed}-f{folds}-h{horizon:g}"
-                                + (f"-t{len(sample)}" if len(sample) < len(tr) else ""))
+    study_name = study_name or _study_name(name, rec["build_id"], fsv, families, seed, folds, horizon, len(sample), len(tr))
     tags = _declared_tags(rec, fsv, dates, numeric, categorical, decl, len(sample) < len(tr))
-    settings = {"horizon_days": horizon, "as_of_dates": len(dates), "cv_folds": folds, "cv_kind": "time-ordered expanding window",
-                "tune_rows_max": tune_rows, "n_trials": trials, "families": list(families), "seed": seed,
-                "study_name": study_name, "use_store": use_store}
     setup_mlflow(home, experiment)
     Xtr, Xva, Xte = (model_frame(ts, i, numeric, categorical) for i in (tr, va, te))
     with mlflow.start_run(run_name=f"{name}-train") as run:
@@ -700,15 +706,16 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
         family, best = split_trial_params(study.best_params)
         pipe = make_pipeline(preprocessor, family, best, seed).fit(Xtr, y[tr])       # the final fit: every training row
         if oracle: oracle["oracle_gap_roc_auc"] = oracle["oracle_roc_auc"] - roc_auc_score(y[te], pipe.predict_proba(Xte)[:, 1])
-        frame = lambda idx: (lambda: ts.iloc[idx].reset_index(drop=True))           # made one at a time while logging
+        params = _declared_params(study, ts["as_of"], y, parts, sample, horizon_days=horizon, as_of_dates=len(dates), cv_folds=folds,
+                                  tune_rows_max=tune_rows, n_trials=trials, families=list(families), seed=seed,
+                                  study_name=study_name, use_store=use_store)
         return log_and_register(
-            pipe, Xtr, y[tr], Xte, y[te], name=name, X_val=Xva, y_val=y[va],
-            params=_declared_params(settings, study, ts["as_of"], y, parts, sample), tags={**tags, "churnops.model_family": family},
+            pipe, Xtr, y[tr], Xte, y[te], name=name, X_val=Xva, y_val=y[va], params=params,
+            tags={**tags, "churnops.model_family": family}, datasets=_declared_datasets(ts, parts), seed=seed,
             extra_metrics={"cv_roc_auc": float(study.best_value), "trials_finished": float(_finished(study)), **oracle},
-            datasets={"training": (frame(tr), "is_churned"), "validation": (frame(va), "is_churned"), "test": (frame(te), "is_churned")},
-            dataset_tags={"data_version": rec["build_id"], "feature_set_version": fsv}, seed=seed, close_figures=close_figures)
+            dataset_tags={"data_version": rec["build_id"], "feature_set_version": fsv}, close_figures=close_figures)
 
-# %% ../nbs/05b_tuning.ipynb #dade6e6d
+# %% ../nbs/05b_tuning.ipynb #668e5cb7
 def run_training_job(home: str | os.PathLike | None = None,  # churnops home
                      parameters: dict | None = None,          # papermill parameters of jobs/train.ipynb
                      quiet: bool = False,                     # no progress output
