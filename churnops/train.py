@@ -729,7 +729,7 @@ def run_training_job(home: str | os.PathLike | None = None,  # churnops home
         client.set_tag(result["run_id"], "churnops.notebook", str(out))
     return out, result
 
-# %% ../nbs/05c_tables.ipynb #d2a5d803
+# %% ../nbs/05c_tables.ipynb #3c4c61eb
 _POS = {"yes", "y", "true", "t", "1", "1.0", "churn", "churned"}
 
 _NEG = {"no", "n", "false", "f", "0", "0.0", "stayed", "retained"}
@@ -759,7 +759,7 @@ def encode_target(s: pd.Series,              # the raw target column
     out = pd.Series(np.where(missing, np.nan, (key == pos).fillna(False).astype(float)), index=s.index, name=s.name)
     return out, {"positive": str(pos), "negative": str(neg)}
 
-# %% ../nbs/05c_tables.ipynb #16c4b9a5
+# %% ../nbs/05c_tables.ipynb #b99a0cae
 def _is_number_column(col: pd.Series) -> bool:
     return pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col)
 
@@ -786,7 +786,7 @@ def _coerce_numeric(col: pd.Series, min_share: float = 0.95) -> tuple[pd.Series,
     if nonblank == 0 or ok / nonblank < min_share: return None
     return parsed, int(col.notna().sum()) - ok   # blanks count as values that could not be read
 
-# %% ../nbs/05c_tables.ipynb #93ed7e36
+# %% ../nbs/05c_tables.ipynb #d17d7b84
 TABLE_SCHEMA_FORMAT = "churnops.table_schema/1"
 
 TABLE_SCHEMA_ARTIFACT = "table_schema.json"   # on the model's run, beside reference_profile.json
@@ -810,7 +810,7 @@ class TableSpec:
                 "coerced_to_number": self.coerced, "missing_values": MISSING_RULE, "text": "stripped of surrounding spaces",
                 "target_mapping": self.report.get("target_mapping"), "dropped_columns": self.report.get("dropped_columns", {})}
 
-# %% ../nbs/05c_tables.ipynb #4542b15e
+# %% ../nbs/05c_tables.ipynb #2edb43bd
 def coerce_like_training(records: pd.DataFrame,  # raw rows (a table, or serving's records), extra columns ignored
                          schema: dict | TableSpec,  # `TableSpec.schema()` or the logged `table_schema.json`
                          source: str = "records",   # for messages
@@ -825,7 +825,7 @@ def coerce_like_training(records: pd.DataFrame,  # raw rows (a table, or serving
     for c in s["categorical"]: X[c] = _text_values(X[c])
     return X.reset_index(drop=True)
 
-# %% ../nbs/05c_tables.ipynb #74fb50ce
+# %% ../nbs/05c_tables.ipynb #ef2a5dd9
 def _column_roles(df: pd.DataFrame, skip: set, source: str) -> tuple[list, list, list, dict, dict]:
     "(numeric, categorical, coerced, unparseable counts, dropped) of the feature columns."
     numeric, categorical, coerced, unparseable, dropped = [], [], [], {}, {}
@@ -883,7 +883,7 @@ def prepare_table(df: pd.DataFrame,             # the raw table
     spec = TableSpec(target, id_column, numeric, categorical, report, coerced)
     return coerce_like_training(df, spec, source), y, ids, spec
 
-# %% ../nbs/05c_tables.ipynb #bb5a4ceb
+# %% ../nbs/05c_tables.ipynb #8c471d90
 def make_telco_table(n: int = 2000,              # customers
                      seed: int = 0,               # random seed
                      return_proba: bool = False,  # also return each customer's true churn probability (the oracle)
@@ -917,7 +917,7 @@ def make_telco_table(n: int = 2000,              # customers
         "MonthlyCharges": monthly, "TotalCharges": total, "Churn": np.where(churn, "Yes", "No")})
     return (df, proba) if return_proba else df
 
-# %% ../nbs/05c_tables.ipynb #2125fe30
+# %% ../nbs/05c_tables.ipynb #78368e4c
 def file_hash(path: str | os.PathLike,  # the file
              ) -> str:
     "sha256 of a file's bytes, 16 hex digits."
@@ -935,7 +935,7 @@ def _three_way_split(y, seed, val_size=0.2, test_size=0.2, source="table"):
     train, val = train_test_split(rest, test_size=val_size / (1 - test_size), stratify=y[rest], random_state=seed)
     return np.sort(train), np.sort(val), np.sort(test)
 
-# %% ../nbs/05c_tables.ipynb #b86229cc
+# %% ../nbs/05c_tables.ipynb #4ecce85a
 def _table_tags(spec: TableSpec, data_version: str, fsv: str, source: str) -> dict:
     "The run's churnops tags for a table: data and feature-set versions, target, id and the column roles."
     return {"churnops.data_version": data_version, "churnops.data_hashes": json.dumps({"table": data_version}),
@@ -951,7 +951,7 @@ def _table_params(spec: TableSpec, source: str) -> dict:
             "rows_read": r["rows_read"], "rows_dropped_missing_target": r["rows_dropped_missing_target"],
             "coerced_unparseable": r["coerced_unparseable"]}
 
-# %% ../nbs/05c_tables.ipynb #14de97f2
+# %% ../nbs/05c_tables.ipynb #62887262
 def train_table(data: str | os.PathLike | pd.DataFrame,  # CSV/parquet path, or a DataFrame
                 target: str,                  # target column (Yes/No, True/False, 1/0)
                 name: str,                    # registered model name (also the MLflow experiment)
@@ -1006,7 +1006,7 @@ def train_table(data: str | os.PathLike | pd.DataFrame,  # CSV/parquet path, or 
             dataset_tags={"data_version": data_version, "feature_set_version": fsv}, seed=seed)
     return result
 
-# %% ../nbs/05c_tables.ipynb #3568dbc1
+# %% ../nbs/05c_tables.ipynb #7363bd6b
 from contextlib import contextmanager
 
 from .files import PARQUET_SUFFIXES, atomic_path
@@ -1026,7 +1026,7 @@ def column_kinds(pipeline: Pipeline,  # fitted Pipeline(preprocess=ColumnTransfo
         (categorical if is_cat else numeric).extend(pre.feature_names_in_[c] if isinstance(c, (int, np.integer)) else c for c in cols)
     return numeric, categorical
 
-# %% ../nbs/05c_tables.ipynb #199859da
+# %% ../nbs/05c_tables.ipynb #4d185ac5
 def model_table_schema(run_id: str | None,  # the model version's run
                       ) -> dict | None:
     "The `table_schema.json` a `train_table` run logged (None for a model trained another way); uses the current tracking URI."
@@ -1037,7 +1037,7 @@ def model_table_schema(run_id: str | None,  # the model version's run
         except Exception: return None
         return json.loads(Path(p).read_text())
 
-# %% ../nbs/05c_tables.ipynb #4d18c292
+# %% ../nbs/05c_tables.ipynb #a618b90b
 def scoring_frame(df: pd.DataFrame,            # raw rows (extra columns ignored)
                   pipeline: Pipeline,          # the fitted model
                   source: str = "data",        # for messages (the file name)
@@ -1054,7 +1054,7 @@ def scoring_frame(df: pd.DataFrame,            # raw rows (extra columns ignored
     typed.update({c: _text_values(X[c]) for c in categorical if not pd.api.types.is_numeric_dtype(X[c])})
     return X.assign(**typed)
 
-# %% ../nbs/05c_tables.ipynb #86ee1244
+# %% ../nbs/05c_tables.ipynb #6186be99
 def _row_chunks(data, rows: int) -> tuple[Any, int, str]:
     "(chunks of `rows` rows, total rows, source name) of a DataFrame, a parquet file (streamed by record batch) or a CSV file."
     if isinstance(data, pd.DataFrame): return (data.iloc[i:i + rows] for i in range(0, len(data), rows)), len(data), "<DataFrame>"
@@ -1067,7 +1067,7 @@ def _row_chunks(data, rows: int) -> tuple[Any, int, str]:
     except Exception as e: raise TableError(f"{p}: could not be parsed as parquet: {type(e).__name__}: {str(e).strip()[:300]}") from None
     return (b.to_pandas() for b in f.iter_batches(batch_size=rows)), f.metadata.num_rows, str(p)
 
-# %% ../nbs/05c_tables.ipynb #41fdd665
+# %% ../nbs/05c_tables.ipynb #aa68a9c1
 @contextmanager
 def _prediction_writer(out: str | os.PathLike | None):
     "A `write(frame)` appending prediction chunks to `out` (parquet by suffix, else CSV); the file appears complete or not at all."
@@ -1089,7 +1089,7 @@ def _prediction_writer(out: str | os.PathLike | None):
         finally:
             if writer: writer[0].close()
 
-# %% ../nbs/05c_tables.ipynb #8b343bdb
+# %% ../nbs/05c_tables.ipynb #2eefdc75
 def batch_scorer(pipeline: Pipeline,  # a fitted Pipeline(preprocess, model)
                  X: pd.DataFrame,     # typed rows (`scoring_frame`) the compiled path is checked on
                  label: str = "model",  # how warnings name the model
@@ -1100,7 +1100,7 @@ def batch_scorer(pipeline: Pipeline,  # a fitted Pipeline(preprocess, model)
     if not scorer.fast: warnings.warn(f"{label}: scored through the scikit-learn pipeline, not the compiled scorer ({scorer.reason})")
     return scorer
 
-# %% ../nbs/05c_tables.ipynb #34dc5162
+# %% ../nbs/05c_tables.ipynb #e6b85bc3
 def predict_table(home: str | os.PathLike | None,  # churnops home
                   model: str,                       # NAME, NAME@ALIAS or NAME/VERSION
                   data: str | os.PathLike | pd.DataFrame,  # rows to score (parquet is read in chunks)
@@ -1133,7 +1133,7 @@ def predict_table(home: str | os.PathLike | None,  # churnops home
             "rows_per_second": len(pred) / seconds if seconds > 0 else float("inf"), "out": str(out) if out is not None else None}
     return pred, info
 
-# %% ../nbs/05c_tables.ipynb #a5445eda
+# %% ../nbs/05c_tables.ipynb #3dc2547c
 def _families(s: str) -> list[str]:
     fams = [f.strip() for f in s.split(",") if f.strip()]
     bad = [f for f in fams if f not in FAMILIES]
@@ -1145,7 +1145,7 @@ def _print_result(res: TrainResult, extra: dict | None = None) -> None:
     print(json.dumps({"model": res.name, "version": res.version, "run_id": res.run_id,
                       **{k: round(res.metrics[k], 4) for k in keys if k in res.metrics}, **(extra or {})}))
 
-# %% ../nbs/05c_tables.ipynb #9cfaecd9
+# %% ../nbs/05c_tables.ipynb #bb091f54
 def _train_table_cmd(args) -> int:
     res = train_table(args.data, args.target, args.name, home=args.home, id_column=args.id,
                       exclude=[c for c in (args.exclude or "").split(",") if c], positive=args.positive, trials=args.trials,
@@ -1164,7 +1164,7 @@ def _tune_cmd(args) -> int:
     _print_result(res)
     return 0
 
-# %% ../nbs/05c_tables.ipynb #ff5dfe78
+# %% ../nbs/05c_tables.ipynb #af4a083c
 def _train_cmd(args) -> int:
     params = {"trials": args.trials, "families": args.families, "seed": args.seed, "horizon_days": args.horizon,
               "as_of_start": args.as_of_start, "as_of_end": args.as_of_end, "folds": args.folds, "timeout": args.timeout,
@@ -1183,7 +1183,7 @@ def _predict_cmd(args) -> int:
     print(json.dumps(info))
     return 0
 
-# %% ../nbs/05c_tables.ipynb #eee4ee1f
+# %% ../nbs/05c_tables.ipynb #767cff39
 def add_commands(sub,     # the `churnops` parser's subparsers
                  parent,  # parent parser with the shared options (--home, --quiet)
                 ) -> None:
