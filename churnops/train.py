@@ -293,7 +293,7 @@ def log_and_register(pipeline: Pipeline,            # fitted Pipeline(preprocess
     if started: mlflow.end_run()
     return TrainResult(run.info.run_id, name, version, metrics, threshold, model_uri, imp, figs, X_train)
 
-# %% ../nbs/05b_tuning.ipynb #6138edb4
+# %% ../nbs/05b_tuning.ipynb #2d6a483d
 def time_ordered_folds(times: pd.Series | np.ndarray,  # observation date of each row
                        n_folds: int = 3,                # validation blocks
                       ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -310,7 +310,7 @@ def time_ordered_folds(times: pd.Series | np.ndarray,  # observation date of eac
         folds.append((tr, va))
     return folds
 
-# %% ../nbs/05b_tuning.ipynb #739dd742
+# %% ../nbs/05b_tuning.ipynb #d9c3ae56
 def stratified_folds(y,                # 0/1 label of each row
                      n_folds: int = 3,  # folds
                      seed: int = 0,     # shuffling seed
@@ -323,7 +323,7 @@ def stratified_folds(y,                # 0/1 label of each row
         raise ValueError(f"the smaller class has {counts.min()} training rows, fewer than the {n_folds} CV folds (class counts {counts.tolist()})")
     return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
-# %% ../nbs/05b_tuning.ipynb #88578b4d
+# %% ../nbs/05b_tuning.ipynb #146c64ed
 def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     "Split `k` over groups of `sizes` in proportion (largest remainders), never more than a group holds."
     share = sizes * (k / sizes.sum())
@@ -331,7 +331,7 @@ def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     n[np.argsort(n - share)[:k - n.sum()]] += 1        # largest remainders first
     return np.minimum(n, sizes)
 
-# %% ../nbs/05b_tuning.ipynb #09fff8f9
+# %% ../nbs/05b_tuning.ipynb #30085fd7
 def tune_sample(times,                       # observation date of each training row
                 y,                           # 0/1 label of each row
                 max_rows: int | None = 200_000,  # sample size; None or >= the rows: all rows
@@ -354,7 +354,7 @@ def tune_sample(times,                       # observation date of each training
             picked.append(rng.choice(g, m, replace=False))
     return np.sort(np.concatenate(picked))
 
-# %% ../nbs/05b_tuning.ipynb #cc1c8574
+# %% ../nbs/05b_tuning.ipynb #a5c9cdcb
 def study_storage(home: str | os.PathLike | None = None,  # churnops home: default journal under Paths(home).optuna
                   storage: str | None = None,             # RDB URL, a journal file path, or None for the default
                  ):
@@ -374,7 +374,7 @@ def _storage_arg(home, storage):
     "A picklable description of the storage (for worker processes)."
     return storage if storage else str(Paths(home).optuna / "journal.log")
 
-# %% ../nbs/05b_tuning.ipynb #1b73ff65
+# %% ../nbs/05b_tuning.ipynb #77dc1980
 def fold_design(X: pd.DataFrame,                  # training rows (features only)
                 y,                                # their 0/1 labels
                 folds,                            # [(train positions, validation positions)]
@@ -388,7 +388,7 @@ def fold_design(X: pd.DataFrame,                  # training rows (features only
         out.append((pre.fit_transform(X.iloc[tr], y[tr]), y[tr], pre.transform(X.iloc[va]), y[va]))
     return out
 
-# %% ../nbs/05b_tuning.ipynb #0eb360fe
+# %% ../nbs/05b_tuning.ipynb #efb9c160
 _DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 def _finished(study) -> int:
@@ -411,7 +411,7 @@ def cv_objective(trial: optuna.Trial,      # the Optuna trial
         if trial.should_prune(): raise optuna.TrialPruned(f"pruned after fold {k + 1}: mean ROC AUC {np.mean(scores):.4f}")
     return float(np.mean(scores))
 
-# %% ../nbs/05b_tuning.ipynb #1fd63495
+# %% ../nbs/05b_tuning.ipynb #a9df29ab
 def _trial_logger(uri: str | None, experiment_id: str | None, parent_run_id: str | None):
     "An Optuna callback writing each finished trial as a nested MLflow run."
     if not (uri and experiment_id and parent_run_id): return None
@@ -430,7 +430,7 @@ def _trial_logger(uri: str | None, experiment_id: str | None, parent_run_id: str
         client.set_terminated(run.info.run_id, "FINISHED" if trial.state != optuna.trial.TrialState.FAIL else "FAILED")
     return log
 
-# %% ../nbs/05b_tuning.ipynb #06918209
+# %% ../nbs/05b_tuning.ipynb #69587f12
 def _optimize(study, design, families, seed, n_trials, timeout, callbacks):
     "Run trials on `study` until it holds `n_trials` finished trials (or `timeout` seconds pass)."
     if _finished(study) >= n_trials: return
@@ -444,7 +444,7 @@ def _make_sampler_pruner(seed: int):
     return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
             optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
 
-# %% ../nbs/05b_tuning.ipynb #ba20bb7f
+# %% ../nbs/05b_tuning.ipynb #c612518e
 def _tune_worker(worker: int, barrier, design_path: str, storage_arg: str, study_name: str, families, seed,
                  n_trials, timeout, uri, experiment_id, parent_run_id):
     """Body of one tuning process (module-level so `spawn` can import it); starts when every worker is ready. The fold
@@ -480,7 +480,7 @@ def _run_workers(workers: int, design: list, study, bar, n_trials: int, args: tu
                 p.join()
     return [p.exitcode for p in procs]
 
-# %% ../nbs/05b_tuning.ipynb #dda0263d
+# %% ../nbs/05b_tuning.ipynb #7567d45d
 def _open_study(study_name: str, home, storage: str | None, seed: int) -> optuna.Study:
     "Create the study, or load it when the name exists (a re-run resumes)."
     sampler, pruner = _make_sampler_pruner(seed)
@@ -506,7 +506,7 @@ def _require_completed(study) -> None:
     reason = failed[-1].system_attrs.get("fail_reason", "") if failed else "no trial finished (timeout too short?)"
     raise RuntimeError(f"study {study.study_name!r}: no trial completed; last failure: {reason}")
 
-# %% ../nbs/05b_tuning.ipynb #af53f819
+# %% ../nbs/05b_tuning.ipynb #e0cb6f6e
 def tune(X: pd.DataFrame,                 # training rows (features only)
          y,                               # 0/1 labels
          folds: list,                     # [(train positions, validation positions)], from time_ordered_folds/stratified_folds
@@ -537,7 +537,7 @@ def tune(X: pd.DataFrame,                 # training rows (features only)
     _require_completed(study)
     return study
 
-# %% ../nbs/05b_tuning.ipynb #0fe8c2de
+# %% ../nbs/05b_tuning.ipynb #94b61ac0
 def out_of_time_split(as_of: pd.Series,        # observation date per row
                       test_dates: int = 1,     # latest dates held out for test
                       val_dates: int = 1,      # dates before them for validation
@@ -554,7 +554,7 @@ def out_of_time_split(as_of: pd.Series,        # observation date per row
 def _window(s: pd.Series) -> tuple[str, str]:
     return (str(s.min().date()), str(s.max().date())) if len(s) else ("", "")
 
-# %% ../nbs/05b_tuning.ipynb #1fe3b973
+# %% ../nbs/05b_tuning.ipynb #e27989aa
 def label_horizon(home,                # churnops home (its config)
                   decl: Declaration,   # the declaration
                  ) -> float:
@@ -586,7 +586,7 @@ def declared_training_set(home,                # churnops home
             fsv = hashlib.sha256(json.dumps(F.feature_columns(decl)).encode()).hexdigest()[:16]
     return ts.sort_values(["as_of", decl.entity.key], ignore_index=True), fsv
 
-# %% ../nbs/05b_tuning.ipynb #7f33c704
+# %% ../nbs/05b_tuning.ipynb #8b3f5090
 def _oracle_metrics(home, decl, ts: pd.DataFrame, te: np.ndarray, y: np.ndarray, horizon: float) -> dict:
     "The simulator's true churn probability on the test rows (`oracle_*`); {} for a world the simulator did not make."
     from churnops import simulate as S
@@ -607,7 +607,7 @@ def model_frame(ts: pd.DataFrame,         # the training set
     for c in categorical: X[c] = _text_values(X[c])
     return X
 
-# %% ../nbs/05b_tuning.ipynb #3a722aba
+# %% ../nbs/05b_tuning.ipynb #2fae0efb
 def _observation_dates(tables: dict, horizon: float, decl, as_of_start, as_of_end, needed: int, what: str) -> list:
     "Monthly observation dates (the data's default window, or the one given); an error when fewer than `needed`."
     from churnops import features as F
@@ -654,7 +654,7 @@ def _declared_datasets(ts: pd.DataFrame, parts: dict) -> dict:
     lazy = lambda idx: (lambda: ts.iloc[idx].reset_index(drop=True))
     return {context: (lazy(parts[k]), "is_churned") for context, k in (("training", "train"), ("validation", "val"), ("test", "test"))}
 
-# %% ../nbs/05b_tuning.ipynb #e87ce37c
+# %% ../nbs/05b_tuning.ipynb #1716ff8e
 def train_churn(home: str | os.PathLike | None = None,  # churnops home with a data build
                 trials: int = 20,                 # Optuna trials (total in the study)
                 families: Sequence[str] = FAMILIES,  # model families to search
@@ -715,7 +715,7 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
             extra_metrics={"cv_roc_auc": float(study.best_value), "trials_finished": float(_finished(study)), **oracle},
             dataset_tags={"data_version": rec["build_id"], "feature_set_version": fsv}, close_figures=close_figures)
 
-# %% ../nbs/05b_tuning.ipynb #668e5cb7
+# %% ../nbs/05b_tuning.ipynb #83f1a3ee
 def run_training_job(home: str | os.PathLike | None = None,  # churnops home
                      parameters: dict | None = None,          # papermill parameters of jobs/train.ipynb
                      quiet: bool = False,                     # no progress output
