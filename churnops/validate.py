@@ -34,8 +34,9 @@ __all__ = ['HIGHER_IS_BETTER', 'GATE_METRICS', 'COMPARE_METRICS', 'TENURE_BINS',
            'ABStopping', 'ABTestConfig', 'load_ab_config', 'sample_size_two_proportions', 'ABPlan', 'plan_ab_test',
            'hash_unit', 'assign_variant', 'two_proportion_ztest', 'churn_reduction', 'ABAnalysis', 'analyze_ab',
            'first_exposures', 'ab_outcomes', 'ab_stop_verdict', 'measure_latency', 'measure_throughput',
-           'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation', 'overall_decision', 'log_validation',
-           'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions', 'add_commands']
+           'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation', 'model_target', 'holdout_labels',
+           'overall_decision', 'log_validation', 'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions',
+           'add_commands']
 
 # %% ../nbs/06_validate.ipynb #3ef6cf73
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "pr_auc": True,
@@ -339,11 +340,10 @@ def plot_curves(y: np.ndarray,                 # labels
                 n_bins: int = 10,              # calibration bins
                ):
     "A matplotlib figure: ROC, precision-recall and calibration curves of each model."
-    import matplotlib
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # not pyplot's: shown once, as the cell's (or report's) result
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig = Figure(figsize=(15, 4.5)); axes = fig.subplots(1, 3)
     for name, p in probas.items():
         fpr, tpr, _ = roc_curve(y, p); axes[0].plot(fpr, tpr, label=name)
         pr, rc, _ = precision_recall_curve(y, p); axes[1].plot(rc, pr, label=name)
@@ -826,7 +826,7 @@ def recent_holdout(home=None,                 # churnops home with a data build
         warnings.simplefilter("ignore", UserWarning)   # censored-label warning when as_of is given explicitly late
         return features.build_training_set(tables, [as_of], horizon, declaration=decl)
 
-# %% ../nbs/06_validate.ipynb #04cfa042
+# %% ../nbs/06_validate.ipynb #ae957d7d
 @dataclass
 class Evaluation:
     "Everything the evaluation report shows."
@@ -861,6 +861,29 @@ class Evaluation:
         champ = f"champion v{self.champion_version}" if self.champion_version else "no champion"
         return f"{self.name}/{self.version} vs {champ} on {self.holdout_rows} holdout rows: {self.decision}\n{self.gates}"
 
+# %% ../nbs/06_validate.ipynb #daab9def
+def model_target(schema: dict | None,  # the model run's `table_schema.json` (`train.model_table_schema`); None: a declared-world model
+                 cfg: Config,          # the project config (its `problem.target`)
+                ) -> str:
+    "The column the model predicts: its table's target, else the config's `problem.target`."
+    return schema["target"] if schema else cfg.problem.target
+
+def holdout_labels(holdout: pd.DataFrame,      # labelled rows
+                   target: str,                # the model's target column (`model_target`)
+                   schema: dict | None = None,  # a table model's schema: its `target_mapping` says which value is churn
+                  ) -> np.ndarray:
+    "The holdout's labels as 0/1 floats, read as training read them."
+    if target not in holdout: raise ValueError(f"holdout has no target column {target!r}; columns are {list(holdout.columns)}")
+    s, mapping = holdout[target], (schema or {}).get("target_mapping")
+    if mapping and not pd.api.types.is_numeric_dtype(s):
+        from churnops.train import encode_target
+        s = encode_target(s, positive=mapping["positive"])[0]
+    y = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    if np.isnan(y).any(): raise ValueError(f"holdout target {target!r}: {int(np.isnan(y).sum())} row(s) have no 0/1 label")
+    if len(np.unique(y)) < 2: raise ValueError(f"holdout target {target!r} has a single class; cannot evaluate")
+    return y
+
+# %% ../nbs/06_validate.ipynb #1c1ca206
 def _scoring_frame(train, model, run, df: pd.DataFrame, target: str) -> pd.DataFrame:
     "The holdout columns `model` was trained on, typed as in training."
     if hasattr(model, "feature_names_in_") and hasattr(train, "scoring_frame"):
@@ -883,7 +906,11 @@ def _overlap_note(run, label: str, holdout: pd.DataFrame) -> str | None:
         return f"warning: the holdout ({first.date()}) is inside the {label}'s training window ({win}); its metrics are optimistic"
     return None
 
-def overall_decision(gates: GateReport, comparison: pd.DataFrame | None, primary: str) -> str:
+# %% ../nbs/06_validate.ipynb #644032fa
+def overall_decision(gates: GateReport,                 # the candidate's gate report
+                     comparison: pd.DataFrame | None,   # `paired_bootstrap` against the champion; None: no champion
+                     primary: str,                      # the success metric (`problem.success_metric`)
+                    ) -> str:
     "'reject: gates failed', 'promote: no champion', or by the primary metric's verdict."
     if not gates.passed: return f"reject: gates failed ({', '.join(gates.failed)})"
     if comparison is None: return "promote: gates passed and there is no champion"
@@ -892,11 +919,12 @@ def overall_decision(gates: GateReport, comparison: pd.DataFrame | None, primary
             "no worse": f"promote allowed: no worse than the champion on {primary}",
             "worse": f"reject: worse than the champion on {primary}"}.get(v, f"review: {primary} comparison {v}")
 
+# %% ../nbs/06_validate.ipynb #7a578acf
 def log_validation(report: GateReport,           # the gate report
                    run_id: str,                  # the candidate's MLflow run
                    name: str | None = None,      # registered model name: also tag the version
-                   version: int | None = None,
-                   comparison: pd.DataFrame | None = None,
+                   version: int | None = None,   # the registered version to tag
+                   comparison: pd.DataFrame | None = None,  # the paired bootstrap, logged as `validation/comparison.json`
                   ) -> None:
     "Log the gate report (+ comparison) to the model's run and tag the run and model version with the verdict."
     import mlflow
@@ -908,6 +936,19 @@ def log_validation(report: GateReport,           # the gate report
     client.set_tag(run_id, "churnops.gates_passed", str(report.passed).lower())
     if name is not None and version is not None:
         client.set_model_version_tag(name, str(version), "churnops.gates_passed", str(report.passed).lower())
+
+# %% ../nbs/06_validate.ipynb #ad78cf35
+@dataclass
+class _Models:
+    "The candidate and the champion (if any): fitted pipelines, registry versions, runs; notes for the report."
+    name: str
+    cand: Any
+    cand_mv: Any
+    cand_run: Any
+    champ: Any = None
+    champ_mv: Any = None
+    champ_run: Any = None
+    notes: list[str] = field(default_factory=list)
 
 def _resolve_champion(client, name: str, champion: str | int) -> int | None:
     "The champion's version number, or None when the alias is not set."
@@ -923,65 +964,93 @@ def _load_candidate(home, name, ref):
         what = f"{name}/{ref}" if isinstance(ref, int) else f"{name}@{ref}" if ref else f"{name} (latest)"
         raise LookupError(f"candidate model {what} not found in the registry at {tracking_uri(home)}: {getattr(e, 'message', e)}") from None
 
+# %% ../nbs/06_validate.ipynb #5486f713
+def _load_models(home, model, champion, client) -> _Models:
+    "The candidate `model` and the model behind `champion` (alias or version), with notes on what is missing."
+    name, ref = parse_model_ref(model, default_name="churn")
+    cand, cand_mv = _load_candidate(home, name, ref)
+    m = _Models(name, cand, cand_mv, client.get_run(cand_mv.run_id))
+    if champion is None: return m
+    version = _resolve_champion(client, name, champion)
+    if version is None:
+        m.notes.append(f"no champion ({name}@{champion} is not set): the gates alone decide")
+        return m
+    m.champ, m.champ_mv = load_model(home, name, version)
+    m.champ_run = client.get_run(m.champ_mv.run_id)
+    if int(m.champ_mv.version) == int(cand_mv.version):
+        m.notes.append(f"the candidate is the champion (v{cand_mv.version}); the comparison is with itself")
+    return m
+
 def _threshold_of(run) -> float:
     t = run.data.metrics.get("threshold_at_recall_80")
     return float(t) if t is not None and math.isfinite(t) else 0.5
 
+# %% ../nbs/06_validate.ipynb #c5fe8992
+def _holdout_for(home, holdout: pd.DataFrame | None, m: _Models, schema: dict | None) -> pd.DataFrame:
+    "The given holdout, else `recent_holdout(home)` (noted); a table model without one is an error saying what to pass."
+    if holdout is None:
+        if schema is not None:
+            raise ValueError(f"{m.name}/{m.cand_mv.version} was trained by train-table on a flat table: there is no declared "
+                             f"world to draw a holdout from; pass its labelled holdout table (--holdout / holdout=)")
+        holdout = recent_holdout(home)
+        m.notes.append(f"holdout: the declared world's latest complete month, as_of "
+                       f"{pd.Timestamp(holdout['as_of'].iloc[0]).date() if len(holdout) else '?'}")
+    return holdout.reset_index(drop=True)
+
+def _score(train, m: _Models, holdout: pd.DataFrame, target: str) -> tuple[dict, dict, pd.DataFrame]:
+    "Probabilities and decision thresholds of the candidate (and champion) on the holdout; the candidate's input frame."
+    X = _scoring_frame(train, m.cand, m.cand_run, holdout, target)
+    probas, thr = {"candidate": m.cand.predict_proba(X)[:, 1]}, {"candidate": _threshold_of(m.cand_run)}
+    if m.champ is not None:
+        probas["champion"] = m.champ.predict_proba(_scoring_frame(train, m.champ, m.champ_run, holdout, target))[:, 1]
+        thr["champion"] = _threshold_of(m.champ_run)
+    m.notes += [n for n in (_overlap_note(m.cand_run, "candidate", holdout),
+                            m.champ_run and _overlap_note(m.champ_run, "champion", holdout)) if n]
+    return probas, thr, X
+
+# %% ../nbs/06_validate.ipynb #6d7d412c
+def _judge(m: _Models, y, probas: dict, thr: dict, X: pd.DataFrame, cfg: Config, n_resamples, seed, latency_calls):
+    "Metrics, latency, size, gate report and comparison of the candidate."
+    metrics = pd.DataFrame({k: classification_metrics(y, p, thr[k]) for k, p in probas.items()}).rename_axis("metric")
+    lat = {**measure_latency(m.cand, X, n=latency_calls), **measure_throughput(m.cand, X)}
+    size = model_size_mb(m.name, m.cand_mv.version)
+    gate_metrics = {**metrics["candidate"].to_dict(), "p99_latency_ms": lat["p99_latency_ms"],
+                    "throughput_rps": lat["throughput_rps"], "model_size_mb": size}
+    report = check_gates(gate_metrics, gates_from_config(cfg), model=f"{m.name}/{m.cand_mv.version}", metrics_source="holdout")
+    comparison = None
+    if m.champ is not None:
+        comparison = paired_bootstrap(y, probas["candidate"], probas["champion"], thr["candidate"], thr["champion"],
+                                      n_resamples or cfg.comparison.bootstrap_samples,
+                                      cfg.comparison.seed if seed is None else seed, min_improvement=cfg.comparison.min_improvement)
+    return metrics, lat, size, report, comparison
+
+def _segments(m: _Models, holdout: pd.DataFrame) -> list[str]:
+    "The default segments the holdout has, else the model's declared categorical columns."
+    declared = json.loads(m.cand_run.data.tags.get("churnops.categorical_columns") or "[]")
+    return [s for s in DEFAULT_SEGMENTS if s in add_tenure_band(holdout.head(0))] or [c for c in declared if c in holdout]
+
+# %% ../nbs/06_validate.ipynb #e7859943
 def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log, effects, latency_calls) -> Evaluation:
     import mlflow
     from churnops import train
     cfg = cfg or load_config(home=home)
     setup_mlflow(home)
-    name, ref = parse_model_ref(model, default_name="churn")
-    cand, cand_mv = _load_candidate(home, name, ref)
-    client = mlflow.MlflowClient()
-    cand_run = client.get_run(cand_mv.run_id)
-    target = cfg.problem.target
-    notes = []
-    if holdout is None:
-        holdout = recent_holdout(home)
-        notes.append(f"holdout: the declared world's latest complete month, as_of {pd.Timestamp(holdout['as_of'].iloc[0]).date() if len(holdout) else '?'}")
-    if target not in holdout: raise ValueError(f"holdout has no target column {target!r}; columns are {list(holdout.columns)}")
-    holdout = holdout.reset_index(drop=True)
-    y = holdout[target].to_numpy(dtype=float)
-    if len(np.unique(y)) < 2: raise ValueError(f"holdout target {target!r} has a single class; cannot evaluate")
-    champ, champ_mv, champ_run = None, None, None
-    if champion is not None:
-        champ_version = _resolve_champion(client, name, champion)
-        if champ_version is None: notes.append(f"no champion ({name}@{champion} is not set): the gates alone decide")
-        else:
-            champ, champ_mv = load_model(home, name, champ_version)
-            champ_run = client.get_run(champ_mv.run_id)
-            if int(champ_mv.version) == int(cand_mv.version):
-                notes.append(f"the candidate is the champion (v{cand_mv.version}); the comparison is with itself")
-    X_cand = _scoring_frame(train, cand, cand_run, holdout, target)
-    probas = {"candidate": cand.predict_proba(X_cand)[:, 1]}
-    thr = {"candidate": _threshold_of(cand_run)}
-    if champ is not None:
-        probas["champion"] = champ.predict_proba(_scoring_frame(train, champ, champ_run, holdout, target))[:, 1]
-        thr["champion"] = _threshold_of(champ_run)
-    notes += [n for n in (_overlap_note(cand_run, "candidate", holdout), champ_run and _overlap_note(champ_run, "champion", holdout)) if n]
-    metrics = pd.DataFrame({k: classification_metrics(y, p, thr[k]) for k, p in probas.items()}).rename_axis("metric")
-    lat = {**measure_latency(cand, X_cand, n=latency_calls), **measure_throughput(cand, X_cand)}
-    size = model_size_mb(name, cand_mv.version)
-    gate_metrics = {**metrics["candidate"].to_dict(), "p99_latency_ms": lat["p99_latency_ms"], "throughput_rps": lat["throughput_rps"],
-                    "model_size_mb": size}
-    report = check_gates(gate_metrics, gates_from_config(cfg), model=f"{name}/{cand_mv.version}", metrics_source="holdout")
-    comparison = None
-    if champ is not None:
-        comparison = paired_bootstrap(y, probas["candidate"], probas["champion"], thr["candidate"], thr["champion"],
-                                      n_resamples or cfg.comparison.bootstrap_samples,
-                                      cfg.comparison.seed if seed is None else seed, min_improvement=cfg.comparison.min_improvement)
+    m = _load_models(home, model, champion, mlflow.MlflowClient())
+    schema = train.model_table_schema(m.cand_mv.run_id)
+    target = model_target(schema, cfg)
+    holdout = _holdout_for(home, holdout, m, schema)
+    y = holdout_labels(holdout, target, schema)
+    probas, thr, X = _score(train, m, holdout, target)
+    metrics, lat, size, report, comparison = _judge(m, y, probas, thr, X, cfg, n_resamples, seed, latency_calls)
     decision = overall_decision(report, comparison, cfg.problem.success_metric)
-    declared = json.loads(cand_run.data.tags.get("churnops.categorical_columns") or "[]")    # a world without the default segments
-    segments = [s for s in DEFAULT_SEGMENTS if s in add_tenure_band(holdout.head(0))] or [c for c in declared if c in holdout]
-    slices = slice_metrics(holdout, y, probas, thr, segments=segments, seed=cfg.comparison.seed)
-    eff = feature_effects(cand, X_cand, y, seed=cfg.comparison.seed) if effects else None
+    slices = slice_metrics(holdout, y, probas, thr, segments=_segments(m, holdout), seed=cfg.comparison.seed)
+    eff = feature_effects(m.cand, X, y, seed=cfg.comparison.seed) if effects else None
     ta = threshold_analysis(y, probas["candidate"], cfg)
-    if log: log_validation(report, cand_mv.run_id, name, cand_mv.version, comparison)
-    return Evaluation(name, int(cand_mv.version), cand_mv.run_id, int(champ_mv.version) if champ_mv is not None else None, target,
-                      len(holdout), metrics, report, comparison, decision, slices, eff, ta, lat, size, y, probas, thr, notes)
+    if log: log_validation(report, m.cand_mv.run_id, m.name, m.cand_mv.version, comparison)
+    return Evaluation(m.name, int(m.cand_mv.version), m.cand_mv.run_id, int(m.champ_mv.version) if m.champ_mv is not None else None,
+                      target, len(holdout), metrics, report, comparison, decision, slices, eff, ta, lat, size, y, probas, thr, m.notes)
 
+# %% ../nbs/06_validate.ipynb #2b3e4251
 def evaluate_model(home=None,                       # churnops home (tracking store, config)
                    model: str | int = "churn",      # candidate: "churn/3", "churn@challenger", "churn" (latest)
                    holdout: pd.DataFrame | None = None,  # labelled rows; default `recent_holdout(home)`
@@ -991,7 +1060,7 @@ def evaluate_model(home=None,                       # churnops home (tracking st
                    seed: int | None = None,         # default config.comparison.seed
                    log: bool = True,                # log the gate report to the candidate's run
                    effects: bool = True,            # compute permutation importances (the slowest part)
-                   latency_calls: int = 200,
+                   latency_calls: int = 200,        # single-row calls timed for the latency gate
                    threads: int | None = 1,         # BLAS/OpenMP threads while scoring (None: library default)
                   ) -> Evaluation:
     "Gates, champion comparison, slices, effects and threshold analysis for one registered model version."
