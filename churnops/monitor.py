@@ -27,7 +27,7 @@ from scipy.spatial import distance
 from .config import Config, MonitoringRule, Paths, RetrainConfig, SeasonAwarePolicy, load_config
 from .files import read_table, to_utc, utc_now, write_json_atomic
 from .metrics import SERVED_METRICS, served_metrics
-from .predlog import read_feedback, read_prediction_log
+from .predlog import EVENT_TIME, join_labels, label_horizon_days, read_feedback, read_prediction_log, with_event_time
 from .profile import (CATEGORICAL, NUMERICAL, PROFILE_ARTIFACT, PreparedColumn, histogram_sorted, infer_column_kind,
                               load_profile, log_reference_profile, prepare_column, prepared_from_profile, reference_profile,
                               save_profile)
@@ -35,18 +35,17 @@ from .runner import execute_job, job_notebook
 from .tracking import resolve_version, tracking_client, use_tracking
 
 # %% auto #0
-__all__ = ['DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS', 'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'EVENT_TIME',
-           'GPU_QUERY', 'RETRAIN_REASONS', 'MONITOR_EXPERIMENT', 'sturges_edges', 'binned_proportions',
-           'merged_ecdf_counts', 'column_drift', 'default_method', 'method_thresholds', 'is_drifted', 'DriftReport',
-           'drift_report', 'drift_report_from_profile', 'reference_sample', 'calibrate_thresholds', 'with_event_time',
-           'read_window', 'window_features', 'read_labels', 'join_labels', 'cbpe_estimate', 'fit_calibrator',
-           'performance_by_window', 'serving_summary', 'serving_over_time', 'process_metrics', 'serving_process',
-           'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path', 'record_alerts', 'read_alerts',
-           'system_rules', 'monitoring_rules', 'seasonal_drift', 'TriggerDecision', 'RetrainingTrigger',
-           'model_reference_profile', 'Reference', 'load_reference', 'model_training_window', 'drift_summary',
-           'last_year_psi', 'performance_summary', 'plot_performance', 'plot_distributions', 'plot_latency',
-           'monitoring_metrics', 'decide_retraining', 'verdict', 'log_monitoring_run', 'MonitorRun', 'monitor_window',
-           'run_monitor', 'add_commands']
+__all__ = ['DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS', 'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'GPU_QUERY',
+           'RETRAIN_REASONS', 'MONITOR_EXPERIMENT', 'sturges_edges', 'binned_proportions', 'merged_ecdf_counts',
+           'column_drift', 'default_method', 'method_thresholds', 'is_drifted', 'DriftReport', 'drift_report',
+           'drift_report_from_profile', 'reference_sample', 'calibrate_thresholds', 'read_window', 'window_features',
+           'read_labels', 'cbpe_estimate', 'fit_calibrator', 'performance_by_window', 'serving_summary',
+           'serving_over_time', 'process_metrics', 'serving_process', 'gpu_metrics', 'system_metrics', 'evaluate_rules',
+           'alerts_path', 'record_alerts', 'read_alerts', 'system_rules', 'monitoring_rules', 'seasonal_drift',
+           'TriggerDecision', 'RetrainingTrigger', 'model_reference_profile', 'Reference', 'load_reference',
+           'model_training_window', 'drift_summary', 'last_year_psi', 'performance_summary', 'plot_performance',
+           'plot_distributions', 'plot_latency', 'monitoring_metrics', 'decide_retraining', 'verdict',
+           'log_monitoring_run', 'MonitorRun', 'monitor_window', 'run_monitor', 'add_commands']
 
 # %% ../nbs/09_monitor.ipynb #b0937dd5
 DISTANCE_METHODS = ("psi", "jensenshannon", "wasserstein")  # drift when statistic >= threshold
@@ -404,29 +403,7 @@ def calibrate_thresholds(reference: pd.DataFrame,              # the reference d
                   "std": float(v.std()) if v.size else None, "chunks": int(v.size), "chunk_size": int(chunk_size)}
     return out
 
-# %% ../nbs/09_monitor.ipynb #9253fe79
-EVENT_TIME = "as_of"   # the log's event time: the moment a request is about (serving's default: its wall time `ts`)
-
-def _utc_series(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(s): return pd.to_datetime(s, utc=True)
-    return pd.to_datetime(s, utc=True, format="ISO8601")
-
-def with_event_time(log: pd.DataFrame,                       # prediction-log rows
-                    event_times: pd.DataFrame | None = None,  # request_id, as_of: event times a client kept for a log without them
-                   ) -> pd.DataFrame:
-    "The rows with an `as_of` column (UTC): the logged event time, else `event_times` by request id, else the wall time `ts`."
-    out = log.copy()
-    ts = _utc_series(out["ts"]) if "ts" in out else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
-    ev = _utc_series(out[EVENT_TIME]) if EVENT_TIME in out else pd.Series(pd.NaT, index=out.index, dtype=ts.dtype)
-    if event_times is not None and len(event_times) and "request_id" in out:
-        missing = sorted({"request_id", EVENT_TIME} - set(event_times.columns))
-        if missing: raise ValueError(f"event times: missing column(s) {missing} (expected request_id, {EVENT_TIME})")
-        by_id = _utc_series(event_times[EVENT_TIME]).set_axis(event_times["request_id"].astype(str))
-        by_id = by_id[~by_id.index.duplicated()]
-        ev = out["request_id"].astype(str).map(by_id).fillna(ev)   # the client's record wins: an old log's as_of is its ts
-    out[EVENT_TIME] = ev.fillna(ts).astype("datetime64[us, UTC]")
-    return out
-
+# %% ../nbs/09_monitor.ipynb #afcce6df
 def read_window(home: str | os.PathLike | None = None,  # churnops home
                 start=None,                              # window start (inclusive), anything pd.Timestamp reads; None: open
                 end=None,                                # window end (exclusive); None: open
@@ -445,6 +422,7 @@ def read_window(home: str | os.PathLike | None = None,  # churnops home
     if (e := to_utc(end)) is not None: keep &= (t < e).to_numpy()
     return log.loc[keep].reset_index(drop=True)
 
+# %% ../nbs/09_monitor.ipynb #600a5258
 def window_features(window: pd.DataFrame,                 # prediction-log rows
                     columns: Sequence[str] | None = None,  # feature columns to keep (default: every key found)
                     ok_only: bool = True,                  # only rows answered successfully (status < 400)
@@ -460,41 +438,12 @@ def window_features(window: pd.DataFrame,                 # prediction-log rows
         df = df.reindex(columns=list(columns))
     return df.reset_index(drop=True)
 
+# %% ../nbs/09_monitor.ipynb #1e43bdaf
 def read_labels(home: str | os.PathLike | None = None) -> pd.DataFrame:
     "Delayed labels from `feedback.db` (customer_id as text, churned 0/1, ts = the outcome's event time, UTC)."
     df = read_feedback(home)
     return pd.DataFrame({"customer_id": df["customer_id"].astype(str), "churned": df["churned"].astype("int64"),
                          "ts": pd.to_datetime(df["ts"], utc=True).astype("datetime64[us, UTC]")})
-
-def join_labels(predictions: pd.DataFrame,          # prediction-log rows
-                labels: pd.DataFrame,               # customer_id, churned, ts (the outcome's event time)
-                horizon_days: float | None = 30,    # the label horizon: churn within this many days after the prediction's as_of
-               ) -> pd.DataFrame:
-    "Predictions with a `label`: 1 churned within the horizon after `as_of`, 0 known to have stayed past it, NaN not known yet."
-    p = with_event_time(predictions)
-    p["_ts"] = p[EVENT_TIME]; p["_cid"] = p["customer_id"].astype(str)
-    p["_order"] = np.arange(len(p))
-    if len(labels) == 0 or len(p) == 0:
-        p["label"] = np.nan; p["label_ts"] = pd.NaT
-        return p.drop(columns=["_ts", "_cid", "_order"])
-    l = labels.copy()
-    l["_cid"] = l["customer_id"].astype(str); l["_ts"] = pd.to_datetime(l["ts"], utc=True).astype("datetime64[us, UTC]")
-    l = l.sort_values("_ts")
-    ps = p.sort_values("_ts")
-    if horizon_days is None:   # the first outcome at or after the prediction decides
-        m = pd.merge_asof(ps, l[["_cid", "_ts", "churned"]].assign(label_ts=l["_ts"]), on="_ts", by="_cid", direction="forward")
-        m["label"] = m["churned"].astype(float)
-        return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order", "churned"]).reset_index(drop=True)
-    h = pd.Timedelta(days=horizon_days)
-    churn = l[l["churned"].astype(int) == 1]
-    m = pd.merge_asof(ps, churn[["_cid", "_ts"]].assign(label_ts=churn["_ts"]), on="_ts", by="_cid", direction="forward")
-    last_seen = l.groupby("_cid")["_ts"].max()                 # the latest outcome we know of, churn or not
-    seen = m["_cid"].map(last_seen)
-    churned = m["label_ts"].notna() & (m["label_ts"] - m["_ts"] <= h)
-    stayed = ~churned & seen.notna() & (seen - m["_ts"] >= h)  # feedback covers the whole outcome window
-    m["label"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
-    m["label_ts"] = m["label_ts"].where(churned, seen.where(stayed))
-    return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order"]).reset_index(drop=True)
 
 # %% ../nbs/09_monitor.ipynb #095a682e
 def cbpe_estimate(proba,                 # churn probabilities (assumed calibrated)
@@ -923,18 +872,20 @@ def last_year_psi(home: str | os.PathLike | None,   # churnops home
 # %% ../nbs/09_monitor.ipynb #a6907861
 def performance_summary(log: pd.DataFrame,             # the window's prediction-log rows
                         labels: pd.DataFrame,          # `read_labels`
-                        config: Config | None = None,  # the label horizon
+                        config: Config | None = None,  # the label horizon when `horizon_days` is not given
                         freq: str = "1D",              # windows inside the window (event time)
+                        horizon_days: float | None = None,  # the label horizon (`predlog.label_horizon_days(home)`)
                        ) -> dict:
     "Realised metrics over the labelled predictions, the CBPE estimate over all, and both per window."
-    cfg = config or Config()
-    joined = join_labels(log, labels, cfg.problem.label_horizon_days)
+    horizon = horizon_days if horizon_days is not None else (config or Config()).problem.label_horizon_days
+    joined = join_labels(log, labels, horizon)
     ok = joined[(pd.to_numeric(joined["status"], errors="coerce") < 400) & joined["churn_probability"].notna()]
     lab = ok[ok["label"].notna()]
     return {"by_window": performance_by_window(joined, freq),
             "realised": served_metrics(lab["label"], lab["churn_probability"], lab["churn_predicted"].astype(int)),
             "estimated": cbpe_estimate(ok["churn_probability"], ok["churn_predicted"].astype(int)),
-            "n": int(len(ok)), "n_labelled": int(len(lab)), "labelled_churned": int(lab["label"].sum())}
+            "n": int(len(ok)), "n_labelled": int(len(lab)), "labelled_churned": int(lab["label"].sum()),
+            "label_horizon_days": float(horizon)}
 
 def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)["by_window"]`
                      min_accuracy: float | None = None,  # the trigger's line
@@ -1111,6 +1062,7 @@ class MonitorRun:
         d, perf = self.drift, self.performance
         return {"window_start": str(self.window_start), "window_end": str(self.window_end), "time": EVENT_TIME,
                 "n_predictions": int(len(self.log)), "n_labelled": perf["n_labelled"], "labelled_churned": perf["labelled_churned"],
+                "label_horizon_days": perf["label_horizon_days"],
                 "reference": self.reference.source, "model_version": getattr(self.reference.model_version, "version", None),
                 "verdict": self.verdict,
                 "drift": {"dataset_drift": d["report"].dataset_drift, "share": d["report"].share, "n_drifted": d["report"].n_drifted,
@@ -1148,7 +1100,7 @@ def monitor_window(home: str | os.PathLike | None,  # churnops home
     current = window_features(log)
     drift = drift_summary(ref.profile, current, cfg)
     labels = read_labels(home)
-    perf = performance_summary(log, labels, cfg, freq)
+    perf = performance_summary(log, labels, cfg, freq, label_horizon_days(home, cfg))   # the declaration's horizon
     serving = {"by_version": serving_summary(log, "model_version"), "overall": serving_summary(log, None).iloc[0],
                "over_time": serving_over_time(log, "1h")}
     system = system_metrics(serving_pid or None, home=home)

@@ -17,17 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 
 from fastcore.basics import patch
 
-from .config import Paths
+from .config import Config, Paths, load_config, resolve_home
+from .declaration import load_declaration
 from .files import atomic_path, to_utc
 
 # %% auto #0
-__all__ = ['log', 'LOG_COLUMNS', 'read_segment', 'live_parts', 'merge_run', 'merge_parts', 'recover_dead_writers',
-           'PredictionLog', 'files_for_window', 'read_prediction_log', 'feedback_db', 'read_feedback']
+__all__ = ['log', 'LOG_COLUMNS', 'EVENT_TIME', 'read_segment', 'live_parts', 'merge_run', 'merge_parts', 'recover_dead_writers',
+           'PredictionLog', 'files_for_window', 'read_prediction_log', 'feedback_db', 'read_feedback',
+           'with_event_time', 'join_labels', 'label_horizon_days']
 
 # %% ../nbs/00f_predlog.ipynb #3a5d3873
 log = logging.getLogger("churnops.predlog")
@@ -475,3 +478,63 @@ def read_feedback(home: str | os.PathLike | None = None) -> pd.DataFrame:
         df = pd.read_sql_query("SELECT customer_id, churned, ts FROM feedback ORDER BY rowid", con)
     df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
     return df
+
+# %% ../nbs/00f_predlog.ipynb #2ed340a2
+EVENT_TIME = "as_of"   # the log's event time: the moment a request is about (serving's default: its wall time `ts`)
+
+def _utc_series(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(s): return pd.to_datetime(s, utc=True)
+    return pd.to_datetime(s, utc=True, format="ISO8601")
+
+def with_event_time(log: pd.DataFrame,                       # prediction-log rows
+                    event_times: pd.DataFrame | None = None,  # request_id, as_of: event times a client kept for a log without them
+                   ) -> pd.DataFrame:
+    "The rows with an `as_of` column (UTC): the logged event time, else `event_times` by request id, else the wall time `ts`."
+    out = log.copy()
+    ts = _utc_series(out["ts"]) if "ts" in out else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+    ev = _utc_series(out[EVENT_TIME]) if EVENT_TIME in out else pd.Series(pd.NaT, index=out.index, dtype=ts.dtype)
+    if event_times is not None and len(event_times) and "request_id" in out:
+        missing = sorted({"request_id", EVENT_TIME} - set(event_times.columns))
+        if missing: raise ValueError(f"event times: missing column(s) {missing} (expected request_id, {EVENT_TIME})")
+        by_id = _utc_series(event_times[EVENT_TIME]).set_axis(event_times["request_id"].astype(str))
+        by_id = by_id[~by_id.index.duplicated()]
+        ev = out["request_id"].astype(str).map(by_id).fillna(ev)   # the client's record wins: an old log's as_of is its ts
+    out[EVENT_TIME] = ev.fillna(ts).astype("datetime64[us, UTC]")
+    return out
+
+# %% ../nbs/00f_predlog.ipynb #674123bf
+def join_labels(predictions: pd.DataFrame,          # prediction-log rows (`as_of`, else `ts`) with `customer_id`
+                labels: pd.DataFrame,               # customer_id, churned, ts (the outcome's event time)
+                horizon_days: float | None = 30,    # the label horizon; None: the first outcome at or after `as_of` decides
+               ) -> pd.DataFrame:
+    "Predictions with a `label`: 1 churned within the horizon after `as_of`, 0 known to have stayed past it, NaN not known yet."
+    p = with_event_time(predictions)
+    p["_ts"] = p[EVENT_TIME]; p["_cid"] = p["customer_id"].astype(str); p["_order"] = np.arange(len(p))
+    if len(labels) == 0 or len(p) == 0:
+        p["label"] = np.nan; p["label_ts"] = pd.NaT
+        return p.drop(columns=["_ts", "_cid", "_order"])
+    l = labels.assign(_cid=labels["customer_id"].astype(str), _ts=pd.to_datetime(labels["ts"], utc=True).astype("datetime64[us, UTC]"))
+    l, ps = l.sort_values("_ts"), p.sort_values("_ts")
+    if horizon_days is None:
+        m = pd.merge_asof(ps, l[["_cid", "_ts", "churned"]].assign(label_ts=l["_ts"]), on="_ts", by="_cid", direction="forward")
+        m["label"] = m["churned"].astype(float)
+        return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order", "churned"]).reset_index(drop=True)
+    h = pd.Timedelta(days=horizon_days)
+    churn = l[l["churned"].astype(int) == 1]
+    m = pd.merge_asof(ps, churn[["_cid", "_ts"]].assign(label_ts=churn["_ts"]), on="_ts", by="_cid", direction="forward")
+    seen = m["_cid"].map(l.groupby("_cid")["_ts"].max())       # the latest outcome we know of, churn or not
+    churned = m["label_ts"].notna() & (m["label_ts"] - m["_ts"] <= h)
+    stayed = ~churned & seen.notna() & (seen - m["_ts"] >= h)  # feedback covers the whole outcome window
+    m["label"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
+    m["label_ts"] = m["label_ts"].where(churned, seen.where(stayed))
+    return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order"]).reset_index(drop=True)
+
+# %% ../nbs/00f_predlog.ipynb #673cd7ec
+def label_horizon_days(home: str | os.PathLike | None = None,  # churnops home
+                       cfg: Config | None = None,              # its config (default: `load_config(home=home)`)
+                      ) -> float:
+    "The declaration's `label.horizon_days`; the config's `problem.label_horizon_days` only for a home without a declaration."
+    cfg = cfg or load_config(home=home)
+    if not cfg.declaration and not (resolve_home(home) / "declaration.yaml").exists():   # a table model's home
+        return float(cfg.problem.label_horizon_days)
+    return float(load_declaration(home).label.horizon_days)   # a declaration that is named but missing or wrong: its error

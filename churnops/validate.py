@@ -23,6 +23,7 @@ from .config import Config, Gate, Paths, RATE_METRICS, load_config
 from .declaration import Declaration, load_declaration
 from .files import read_table, write_json_atomic
 from .metrics import classification_metrics, weighted_metrics
+from .predlog import join_labels, read_prediction_log
 from .runner import execute_job, job_notebook
 from .tracking import load_model, parse_model_ref, setup_mlflow, tracking_uri
 
@@ -725,16 +726,8 @@ def ab_outcomes(exposures: pd.DataFrame,    # `first_exposures`: customer_id, va
                 horizon_days: float = 30,   # churn within this many days after as_of counts
                ) -> pd.DataFrame:
     "Exposures with `churned`: 1 churned within the horizon, 0 known to have stayed past it, NaN not known yet."
-    f = feedback.assign(customer_id=feedback["customer_id"].astype(str), ts=pd.to_datetime(feedback["ts"], utc=True))
-    e, h = exposures.copy(), pd.Timedelta(days=horizon_days)
-    j = e[["customer_id", "as_of"]].merge(f, on="customer_id", how="left")
-    after = j["ts"] >= j["as_of"]
-    hit = j[after & (j["churned"] == 1) & (j["ts"] <= j["as_of"] + h)].groupby("customer_id").size()
-    seen = j.groupby("customer_id")["ts"].max()
-    churned = e["customer_id"].isin(hit.index)
-    stayed = ~churned & (e["customer_id"].map(seen) >= e["as_of"] + h).fillna(False).astype(bool)
-    e["churned"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
-    return e
+    labelled = join_labels(exposures, feedback, horizon_days)    # the prediction log's label rule (`churnops.predlog`)
+    return exposures.assign(churned=labelled["label"].to_numpy())
 
 # %% ../nbs/06_validate.ipynb #49f9fe4f
 def ab_stop_verdict(res: ABAnalysis,          # `analyze_ab` of the experiment so far
@@ -875,12 +868,12 @@ def holdout_labels(holdout: pd.DataFrame,      # labelled rows
     "The holdout's labels as 0/1 floats, read as training read them."
     if target not in holdout: raise ValueError(f"holdout has no target column {target!r}; columns are {list(holdout.columns)}")
     s, mapping = holdout[target], (schema or {}).get("target_mapping")
+    if s.dropna().nunique() < 2: raise ValueError(f"holdout target {target!r} has a single class; cannot evaluate")
     if mapping and not pd.api.types.is_numeric_dtype(s):
         from churnops.train import encode_target
         s = encode_target(s, positive=mapping["positive"])[0]
     y = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     if np.isnan(y).any(): raise ValueError(f"holdout target {target!r}: {int(np.isnan(y).sum())} row(s) have no 0/1 label")
-    if len(np.unique(y)) < 2: raise ValueError(f"holdout target {target!r} has a single class; cannot evaluate")
     return y
 
 # %% ../nbs/06_validate.ipynb #1c1ca206
@@ -1104,11 +1097,10 @@ def _evaluate_cmd(args) -> int:
 def _ab_config_path(args) -> Path:
     return Path(args.config) if args.config else Paths(args.home).home / "ab_test.yaml"
 
-def daily_traffic_from_predictions(home=None) -> float | None:
-    "Mean distinct customers per day in the serving prediction log (`Paths(home).predictions/part-*.parquet`), or None."
-    parts = sorted(Paths(home).predictions.glob("part-*.parquet"))
-    if not parts: return None
-    log = pd.concat([pd.read_parquet(p, columns=["ts", "customer_id"]) for p in parts], ignore_index=True)
+def daily_traffic_from_predictions(home=None,  # churnops home with a prediction log
+                                  ) -> float | None:
+    "Mean distinct customers per day (wall time) in the serving prediction log (`predlog.read_prediction_log`), or None."
+    log = read_prediction_log(home)
     if log.empty: return None
     per_day = log.groupby(pd.to_datetime(log["ts"], utc=True).dt.date)["customer_id"].nunique()
     return float(per_day.mean())
