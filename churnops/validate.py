@@ -554,9 +554,10 @@ def churn_reduction(outcomes: pd.DataFrame,        # one row per customer: its v
         rows.append({"variant": v, "customers": int(n_t), "churn_rate": k_t / n_t, "control_customers": n_c,
                      "control_churn_rate": k_c / n_c, "churn_reduction": red, "ci_low": float(lo), "ci_high": float(hi),
                      "target": target, "meets_target": bool(red >= target), "confident": bool(lo >= target)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["variant", "customers", "churn_rate", "control_customers", "control_churn_rate",
+                                       "churn_reduction", "ci_low", "ci_high", "target", "meets_target", "confident"])   # no other arm: empty
 
-# %% ../nbs/06_validate.ipynb #da6df6c0
+# %% ../nbs/06_validate.ipynb #1ab0d4df
 def _records(df: pd.DataFrame) -> pd.DataFrame: return df.reset_index() if df.index.name else df   # keep the variant names
 
 @dataclass
@@ -582,6 +583,7 @@ class ABAnalysis:
                               self.variants.round(4).to_string(), "", self.comparisons.round(4).to_string(), "",
                               self.guardrails.to_string() if len(self.guardrails) else "(no guardrail data)"])
 
+# %% ../nbs/06_validate.ipynb #87bacb95
 def _guardrail_limits(cfg: Config | None, ab: ABTestConfig) -> tuple[float, float]:
     cfg = cfg or Config()
     lat = ab.max_p99_latency_ms or cfg.system_metrics.p99_latency_ms
@@ -602,14 +604,9 @@ def _ab_reduction(df: pd.DataFrame, ab: ABTestConfig, cfg: Config | None) -> pd.
     r = churn_reduction(df, control=ab.control, outcome=ab.primary_metric, cfg=cfg)
     return r.set_index("variant")[list(cols)].rename(columns=cols)
 
-def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer_id, variant, primary outcome (0/1), secondary columns
-               ab: ABTestConfig,                # the design
-               cfg: Config | None = None,       # guardrail defaults
-               requests: pd.DataFrame | None = None,  # per-request log (variant, latency_ms, status) for guardrails
-               confidence: float = 0.95,
-              ) -> ABAnalysis:
-    "Rates, differences with CIs, z-tests, guardrails and a decision for an A/B test."
-    from scipy.stats import norm, ttest_ind
+# %% ../nbs/06_validate.ipynb #177fbc1c
+def _checked_outcomes(outcomes: pd.DataFrame, ab: ABTestConfig) -> pd.DataFrame:
+    "The outcome table with `variant` as text and the primary outcome as 0/1; an error naming the first problem."
     need = ["customer_id", "variant", ab.primary_metric, *ab.secondary_metrics]
     missing = [c for c in need if c not in outcomes.columns]
     if missing: raise ValueError(f"A/B outcome table is missing column(s) {missing}; found {list(outcomes.columns)}")
@@ -626,87 +623,106 @@ def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer
         bad = df.loc[y.isna() | ~y.isin([0, 1])]
         raise ValueError(f"primary outcome {ab.primary_metric!r} must be 0/1 per customer, found {bad[ab.primary_metric].iloc[0]} "
                          f"for customer_id {bad['customer_id'].iloc[0]} ({len(bad)} bad row(s))")
-    df[ab.primary_metric] = y
-    plan = plan_ab_test(ab)
-    lat_limit, err_limit = _guardrail_limits(cfg, ab)
-    req = requests if requests is not None else (df if ("latency_ms" in df or "status" in df or "error" in df) else None)
-    if req is not None:
-        if "variant" not in req: raise ValueError("requests table needs a 'variant' column")
-        req = req.assign(variant=req["variant"].astype(str))
+    return df.assign(**{ab.primary_metric: y})
+
+# %% ../nbs/06_validate.ipynb #cb9b3f69
+def _variant_rows(df: pd.DataFrame, ab: ABTestConfig, req: pd.DataFrame | None, limits: tuple[float, float]):
+    "(per-variant table, guardrail table) of the experiment."
     rows, guard = [], []
     for v in ab.variants:
         d = df[df.variant == v]
         row = {"variant": v, "model_version": ab.variants[v].model_version, "traffic": ab.variants[v].traffic,
                "customers": len(d), "events": int(d[ab.primary_metric].sum()),
                "rate": float(d[ab.primary_metric].mean()) if len(d) else np.nan}
-        if req is not None:
-            r_ = req[req.variant == v]
-            if "latency_ms" in r_ and len(r_):
-                row["p99_latency_ms"] = float(np.percentile(r_["latency_ms"].astype(float), 99))
-                guard.append({"variant": v, "guardrail": "p99_latency_ms", "limit": lat_limit, "actual": row["p99_latency_ms"],
-                              "passed": row["p99_latency_ms"] <= lat_limit})
-            ecol = "error" if "error" in r_ else "status" if "status" in r_ else None
-            if ecol and len(r_):
-                row["error_rate"] = float(_is_error(r_[ecol]).mean())
-                guard.append({"variant": v, "guardrail": "error_rate", "limit": err_limit, "actual": row["error_rate"],
-                              "passed": row["error_rate"] <= err_limit})
-        rows.append(row)
-    variants = pd.DataFrame(rows).set_index("variant")
-    guardrails = pd.DataFrame(guard, columns=["variant", "guardrail", "limit", "actual", "passed"])
+        r_ = req[req.variant == v] if req is not None else pd.DataFrame()
+        measured = {}
+        if "latency_ms" in r_ and len(r_): measured["p99_latency_ms"] = float(np.percentile(r_["latency_ms"].astype(float), 99))
+        ecol = "error" if "error" in r_ else "status" if "status" in r_ else None
+        if ecol and len(r_): measured["error_rate"] = float(_is_error(r_[ecol]).mean())
+        for (name, actual), limit in zip(measured.items(), [limits[0] if k == "p99_latency_ms" else limits[1] for k in measured]):
+            guard.append({"variant": v, "guardrail": name, "limit": limit, "actual": actual, "passed": actual <= limit})
+        rows.append({**row, **measured})
+    return (pd.DataFrame(rows).set_index("variant"),
+            pd.DataFrame(guard, columns=["variant", "guardrail", "limit", "actual", "passed"]))
+
+# %% ../nbs/06_validate.ipynb #bc9f2542
+def _primary_comparison(variants: pd.DataFrame, v: str, ab: ABTestConfig, confidence: float) -> dict:
+    "Variant `v` against the control on the primary outcome: difference, interval, z, p, verdict."
     c = ab.control
-    comps, secs = [], []
-    for v in ab.variants:
-        if v == c: continue
-        nv, nc = variants.loc[v, "customers"], variants.loc[c, "customers"]
-        if nv and nc:
-            t = two_proportion_ztest(int(variants.loc[v, "events"]), int(nv), int(variants.loc[c, "events"]), int(nc), confidence)
-        else:
-            t = {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "z": np.nan, "p_value": np.nan}
-        sig = bool(t["p_value"] < ab.alpha) if nv and nc else False
-        better = (t["diff"] < 0) == ab.lower_is_better
-        comps.append({"variant": v, "vs": c, "diff": t["diff"], "relative_diff": t["diff"] / variants.loc[c, "rate"] if nc and variants.loc[c, "rate"] else np.nan,
-                      "ci_low": t["ci_low"], "ci_high": t["ci_high"], "z": t["z"], "p_value": t["p_value"], "significant": sig,
-                      "verdict": ("better" if better else "worse") if sig else "no significant difference"})
-        for m in ab.secondary_metrics:
-            a_, b_ = pd.to_numeric(df.loc[df.variant == v, m], errors="coerce").dropna(), pd.to_numeric(df.loc[df.variant == c, m], errors="coerce").dropna()
-            if len(a_) > 1 and len(b_) > 1:
-                tt = ttest_ind(a_, b_, equal_var=False)
-                se = math.sqrt(a_.var() / len(a_) + b_.var() / len(b_))
-                zc = norm.ppf(1 - (1 - confidence) / 2)
-                dm = a_.mean() - b_.mean()
-                secs.append({"variant": v, "metric": m, "mean": a_.mean(), "control_mean": b_.mean(), "diff": dm,
-                             "ci_low": dm - zc * se, "ci_high": dm + zc * se, "p_value": float(tt.pvalue)})
-    comparisons = pd.DataFrame(comps).set_index("variant")
-    comparisons = comparisons.join(_ab_reduction(df, ab, cfg))
-    secondary = pd.DataFrame(secs, columns=["variant", "metric", "mean", "control_mean", "diff", "ci_low", "ci_high", "p_value"])
-    reasons = []
+    nv, nc = variants.loc[v, "customers"], variants.loc[c, "customers"]
+    if nv and nc: t = two_proportion_ztest(int(variants.loc[v, "events"]), int(nv), int(variants.loc[c, "events"]), int(nc), confidence)
+    else: t = {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "z": np.nan, "p_value": np.nan}
+    sig = bool(t["p_value"] < ab.alpha) if nv and nc else False
+    better = (t["diff"] < 0) == ab.lower_is_better
+    rel = t["diff"] / variants.loc[c, "rate"] if nc and variants.loc[c, "rate"] else np.nan
+    return {"variant": v, "vs": c, "diff": t["diff"], "relative_diff": rel, "ci_low": t["ci_low"], "ci_high": t["ci_high"],
+            "z": t["z"], "p_value": t["p_value"], "significant": sig,
+            "verdict": ("better" if better else "worse") if sig else "no significant difference"}
+
+def _secondary_comparison(a: pd.Series, b: pd.Series, confidence: float) -> dict | None:
+    "Welch's test of mean(a) − mean(b) with a normal interval; None with fewer than two values on a side."
+    from scipy.stats import norm, ttest_ind
+    a, b = pd.to_numeric(a, errors="coerce").dropna(), pd.to_numeric(b, errors="coerce").dropna()
+    if len(a) < 2 or len(b) < 2: return None
+    se, zc, dm = math.sqrt(a.var() / len(a) + b.var() / len(b)), norm.ppf(1 - (1 - confidence) / 2), a.mean() - b.mean()
+    return {"mean": a.mean(), "control_mean": b.mean(), "diff": dm, "ci_low": dm - zc * se, "ci_high": dm + zc * se,
+            "p_value": float(ttest_ind(a, b, equal_var=False).pvalue)}
+
+# %% ../nbs/06_validate.ipynb #e9d79911
+def _winner(comparisons: pd.DataFrame, breached: pd.DataFrame, ab: ABTestConfig) -> tuple[str, list[str]]:
+    "The decision once every arm has its sample: ship the best significant variant, unless a guardrail stops it."
+    c, winners = ab.control, comparisons[comparisons.verdict == "better"]
+    if not len(winners):
+        worse = comparisons.index[comparisons.verdict == "worse"]
+        return f"keep {c}", ["no variant is significantly better than the control" + (f"; significantly worse: {', '.join(worse)}" if len(worse) else "")]
+    best = winners["diff"].idxmin() if ab.lower_is_better else winners["diff"].idxmax()
+    bad = breached[breached.variant == best] if len(breached) else breached
+    if len(bad):
+        return (f"guardrail breached: {best} is better on {ab.primary_metric} but fails " + ", ".join(bad.guardrail),
+                [f"{r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in bad.itertuples()])
+    b = comparisons.loc[best]
+    return f"ship {best}", [f"{best}: {ab.primary_metric} {b['diff']:+.4f} vs {c} (CI {b['ci_low']:+.4f}..{b['ci_high']:+.4f}, p={b['p_value']:.3g})"]
+
+def _ab_decision(variants: pd.DataFrame, comparisons: pd.DataFrame, guardrails: pd.DataFrame, plan: ABPlan,
+                 ab: ABTestConfig) -> tuple[str, list[str]]:
+    "(decision, reasons): underpowered, ship, keep, or guardrail breached; churn reduction against its target appended."
     short = variants[variants.customers < plan.needed_per_variant]
     if len(short):
-        decision = "underpowered"
-        reasons.append(f"{', '.join(f'{v} has {n}' for v, n in short.customers.items())} customers; need {plan.needed_per_variant} "
-                       f"per variant (power analysis {plan.required_per_variant}, configured minimum {plan.min_sample_size}); no winner declared")
+        decision, reasons = "underpowered", [f"{', '.join(f'{v} has {n}' for v, n in short.customers.items())} customers; need "
+            f"{plan.needed_per_variant} per variant (power analysis {plan.required_per_variant}, configured minimum "
+            f"{plan.min_sample_size}); no winner declared"]
     else:
         breached = guardrails[~guardrails.passed.astype(bool)] if len(guardrails) else guardrails
-        winners = comparisons[comparisons.verdict == "better"]
-        if len(winners):
-            best = winners["diff"].idxmin() if ab.lower_is_better else winners["diff"].idxmax()
-            bad = breached[breached.variant == best] if len(breached) else breached
-            if len(bad):
-                decision = f"guardrail breached: {best} is better on {ab.primary_metric} but fails " + ", ".join(bad.guardrail)
-                reasons += [f"{r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in bad.itertuples()]
-            else:
-                decision = f"ship {best}"
-                reasons.append(f"{best}: {ab.primary_metric} {comparisons.loc[best, 'diff']:+.4f} vs {c} "
-                               f"(CI {comparisons.loc[best, 'ci_low']:+.4f}..{comparisons.loc[best, 'ci_high']:+.4f}, p={comparisons.loc[best, 'p_value']:.3g})")
-        else:
-            decision = f"keep {c}"
-            reasons.append("no variant is significantly better than the control" +
-                           (f"; significantly worse: {', '.join(comparisons.index[comparisons.verdict == 'worse'])}" if (comparisons.verdict == "worse").any() else ""))
+        decision, reasons = _winner(comparisons, breached, ab)
         if len(breached) and not decision.startswith("guardrail"):
             reasons += [f"guardrail: {r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in breached.itertuples()]
-    reasons += [f"{v}: churn reduction {r.churn_reduction:+.1%} vs {c} (target {r.target_churn_reduction:.0%})"
+    reasons += [f"{v}: churn reduction {r.churn_reduction:+.1%} vs {ab.control} (target {r.target_churn_reduction:.0%})"
                 for v, r in comparisons.iterrows() if ab.primary_metric == "churned" and r.churn_reduction == r.churn_reduction]
-    return ABAnalysis(ab.experiment, c, variants, comparisons, secondary, guardrails, plan, decision, reasons)
+    return decision, reasons
+
+# %% ../nbs/06_validate.ipynb #b65104e3
+def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer_id, variant, primary outcome (0/1), secondary columns
+               ab: ABTestConfig,                # the design
+               cfg: Config | None = None,       # guardrail defaults
+               requests: pd.DataFrame | None = None,  # per-request log (variant, latency_ms, status) for guardrails
+               confidence: float = 0.95,        # level of the confidence intervals
+              ) -> ABAnalysis:
+    "Rates, differences with CIs, z-tests, guardrails and a decision for an A/B test."
+    df = _checked_outcomes(outcomes, ab)
+    req = requests if requests is not None else (df if ("latency_ms" in df or "status" in df or "error" in df) else None)
+    if req is not None:
+        if "variant" not in req: raise ValueError("requests table needs a 'variant' column")
+        req = req.assign(variant=req["variant"].astype(str))
+    variants, guardrails = _variant_rows(df, ab, req, _guardrail_limits(cfg, ab))
+    others = [v for v in ab.variants if v != ab.control]
+    comparisons = pd.DataFrame([_primary_comparison(variants, v, ab, confidence) for v in others]).set_index("variant")
+    comparisons = comparisons.join(_ab_reduction(df, ab, cfg))
+    secs = [{"variant": v, "metric": m, **s} for v in others for m in ab.secondary_metrics
+            if (s := _secondary_comparison(df.loc[df.variant == v, m], df.loc[df.variant == ab.control, m], confidence))]
+    secondary = pd.DataFrame(secs, columns=["variant", "metric", "mean", "control_mean", "diff", "ci_low", "ci_high", "p_value"])
+    plan = plan_ab_test(ab)
+    decision, reasons = _ab_decision(variants, comparisons, guardrails, plan, ab)
+    return ABAnalysis(ab.experiment, ab.control, variants, comparisons, secondary, guardrails, plan, decision, reasons)
 
 # %% ../nbs/06_validate.ipynb #a4a8d2b8
 def first_exposures(log: pd.DataFrame,       # prediction-log rows (ts, as_of, customer_id, variant, status, churn_probability)
