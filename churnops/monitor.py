@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from scipy import stats
 from scipy.spatial import distance
 
@@ -54,7 +55,7 @@ METHOD_KINDS = {"psi": (NUMERICAL, CATEGORICAL), "jensenshannon": (NUMERICAL, CA
                 "ks": (NUMERICAL,), "chisquare": (CATEGORICAL,), "z": (CATEGORICAL,)}
 
 
-# %% ../nbs/09_monitor.ipynb #b03cbb0e
+# %% ../nbs/09_monitor.ipynb #b8d3418a
 def sturges_edges(lo: float,              # smallest value over both samples
                   hi: float,              # largest value over both samples
                   size: int,              # number of values over both samples
@@ -75,6 +76,7 @@ def _fill_zeros(p: np.ndarray) -> np.ndarray:
     p[p == 0] = m / 10**6 if m <= 0.0001 else 0.0001
     return p
 
+# %% ../nbs/09_monitor.ipynb #7f15dcd1
 def binned_proportions(ref: PreparedColumn,  # prepared reference
                        cur: PreparedColumn,  # prepared current
                        fill_zeros: bool = True,  # apply Evidently's small-proportion replacement (PSI: yes, JS: no)
@@ -93,6 +95,7 @@ def binned_proportions(ref: PreparedColumn,  # prepared reference
     if fill_zeros: rp, cp = _fill_zeros(rp), _fill_zeros(cp)
     return rp, cp
 
+# %% ../nbs/09_monitor.ipynb #d95477e0
 def _histogram(p: PreparedColumn, edges: np.ndarray) -> np.ndarray:
     "Counts per (equal-width) bin by binary search in the sorted values: `np.histogram`'s integers, and the sort is shared."
     return histogram_sorted(p.sorted_values, edges)
@@ -113,7 +116,7 @@ def _counts(p: PreparedColumn) -> pd.Series:
     else: p.counts = pd.Series(p.values).value_counts().sort_index()
     return p.counts
 
-# %% ../nbs/09_monitor.ipynb #d907ec5f
+# %% ../nbs/09_monitor.ipynb #601fa426
 def _psi(ref, cur):
     rp, cp = binned_proportions(ref, cur, fill_zeros=True)
     return float(np.sum((rp - cp) * np.log(rp / cp)))
@@ -122,6 +125,7 @@ def _jensenshannon(ref, cur):
     rp, cp = binned_proportions(ref, cur, fill_zeros=False)
     return float(distance.jensenshannon(rp, cp))
 
+# %% ../nbs/09_monitor.ipynb #37d16044
 def _merge_sorted(u: np.ndarray,  # sorted sample 1
                   v: np.ndarray,  # sorted sample 2
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +155,7 @@ def _wasserstein(ref, cur):
     wd = float(np.vecdot(u_cdf, np.diff(all_values)))
     return wd / max(float(ref.std), 0.001)
 
+# %% ../nbs/09_monitor.ipynb #7dfd4ea4
 _KS_EXACT_MAX_N = 10_000   # scipy's MAX_AUTO_N: exact distribution up to this sample size
 
 def _ks(ref, cur):
@@ -191,6 +196,7 @@ _METHODS = {"psi": _psi, "jensenshannon": _jensenshannon, "wasserstein": _wasser
 def _as_prepared(x, kind, name, side):
     return x if isinstance(x, PreparedColumn) else prepare_column(x, kind, name, side)
 
+# %% ../nbs/09_monitor.ipynb #fb390d86
 def column_drift(reference: pd.Series | np.ndarray | PreparedColumn,  # reference sample (or a prepared one)
                  current: pd.Series | np.ndarray | PreparedColumn,    # current sample (or a prepared one)
                  method: str,                 # psi | jensenshannon | wasserstein | ks | chisquare | z
@@ -225,7 +231,7 @@ def default_method(ref: PreparedColumn,  # prepared reference column
     if ref.kind == NUMERICAL: return "jensenshannon" if n_values <= 5 else "wasserstein"
     return "jensenshannon"
 
-# %% ../nbs/09_monitor.ipynb #d487923e
+# %% ../nbs/09_monitor.ipynb #07b4c625
 THRESHOLD_DIRECTION = {"psi": ">=", "jensenshannon": ">=", "wasserstein": ">=", "ks": "<=", "chisquare": "<", "z": "<"}
 MIN_ROWS_WARNING = 30
 
@@ -240,6 +246,7 @@ def is_drifted(method: str, statistic: float, threshold: float) -> bool:
     op = THRESHOLD_DIRECTION[method]
     return bool(statistic >= threshold if op == ">=" else statistic <= threshold if op == "<=" else statistic < threshold)
 
+# %% ../nbs/09_monitor.ipynb #588376d0
 @dataclass
 class DriftReport:
     "Per-column drift results and the dataset verdict."
@@ -261,6 +268,7 @@ class DriftReport:
                 "n_columns": self.n_columns, "drift_share": self.drift_share,
                 "columns": json.loads(self.table.to_json(orient="records"))}
 
+# %% ../nbs/09_monitor.ipynb #fb05ad5f
 def _one_column(name, ref, cur_series, kind, method, thresholds, column_thresholds):
     row = dict(column=name, kind=kind, method=method, statistic=np.nan, threshold=np.nan, drifted=False,
                n_reference=ref.n if isinstance(ref, PreparedColumn) else 0, n_current=0,
@@ -295,6 +303,7 @@ def _prepare_reference_frame(reference: pd.DataFrame, columns, kinds, n_jobs: in
         with ThreadPoolExecutor(n_jobs) as ex: return dict(zip(columns, ex.map(lambda c: _prepare_reference_column(reference, c, kinds), columns)))
     return {c: _prepare_reference_column(reference, c, kinds) for c in columns}
 
+# %% ../nbs/09_monitor.ipynb #3dd674e0
 def drift_report(reference: pd.DataFrame | dict,          # reference frame, or a profile from `reference_profile`
                  current: pd.DataFrame,                     # current window
                  columns: Sequence[str] | None = None,      # columns to test; default: all of the reference's
@@ -445,7 +454,7 @@ def read_labels(home: str | os.PathLike | None = None) -> pd.DataFrame:
     return pd.DataFrame({"customer_id": df["customer_id"].astype(str), "churned": df["churned"].astype("int64"),
                          "ts": pd.to_datetime(df["ts"], utc=True).astype("datetime64[us, UTC]")})
 
-# %% ../nbs/09_monitor.ipynb #095a682e
+# %% ../nbs/09_monitor.ipynb #dca12017
 def cbpe_estimate(proba,                 # churn probabilities (assumed calibrated)
                   predicted=None,        # the served 0/1 decisions; default proba >= threshold
                   threshold: float = 0.5,
@@ -468,6 +477,7 @@ def fit_calibrator(proba, y_true) -> Callable[[np.ndarray], np.ndarray]:
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(np.asarray(proba, float), np.asarray(y_true, float))
     return iso.predict
 
+# %% ../nbs/09_monitor.ipynb #aceaa848
 def performance_by_window(joined: pd.DataFrame,      # `join_labels` output
                           freq: str = "1D",           # window length (pandas offset)
                           calibrator: Callable | None = None,  # optional map applied to probabilities before CBPE
@@ -490,7 +500,7 @@ def performance_by_window(joined: pd.DataFrame,      # `join_labels` output
         rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/09_monitor.ipynb #bbc5f1d2
+# %% ../nbs/09_monitor.ipynb #9962df1f
 def serving_summary(log: pd.DataFrame,                 # prediction-log rows
                     by: str | list[str] | None = "model_version",  # grouping column(s); None: one row overall
                    ) -> pd.DataFrame:
@@ -510,6 +520,7 @@ def serving_over_time(log: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
     if len(log) == 0: return serving_summary(log)
     return serving_summary(log.assign(window=pd.to_datetime(log["ts"], utc=True).dt.floor(freq)), by="window")
 
+# %% ../nbs/09_monitor.ipynb #fed09055
 def process_metrics(pid: int,                    # the serving process
                     interval: float = 0.2,       # seconds over which CPU is measured
                     children: bool = True,       # include worker processes
@@ -548,6 +559,7 @@ def serving_process(home: str | os.PathLike | None = None,  # churnops home
     if started is not None and proc.create_time() > started.timestamp() + 60: return None   # the pid was reused
     return {"pid": int(pid), "workers": info.get("workers"), "record": str(p)}
 
+# %% ../nbs/09_monitor.ipynb #53abe90c
 GPU_QUERY = ["--query-gpu=utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"]
 
 def _gpu_number(s: str) -> float:
@@ -568,6 +580,7 @@ def gpu_metrics(timeout: float = 5.0) -> list[dict] | None:
                      "memory_percent": 100 * used / total if total else float("nan")})
     return gpus or None
 
+# %% ../nbs/09_monitor.ipynb #6bb5ce14
 def _nanmax(xs) -> float | None:
     xs = [x for x in xs if x == x]
     return max(xs) if xs else None
@@ -587,7 +600,7 @@ def system_metrics(pid: int | None = None,                      # serving proces
     return {"process": proc, "pid_source": source, "gpu": g if g is not None else "absent",
             "gpu_utilization_percent": flat.get("gpu_utilization_percent"), "metrics": flat}
 
-# %% ../nbs/09_monitor.ipynb #65f325fa
+# %% ../nbs/09_monitor.ipynb #12b49554
 def evaluate_rules(metrics: dict[str, float | None],          # metric name -> value from this run
                    rules: Sequence[MonitoringRule] | None = None,  # default: `config.monitoring`
                    config: Config | None = None,
@@ -609,6 +622,7 @@ def evaluate_rules(metrics: dict[str, float | None],          # metric name -> v
                            **({"context": context} if context else {})})
     return alerts, skipped
 
+# %% ../nbs/09_monitor.ipynb #da723472
 def alerts_path(home: str | os.PathLike | None = None) -> Path:
     "Where alerts are appended: `Paths(home).reports/alerts.jsonl`."
     return Paths(home).reports / "alerts.jsonl"
@@ -643,6 +657,7 @@ def read_alerts(home: str | os.PathLike | None = None) -> pd.DataFrame:
     if not p.exists(): return pd.DataFrame(columns=["ts", "metric", "value", "threshold", "direction", "unit", "message"])
     return pd.DataFrame([json.loads(l) for l in p.read_text().splitlines() if l.strip()])
 
+# %% ../nbs/09_monitor.ipynb #5856efa9
 def system_rules(config: Config | None = None) -> list[MonitoringRule]:
     "Rules for the serving machine from `config.system_metrics`: CPU and memory share (80 %), busiest GPU (90 %)."
     s = (config or Config()).system_metrics
@@ -656,7 +671,7 @@ def monitoring_rules(config: Config | None = None) -> list[MonitoringRule]:
     named = {r.metric for r in rules}
     return rules + [r for r in system_rules(config) if r.metric not in named]
 
-# %% ../nbs/09_monitor.ipynb #978cb6fb
+# %% ../nbs/09_monitor.ipynb #249e569f
 RETRAIN_REASONS = ("accuracy_degradation", "data_drift", "scheduled_retrain", "new_data_available")
 
 def seasonal_drift(feature_psi: dict | pd.Series,                   # PSI per feature: this window against the reference
@@ -685,6 +700,7 @@ class TriggerDecision:
     cooldown_until: str | None = None
     def to_dict(self) -> dict: return asdict(self)
 
+# %% ../nbs/09_monitor.ipynb #2a5440d8
 class RetrainingTrigger:
     "Decide on retraining from monitoring signals by the configured policy, with a cool-down persisted under the home."
     def __init__(self, home: str | os.PathLike | None = None,  # churnops home (state lives under reports/)
@@ -717,64 +733,68 @@ class RetrainingTrigger:
         if dataset_drift: why.append("dataset_drift")
         return why
 
-    def evaluate(self, accuracy: float | None = None,          # realised accuracy in the window (None: no labels yet)
-                 max_psi: float | None = None,                # largest PSI over the features
-                 dataset_drift: bool | None = None,           # drift_report(...).dataset_drift
-                 trained_at: datetime | str | None = None,    # when the champion was trained (the end of its data, in event time)
-                 rows_since_training: int | None = None,      # new labelled rows since then
-                 now: datetime | str | None = None,           # the moment judged (the window's end, in event time)
-                 feature_psi: dict | pd.Series | None = None,  # season_aware: PSI per feature in this window
-                 last_year_psi: dict | pd.Series | None = None,  # season_aware: the same a year earlier (None: no baseline)
-                ) -> TriggerDecision:
-        "The decision for these signals (does not launch anything; see `fire`)."
-        c = self.config
-        now = to_utc(now) or pd.Timestamp.now(tz="UTC")
-        reasons, details = [], {"policy": c.policy}
-        if accuracy is not None and not math.isnan(accuracy):
-            details["accuracy"] = {"value": float(accuracy), "min": c.min_accuracy}
-            if accuracy < c.min_accuracy: reasons.append("accuracy_degradation")
-        if drift_why := self._drift(max_psi, dataset_drift, feature_psi, last_year_psi, details):
-            reasons.append("data_drift"); details["data_drift_because"] = drift_why
-        if (t := to_utc(trained_at)) is not None:
-            days = (now - t).total_seconds() / 86400
-            details["days_since_training"] = {"value": days, "max": c.max_days_since_training}
-            if days >= c.max_days_since_training: reasons.append("scheduled_retrain")
-        if rows_since_training is not None:
-            details["rows_since_training"] = {"value": int(rows_since_training), "min": c.min_new_rows}
-            if rows_since_training >= c.min_new_rows: reasons.append("new_data_available")
-        d = TriggerDecision(bool(reasons), reasons, details, evaluated_at=now.isoformat())
-        last = to_utc(self.state.get("last_fired"))
-        if last is not None:
-            until = last + pd.Timedelta(hours=c.cooldown_hours)
-            if now < until:
-                d.cooldown_until = until.isoformat()
-                if reasons: d.retrain, d.suppressed = False, "cooldown"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as f: f.write(json.dumps(d.to_dict(), default=str) + "\n")
-        return d
+# %% ../nbs/09_monitor.ipynb #629ea1df
+@patch
+def evaluate(self: RetrainingTrigger, accuracy: float | None = None,          # realised accuracy in the window (None: no labels yet)
+             max_psi: float | None = None,                # largest PSI over the features
+             dataset_drift: bool | None = None,           # drift_report(...).dataset_drift
+             trained_at: datetime | str | None = None,    # when the champion was trained (the end of its data, in event time)
+             rows_since_training: int | None = None,      # new labelled rows since then
+             now: datetime | str | None = None,           # the moment judged (the window's end, in event time)
+             feature_psi: dict | pd.Series | None = None,  # season_aware: PSI per feature in this window
+             last_year_psi: dict | pd.Series | None = None,  # season_aware: the same a year earlier (None: no baseline)
+            ) -> TriggerDecision:
+    "The decision for these signals (does not launch anything; see `fire`)."
+    c = self.config
+    now = to_utc(now) or pd.Timestamp.now(tz="UTC")
+    reasons, details = [], {"policy": c.policy}
+    if accuracy is not None and not math.isnan(accuracy):
+        details["accuracy"] = {"value": float(accuracy), "min": c.min_accuracy}
+        if accuracy < c.min_accuracy: reasons.append("accuracy_degradation")
+    if drift_why := self._drift(max_psi, dataset_drift, feature_psi, last_year_psi, details):
+        reasons.append("data_drift"); details["data_drift_because"] = drift_why
+    if (t := to_utc(trained_at)) is not None:
+        days = (now - t).total_seconds() / 86400
+        details["days_since_training"] = {"value": days, "max": c.max_days_since_training}
+        if days >= c.max_days_since_training: reasons.append("scheduled_retrain")
+    if rows_since_training is not None:
+        details["rows_since_training"] = {"value": int(rows_since_training), "min": c.min_new_rows}
+        if rows_since_training >= c.min_new_rows: reasons.append("new_data_available")
+    d = TriggerDecision(bool(reasons), reasons, details, evaluated_at=now.isoformat())
+    last = to_utc(self.state.get("last_fired"))
+    if last is not None:
+        until = last + pd.Timedelta(hours=c.cooldown_hours)
+        if now < until:
+            d.cooldown_until = until.isoformat()
+            if reasons: d.retrain, d.suppressed = False, "cooldown"
+    self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(self.log_path, "a") as f: f.write(json.dumps(d.to_dict(), default=str) + "\n")
+    return d
 
-    def fire(self, decision: TriggerDecision,                     # from `evaluate`
-             launch: Callable[[TriggerDecision], Any] | Sequence[str] | str | None = None,  # what starts training
-             wait: bool = False,                                  # wait for a command to finish
-            ) -> dict:
-        "Start the cool-down and launch training when `decision.retrain`; returns what was done."
-        if not decision.retrain: return {"launched": False, "why": decision.suppressed or "no reasons"}
-        st = {"last_fired": decision.evaluated_at, "reasons": decision.reasons, "launch": None}
-        self._save_state(st)                                      # cool-down starts before launching: no double starts
-        res: dict[str, Any] = {"launched": launch is not None}
-        if callable(launch): res["result"] = launch(decision); st["launch"] = getattr(launch, "__name__", "callable")
-        elif launch is not None:
-            cmd = shlex.split(launch) if isinstance(launch, str) else list(launch)
-            stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-            logf = Paths(self.home).reports / f"retrain-{stamp}.log"
-            with open(logf, "w") as lf:
-                proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True,
-                                        env=dict(os.environ, CHURNOPS_RETRAIN_REASONS=",".join(decision.reasons)))
-            st["launch"] = {"command": cmd, "pid": proc.pid, "log": str(logf)}
-            res.update(pid=proc.pid, log=str(logf))
-            if wait: res["returncode"] = proc.wait()
-        self._save_state(st)
-        return res
+# %% ../nbs/09_monitor.ipynb #a0d081c4
+@patch
+def fire(self: RetrainingTrigger, decision: TriggerDecision,                     # from `evaluate`
+         launch: Callable[[TriggerDecision], Any] | Sequence[str] | str | None = None,  # what starts training
+         wait: bool = False,                                  # wait for a command to finish
+        ) -> dict:
+    "Start the cool-down and launch training when `decision.retrain`; returns what was done."
+    if not decision.retrain: return {"launched": False, "why": decision.suppressed or "no reasons"}
+    st = {"last_fired": decision.evaluated_at, "reasons": decision.reasons, "launch": None}
+    self._save_state(st)                                      # cool-down starts before launching: no double starts
+    res: dict[str, Any] = {"launched": launch is not None}
+    if callable(launch): res["result"] = launch(decision); st["launch"] = getattr(launch, "__name__", "callable")
+    elif launch is not None:
+        cmd = shlex.split(launch) if isinstance(launch, str) else list(launch)
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+        logf = Paths(self.home).reports / f"retrain-{stamp}.log"
+        with open(logf, "w") as lf:
+            proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=dict(os.environ, CHURNOPS_RETRAIN_REASONS=",".join(decision.reasons)))
+        st["launch"] = {"command": cmd, "pid": proc.pid, "log": str(logf)}
+        res.update(pid=proc.pid, log=str(logf))
+        if wait: res["returncode"] = proc.wait()
+    self._save_state(st)
+    return res
 
 # %% ../nbs/09_monitor.ipynb #4fd60557
 def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tracking store)
@@ -869,7 +889,7 @@ def last_year_psi(home: str | os.PathLike | None,   # churnops home
         except (KeyError, ValueError): out[c] = float("nan")
     return pd.Series(out, dtype=float)
 
-# %% ../nbs/09_monitor.ipynb #a6907861
+# %% ../nbs/09_monitor.ipynb #a7dddea1
 def performance_summary(log: pd.DataFrame,             # the window's prediction-log rows
                         labels: pd.DataFrame,          # `read_labels`
                         config: Config | None = None,  # the label horizon when `horizon_days` is not given
@@ -887,6 +907,7 @@ def performance_summary(log: pd.DataFrame,             # the window's prediction
             "n": int(len(ok)), "n_labelled": int(len(lab)), "labelled_churned": int(lab["label"].sum()),
             "label_horizon_days": float(horizon)}
 
+# %% ../nbs/09_monitor.ipynb #13d1b203
 def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)["by_window"]`
                      min_accuracy: float | None = None,  # the trigger's line
                     ):
@@ -945,7 +966,7 @@ def plot_latency(over_time: pd.DataFrame,        # `serving_over_time`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_monitor.ipynb #b38e8d9a
+# %% ../nbs/09_monitor.ipynb #7100b869
 def _num(v) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -964,6 +985,7 @@ def monitoring_metrics(performance: dict,   # `performance_summary`
          **system.get("metrics", {})}
     return {k: _num(v) for k, v in m.items()}
 
+# %% ../nbs/09_monitor.ipynb #69fd007b
 def decide_retraining(home: str | os.PathLike | None,   # churnops home (trigger state)
                       config: Config,                   # `retrain` policy and thresholds
                       metrics: dict,                    # `monitoring_metrics`
@@ -992,6 +1014,7 @@ def decide_retraining(home: str | os.PathLike | None,   # churnops home (trigger
     cmd = shlex.split(command) if command else [sys.executable, "-m", "churnops.cli", "pipeline", "run", "--home", str(Paths(home).home)]
     return d, trigger.fire(d, launch=cmd)
 
+# %% ../nbs/09_monitor.ipynb #756b7d45
 def verdict(decision: TriggerDecision,     # from `decide_retraining`
             launch: dict | None = None,    # what was launched
            ) -> str:
@@ -1013,7 +1036,7 @@ def verdict(decision: TriggerDecision,     # from `decide_retraining`
     tail = f"; launched pid {launch['pid']} (log {launch['log']})" if launch and launch.get("pid") else ""
     return f"{head} — {body}{tail}. Policy: `{det.get('policy', 'thresholds')}`."
 
-# %% ../nbs/09_monitor.ipynb #82d803e7
+# %% ../nbs/09_monitor.ipynb #97ecb763
 def log_monitoring_run(home: str | os.PathLike | None,  # churnops home
                        run: "MonitorRun",                # the finished window
                        experiment: str = "churn-monitoring",
@@ -1034,6 +1057,7 @@ def log_monitoring_run(home: str | os.PathLike | None,  # churnops home
         mlflow.log_dict({"alerts": run.alerts}, "alerts.json")
         return r.info.run_id
 
+# %% ../nbs/09_monitor.ipynb #5efe273f
 @dataclass
 class MonitorRun:
     "One monitored window: every step's result (the job's cells show them) and the decision."
@@ -1162,7 +1186,7 @@ def run_monitor(home: str | os.PathLike | None = None,  # churnops home
     res.update(notebook=str(out), html=str(html) if html.exists() else None, summary=str(result))
     return res
 
-# %% ../nbs/09_monitor.ipynb #9f1e761c
+# %% ../nbs/09_monitor.ipynb #d8e8d71f
 def _cmd_monitor(args) -> int:
     res = run_monitor(args.home, args.window_start, args.window_end, days=args.days, model=args.model, model_ref=args.ref,
                       reference_profile=args.profile, reference_start=args.reference_start, reference_end=args.reference_end,
@@ -1198,6 +1222,7 @@ def _cmd_drift(args) -> int:
     print(f"dataset drift: {rep.dataset_drift} ({rep.n_drifted}/{rep.n_columns} columns, share {rep.share:.2f})")
     return 0
 
+# %% ../nbs/09_monitor.ipynb #1157a617
 def add_commands(sub, parent) -> None:
     "Add `churnops monitor` (run the job; `monitor profile` and `monitor drift` for files)."
     p = sub.add_parser("monitor", parents=[parent], help="monitor a window of served predictions: drift, performance, alerts, retrain trigger")

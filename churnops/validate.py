@@ -76,7 +76,7 @@ def validate_gates(gates: dict[str, Gate],  # gate name -> Gate
             raise ValueError(f"gate {name!r}: limit {g.min} must be positive")
     return gates
 
-# %% ../nbs/06_validate.ipynb #25469122
+# %% ../nbs/06_validate.ipynb #c6692018
 @dataclass
 class GateResult:
     "One gate's verdict."
@@ -88,6 +88,7 @@ class GateResult:
     reason: str                 # "ok", "missing", "not a number", or "below minimum 0.85" / "above limit 100"
     target: float | None = None # what we aim for (informational)
 
+# %% ../nbs/06_validate.ipynb #54d5ab9b
 @dataclass
 class GateReport:
     "All gates for one candidate."
@@ -119,6 +120,7 @@ class GateReport:
         return "\n".join([head, *rows])
     def _repr_html_(self): return f"<p><b>{str(self).splitlines()[0]}</b></p>" + self.to_frame().to_html()
 
+# %% ../nbs/06_validate.ipynb #2edfe619
 def check_gates(metrics: dict[str, float],           # metric name -> value (a run's metrics, or holdout metrics)
                 gates: dict[str, Gate] | None = None, # default: `gates_from_config(cfg)`
                 cfg: Config | None = None,            # used when `gates` is None
@@ -141,7 +143,7 @@ def check_gates(metrics: dict[str, float],           # metric name -> value (a r
         results.append(GateResult(name, g.direction, g.min, v, ok, reason, g.target))
     return GateReport(results, model, metrics_source)
 
-# %% ../nbs/06_validate.ipynb #07a3c694
+# %% ../nbs/06_validate.ipynb #b5d589c2
 COMPARE_METRICS = ["roc_auc", "pr_auc", "precision_at_recall_80", "log_loss", "brier", "accuracy", "precision", "recall", "f1"]
 
 def decide(diff: float,       # candidate minus champion (point estimate)
@@ -157,6 +159,7 @@ def decide(diff: float,       # candidate minus champion (point estimate)
     if ci_high < -min_improvement: return "worse"
     return "no worse"
 
+# %% ../nbs/06_validate.ipynb #5fa7b88e
 def paired_bootstrap(y: np.ndarray,              # true labels 0/1
                      p_candidate: np.ndarray,    # candidate's probabilities
                      p_champion: np.ndarray,     # champion's probabilities on the same rows
@@ -195,7 +198,7 @@ def paired_bootstrap(y: np.ndarray,              # true labels 0/1
                      "decision": decide(diff, lo, hi, HIGHER_IS_BETTER[m], min_improvement)})
     return pd.DataFrame(rows).set_index("metric")
 
-# %% ../nbs/06_validate.ipynb #a34b0400
+# %% ../nbs/06_validate.ipynb #ca0e9cab
 TENURE_BINS = [0, 90, 180, 365, 730, np.inf]
 TENURE_LABELS = ["<3m", "3-6m", "6-12m", "1-2y", "2y+"]
 
@@ -208,6 +211,7 @@ def add_tenure_band(df: pd.DataFrame,  # a feature table
     else: return df
     return df.assign(tenure_band=pd.cut(days, TENURE_BINS, labels=TENURE_LABELS, right=False).astype(str))
 
+# %% ../nbs/06_validate.ipynb #e3c7b8a6
 DEFAULT_SEGMENTS = ["contract_type", "tenure_band", "region"]
 
 def slice_metrics(df: pd.DataFrame,              # holdout rows with the segment columns
@@ -357,7 +361,7 @@ def plot_curves(y: np.ndarray,                 # labels
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_validate.ipynb #6bd2e525
+# %% ../nbs/06_validate.ipynb #9f09924e
 _as_str = BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
 
 class Variant(BaseModel):
@@ -374,6 +378,7 @@ class ABStopping(BaseModel):
     max_customers: int | None = Field(None, ge=1)  # end once this many customers are in, all arms together
     promote_winner: bool = False     # on "ship <variant>", promote that variant's model version to champion
 
+# %% ../nbs/06_validate.ipynb #a0deda4a
 class ABTestConfig(BaseModel):
     "A validated A/B test design."
     model_config = ConfigDict(extra="forbid")
@@ -411,6 +416,7 @@ class ABTestConfig(BaseModel):
     @property
     def shares(self) -> dict[str, float]: return {k: v.traffic for k, v in self.variants.items()}
 
+# %% ../nbs/06_validate.ipynb #88729f4a
 def load_ab_config(path: str | os.PathLike,  # YAML file with the design
                   ) -> ABTestConfig:
     "Read and validate an A/B design; errors name the file and key."
@@ -422,7 +428,7 @@ def load_ab_config(path: str | os.PathLike,  # YAML file with the design
         lines = [f"  {'.'.join(map(str, x['loc'])) or '<top level>'}: {x['msg'].removeprefix('Value error, ')}" for x in e.errors()]
         raise ValueError(f"{p}: invalid A/B test config\n" + "\n".join(lines)) from None
 
-# %% ../nbs/06_validate.ipynb #585f7916
+# %% ../nbs/06_validate.ipynb #924b3092
 def sample_size_two_proportions(p1: float,          # baseline rate
                                 p2: float,          # rate under the alternative
                                 alpha: float = 0.05,  # two-sided
@@ -437,6 +443,7 @@ def sample_size_two_proportions(p1: float,          # baseline rate
     n = (za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p1 - p2) ** 2
     return math.ceil(n - 1e-9)
 
+# %% ../nbs/06_validate.ipynb #0f4d92ca
 @dataclass
 class ABPlan:
     "The power analysis beside the configured minimum, and the duration it implies."
@@ -762,7 +769,7 @@ def ab_stop_verdict(res: ABAnalysis,          # `analyze_ab` of the experiment s
         return {"stop": True, "why": f"{customers} customers (max {s.max_customers}): {res.decision}", "winner": winner}
     return {"stop": False, "why": f"continuing: {res.decision}; {days:.1f} of {max_days:g} days, {customers} customers", "winner": None}
 
-# %% ../nbs/06_validate.ipynb #486ea041
+# %% ../nbs/06_validate.ipynb #4eebc3bf
 def measure_latency(model,               # fitted pipeline
                     X: pd.DataFrame,     # rows to score one at a time (cycled)
                     n: int = 200,        # timed calls
@@ -782,6 +789,7 @@ def measure_latency(model,               # fitted pipeline
     p50, p95, p99 = np.percentile(times, [50, 95, 99])
     return {"p50_latency_ms": float(p50), "p95_latency_ms": float(p95), "p99_latency_ms": float(p99)}
 
+# %% ../nbs/06_validate.ipynb #3f8b3075
 def measure_throughput(model,               # fitted pipeline
                        X: pd.DataFrame,     # rows to score (cycled)
                        rows: int = 4096,    # rows scored in the timed run
@@ -801,6 +809,7 @@ def measure_throughput(model,               # fitted pipeline
         seconds = time.perf_counter() - t0
     return {"throughput_rps": calls * batch / seconds if seconds > 0 else float("inf"), "throughput_batch": float(batch)}
 
+# %% ../nbs/06_validate.ipynb #ad0ce74e
 def directory_size_mb(path: str | os.PathLike) -> float:
     "Total size of the files under `path`, in MB."
     p = Path(path)
@@ -1100,7 +1109,7 @@ def run_evaluation(home=None,                      # churnops home
     summary = json.loads(out_json.read_text())
     return {**summary, "notebook": str(out_nb), "html": str(out_html), "json": str(out_json)}
 
-# %% ../nbs/06_validate.ipynb #3b7d969d
+# %% ../nbs/06_validate.ipynb #e0ea6359
 def _evaluate_cmd(args) -> int:
     s = run_evaluation(args.home, args.model, args.holdout, args.champion, args.resamples, args.seed, quiet=args.quiet)
     print(f"{s['model']}: {s['decision']}")
@@ -1113,6 +1122,7 @@ def _evaluate_cmd(args) -> int:
 def _ab_config_path(args) -> Path:
     return Path(args.config) if args.config else Paths(args.home).home / "ab_test.yaml"
 
+# %% ../nbs/06_validate.ipynb #f33b2a7b
 def daily_traffic_from_predictions(home=None,  # churnops home with a prediction log
                                   ) -> float | None:
     "Mean distinct customers per day (wall time) in the serving prediction log (`predlog.read_prediction_log`), or None."
@@ -1134,6 +1144,7 @@ def _ab_assign_cmd(args) -> int:
     for c in args.customer_ids: print(f"{c}\t{assign_variant(ab.experiment, c, ab.shares)}")
     return 0
 
+# %% ../nbs/06_validate.ipynb #756cebea
 def add_commands(sub, parent) -> None:
     "Add `evaluate` to the churnops CLI (`ab` lives in `churnops.deploy`: it starts and stops served experiments)."
     p = sub.add_parser("evaluate", parents=[parent], help="evaluation report: gates, champion comparison, slices (papermill + HTML)")
@@ -1144,4 +1155,3 @@ def add_commands(sub, parent) -> None:
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default config.comparison.seed)")
     p.add_argument("--strict", action="store_true", help="exit 3 when the verdict is a rejection")
     p.set_defaults(func=_evaluate_cmd)
-
