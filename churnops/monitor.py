@@ -235,13 +235,17 @@ def default_method(ref: PreparedColumn,  # prepared reference column
 THRESHOLD_DIRECTION = {"psi": ">=", "jensenshannon": ">=", "wasserstein": ">=", "ks": "<=", "chisquare": "<", "z": "<"}
 MIN_ROWS_WARNING = 30
 
-def method_thresholds(config: Config | None = None) -> dict[str, float]:
+def method_thresholds(config: Config | None = None,   # the project config (its `drift` section); default `Config()`
+                     ) -> dict[str, float]:
     "Default threshold per method from `config.drift`."
     d = (config or Config()).drift
     return {"psi": d.psi_threshold, "jensenshannon": d.jensenshannon_threshold, "wasserstein": d.wasserstein_threshold,
             "ks": d.ks_pvalue, "chisquare": d.ks_pvalue, "z": d.ks_pvalue}
 
-def is_drifted(method: str, statistic: float, threshold: float) -> bool:
+def is_drifted(method: str,        # the drift method
+               statistic: float,   # its value for one column
+               threshold: float,   # the method's threshold
+              ) -> bool:
     "Whether `statistic` crosses `threshold` in the direction of `method` (distances: >=; KS p-value: <=; chi-square/z: <)."
     op = THRESHOLD_DIRECTION[method]
     return bool(statistic >= threshold if op == ">=" else statistic <= threshold if op == "<=" else statistic < threshold)
@@ -262,7 +266,10 @@ class DriftReport:
     def dataset_drift(self) -> bool: return bool(self.n_columns and self.share >= self.drift_share)
     @property
     def drifted_columns(self) -> list[str]: return self.table.loc[self.table.drifted, "column"].tolist()
-    def statistic(self, column: str) -> float: return float(self.table.set_index("column").loc[column, "statistic"])
+    def statistic(self,
+                  column: str,   # a column of the report
+                 ) -> float:
+        return float(self.table.set_index("column").loc[column, "statistic"])
     def to_dict(self) -> dict:
         return {"dataset_drift": self.dataset_drift, "share": self.share, "n_drifted": self.n_drifted,
                 "n_columns": self.n_columns, "drift_share": self.drift_share,
@@ -345,16 +352,16 @@ def _report(prepared, current, columns, kinds, methods, thresholds, column_thres
     return DriftReport(table, config.drift.drift_share if drift_share is None else drift_share)
 
 # %% ../nbs/09_monitor.ipynb #0a56ea43
-def drift_report_from_profile(profile: dict,                 # from `reference_profile` / `load_profile`
-                              current: pd.DataFrame,         # current window
-                              columns: Sequence[str] | None = None,  # default: all profiled columns
-                              methods: str | dict[str, str] | None = None,
-                              thresholds: dict[str, float] | None = None,
-                              column_thresholds: dict[str, dict[str, float]] | None = None,  # default: the profile's calibrated ones if present and `use_calibrated`
-                              config: Config | None = None,
-                              drift_share: float | None = None,
-                              n_jobs: int | None = None,
-                              use_calibrated: bool = False,  # apply the thresholds stored in the profile (`calibrated_thresholds`)
+def drift_report_from_profile(profile: dict,                                                  # from `reference_profile` / `load_profile`
+                              current: pd.DataFrame,                                          # current window
+                              columns: Sequence[str] | None = None,                           # default: all profiled columns
+                              methods: str | dict[str, str] | None = None,                    # column -> method, overriding the default choice
+                              thresholds: dict[str, float] | None = None,                     # method -> threshold, overriding the config
+                              column_thresholds: dict[str, dict[str, float]] | None = None,   # default: the profile's calibrated ones if present and `use_calibrated`
+                              config: Config | None = None,                                   # the project config (drift thresholds, drift share)
+                              drift_share: float | None = None,                               # share of drifted columns that makes the dataset drift
+                              n_jobs: int | None = None,                                      # columns computed in parallel
+                              use_calibrated: bool = False,                                   # apply the thresholds stored in the profile (`calibrated_thresholds`)
                              ) -> DriftReport:
     "`drift_report` against a saved reference profile instead of the raw reference."
     config = config or Config()
@@ -369,7 +376,11 @@ def drift_report_from_profile(profile: dict,                 # from `reference_p
     kinds = {c: cols[c]["kind"] for c in columns}
     return _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs)
 
-def reference_sample(profile: dict, column: str, n: int = 5000, seed: int = 0) -> pd.Series:
+def reference_sample(profile: dict,   # a reference profile
+                     column: str,     # a numerical column of it
+                     n: int = 5000,   # values drawn
+                     seed: int = 0,   # random seed
+                    ) -> pd.Series:
     "Values drawn from a profiled column (for plots): numerical from its distribution or sample, categorical from its counts."
     col = profile["columns"][column]; rng = np.random.default_rng(seed)
     if col["kind"] == CATEGORICAL:
@@ -381,13 +392,13 @@ def reference_sample(profile: dict, column: str, n: int = 5000, seed: int = 0) -
     return pd.Series(rng.choice(np.asarray(col["sample"]), n), name=column)
 
 # %% ../nbs/09_monitor.ipynb #744ba1b2
-def calibrate_thresholds(reference: pd.DataFrame,              # the reference data
-                         columns: Sequence[str] | None = None,  # default: all
-                         chunk_size: int | None = None,         # rows per chunk ≈ window size; default len/10
-                         methods: str | dict[str, str] | None = None,  # as in `drift_report`; default Evidently's choice
-                         kinds: dict[str, str] | None = None,
-                         k: float = 3.0,                        # how many standard deviations above the mean
-                         max_chunks: int = 20,                  # at most this many chunks (evenly spread)
+def calibrate_thresholds(reference: pd.DataFrame,                       # the reference data
+                         columns: Sequence[str] | None = None,          # default: all
+                         chunk_size: int | None = None,                 # rows per chunk ≈ window size; default len/10
+                         methods: str | dict[str, str] | None = None,   # as in `drift_report`; default Evidently's choice
+                         kinds: dict[str, str] | None = None,           # column -> numerical/categorical, overriding the inferred kind
+                         k: float = 3.0,                                # how many standard deviations above the mean
+                         max_chunks: int = 20,                          # at most this many chunks (evenly spread)
                         ) -> dict[str, dict]:
     "{column: {method, threshold, mean, std, chunks}} with threshold = mean + k·std of chunk-vs-rest drift."
     columns = list(columns) if columns is not None else list(reference.columns)
@@ -448,16 +459,17 @@ def window_features(window: pd.DataFrame,                 # prediction-log rows
     return df.reset_index(drop=True)
 
 # %% ../nbs/09_monitor.ipynb #1e43bdaf
-def read_labels(home: str | os.PathLike | None = None) -> pd.DataFrame:
+def read_labels(home: str | os.PathLike | None = None,   # churnops home
+               ) -> pd.DataFrame:
     "Delayed labels from `feedback.db` (customer_id as text, churned 0/1, ts = the outcome's event time, UTC)."
     df = read_feedback(home)
     return pd.DataFrame({"customer_id": df["customer_id"].astype(str), "churned": df["churned"].astype("int64"),
                          "ts": pd.to_datetime(df["ts"], utc=True).astype("datetime64[us, UTC]")})
 
 # %% ../nbs/09_monitor.ipynb #dca12017
-def cbpe_estimate(proba,                 # churn probabilities (assumed calibrated)
-                  predicted=None,        # the served 0/1 decisions; default proba >= threshold
-                  threshold: float = 0.5,
+def cbpe_estimate(proba,                    # churn probabilities (assumed calibrated)
+                  predicted=None,           # the served 0/1 decisions; default proba >= threshold
+                  threshold: float = 0.5,   # decision threshold when `predicted` is not given
                  ) -> dict[str, float]:
     "Expected confusion matrix and metrics from calibrated probabilities alone (NannyML's CBPE)."
     p = np.clip(np.asarray(proba, float), 0, 1)
@@ -471,7 +483,9 @@ def cbpe_estimate(proba,                 # churn probabilities (assumed calibrat
     return {"accuracy": (tp + tn) / p.size, "precision": tp / (tp + fp) if tp + fp else float("nan"),
             "recall": tp / (tp + fn) if tp + fn else float("nan"), "roc_auc": auc, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
-def fit_calibrator(proba, y_true) -> Callable[[np.ndarray], np.ndarray]:
+def fit_calibrator(proba,    # raw probabilities of labelled predictions
+                   y_true,   # their labels 0/1
+                  ) -> Callable[[np.ndarray], np.ndarray]:
     "An isotonic map from raw to calibrated probabilities, fitted on labelled (reference) predictions."
     from sklearn.isotonic import IsotonicRegression
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(np.asarray(proba, float), np.asarray(y_true, float))
@@ -515,7 +529,9 @@ def serving_summary(log: pd.DataFrame,                 # prediction-log rows
                 error_rate=("_err", "mean"), client_error_rate=("_cerr", "mean"))
     return out.reset_index(drop=by is None)
 
-def serving_over_time(log: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
+def serving_over_time(log: pd.DataFrame,   # prediction-log rows
+                      freq: str = "1h",    # window length (wall time)
+                     ) -> pd.DataFrame:
     "`serving_summary` per window of wall time (latency is about when requests were answered, not what they were about)."
     if len(log) == 0: return serving_summary(log)
     return serving_summary(log.assign(window=pd.to_datetime(log["ts"], utc=True).dt.floor(freq)), by="window")
@@ -566,7 +582,8 @@ def _gpu_number(s: str) -> float:
     try: return float(s)
     except ValueError: return float("nan")     # nvidia-smi prints [N/A] for what a GPU does not report
 
-def gpu_metrics(timeout: float = 5.0) -> list[dict] | None:
+def gpu_metrics(timeout: float = 5.0,   # seconds `nvidia-smi` may take
+               ) -> list[dict] | None:
     "Utilisation and memory of each NVIDIA GPU via `nvidia-smi`; `None` when no GPU (or no driver) exists."
     import shutil
     exe = shutil.which("nvidia-smi")
@@ -601,11 +618,11 @@ def system_metrics(pid: int | None = None,                      # serving proces
             "gpu_utilization_percent": flat.get("gpu_utilization_percent"), "metrics": flat}
 
 # %% ../nbs/09_monitor.ipynb #12b49554
-def evaluate_rules(metrics: dict[str, float | None],          # metric name -> value from this run
-                   rules: Sequence[MonitoringRule] | None = None,  # default: `config.monitoring`
-                   config: Config | None = None,
-                   context: dict | None = None,               # attached to every alert (window, model, ...)
-                   now: datetime | None = None,
+def evaluate_rules(metrics: dict[str, float | None],                # metric name -> value from this run
+                   rules: Sequence[MonitoringRule] | None = None,   # default: `config.monitoring`
+                   config: Config | None = None,                    # the project config (default rules)
+                   context: dict | None = None,                     # attached to every alert (window, model, ...)
+                   now: datetime | None = None,                     # the alert time (default: now)
                   ) -> tuple[list[dict], list[str]]:
     "Alerts for the rules that fire, and the names of rules skipped because their metric is missing or NaN."
     rules = list(rules) if rules is not None else list((config or Config()).monitoring)
@@ -623,14 +640,15 @@ def evaluate_rules(metrics: dict[str, float | None],          # metric name -> v
     return alerts, skipped
 
 # %% ../nbs/09_monitor.ipynb #da723472
-def alerts_path(home: str | os.PathLike | None = None) -> Path:
+def alerts_path(home: str | os.PathLike | None = None,   # churnops home
+               ) -> Path:
     "Where alerts are appended: `Paths(home).reports/alerts.jsonl`."
     return Paths(home).reports / "alerts.jsonl"
 
 def record_alerts(home: str | os.PathLike | None,   # churnops home
-                  alerts: Sequence[dict],            # from `evaluate_rules`
-                  webhook_url: str | None = None,    # POST {"alerts": [...]} here when given
-                  timeout: float = 5.0,
+                  alerts: Sequence[dict],           # from `evaluate_rules`
+                  webhook_url: str | None = None,   # POST {"alerts": [...]} here when given
+                  timeout: float = 5.0,             # seconds the webhook may take
                  ) -> dict:
     "Append alerts to the JSON-lines file and POST them to the webhook; returns what happened."
     out = {"written": 0, "path": str(alerts_path(home)), "webhook_status": None, "webhook_error": None}
@@ -651,21 +669,24 @@ def record_alerts(home: str | os.PathLike | None,   # churnops home
         if out["webhook_error"]: print(f"alert webhook {webhook_url} failed: {out['webhook_error']}", file=sys.stderr)
     return out
 
-def read_alerts(home: str | os.PathLike | None = None) -> pd.DataFrame:
+def read_alerts(home: str | os.PathLike | None = None,   # churnops home
+               ) -> pd.DataFrame:
     "The alerts recorded so far."
     p = alerts_path(home)
     if not p.exists(): return pd.DataFrame(columns=["ts", "metric", "value", "threshold", "direction", "unit", "message"])
     return pd.DataFrame([json.loads(l) for l in p.read_text().splitlines() if l.strip()])
 
 # %% ../nbs/09_monitor.ipynb #5856efa9
-def system_rules(config: Config | None = None) -> list[MonitoringRule]:
+def system_rules(config: Config | None = None,   # the project config (its `system_metrics` limits)
+                ) -> list[MonitoringRule]:
     "Rules for the serving machine from `config.system_metrics`: CPU and memory share (80 %), busiest GPU (90 %)."
     s = (config or Config()).system_metrics
     return [MonitoringRule(metric="cpu_percent", threshold=100 * s.max_cpu, direction="above", unit="%"),
             MonitoringRule(metric="memory_percent", threshold=100 * s.max_memory, direction="above", unit="%"),
             MonitoringRule(metric="gpu_utilization_percent", threshold=100 * s.max_gpu, direction="above", unit="%")]
 
-def monitoring_rules(config: Config | None = None) -> list[MonitoringRule]:
+def monitoring_rules(config: Config | None = None,   # the project config
+                    ) -> list[MonitoringRule]:
     "The config's `monitoring` rules, plus the system rules for metrics those do not name."
     rules = list((config or Config()).monitoring)
     named = {r.metric for r in rules}
@@ -820,12 +841,13 @@ class Reference:
     source: str
     model_version: Any = None      # mlflow ModelVersion, None when no model is registered under that name
 
-def load_reference(home: str | os.PathLike | None,          # churnops home
-                   model: str = "churn",                      # registered model
-                   model_ref: str | int = "champion",         # its alias or version
-                   profile_path: str | os.PathLike | None = None,  # a profile JSON file instead of the model's
-                   start=None, end=None,                      # or: profile this earlier window of the log
-                   event_times: pd.DataFrame | None = None,   # see `with_event_time`
+def load_reference(home: str | os.PathLike | None,                  # churnops home
+                   model: str = "churn",                            # registered model
+                   model_ref: str | int = "champion",               # its alias or version
+                   profile_path: str | os.PathLike | None = None,   # a profile JSON file instead of the model's
+                   start=None,                                      # or: profile this earlier window of the log (start, event time)
+                   end=None,                                        # its end
+                   event_times: pd.DataFrame | None = None,         # see `with_event_time`
                   ) -> Reference:
     "The model's logged profile, a profile file, or a profile of an earlier log window; with the model version when registered."
     mv = None
@@ -866,14 +888,14 @@ def drift_summary(profile: dict,                 # the reference profile
     return {"report": drift, "table": table.sort_values(["drifted", "psi"], ascending=False, ignore_index=True),
             "feature_psi": feature_psi, "max_psi": float(feature_psi.max()) if feature_psi.notna().any() else float("nan")}
 
-def last_year_psi(home: str | os.PathLike | None,   # churnops home
-                  columns: Sequence[str],            # features
-                  window: tuple,                     # (start, end) of this window, event time
-                  training: tuple,                   # (start, end) of the model's training window, event time
-                  lookback_days: float = 365,        # how far back the same season is
-                  min_rows: int = 30,                # fewer rows in either window a year back: None
-                  log: pd.DataFrame | None = None,   # an already-read log
-                  event_times: pd.DataFrame | None = None,
+def last_year_psi(home: str | os.PathLike | None,            # churnops home
+                  columns: Sequence[str],                    # features
+                  window: tuple,                             # (start, end) of this window, event time
+                  training: tuple,                           # (start, end) of the model's training window, event time
+                  lookback_days: float = 365,                # how far back the same season is
+                  min_rows: int = 30,                        # fewer rows in either window a year back: None
+                  log: pd.DataFrame | None = None,           # an already-read log
+                  event_times: pd.DataFrame | None = None,   # request_id -> as_of for a log without event times
                  ) -> pd.Series | None:
     "PSI per feature a year earlier: last year's log over this window against last year's log over the training window."
     if None in (*window, *training): return None
@@ -924,10 +946,10 @@ def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)
     fig.tight_layout()
     return fig
 
-def plot_distributions(profile: dict,          # the reference profile
-                       current: pd.DataFrame,  # the window's features
-                       table: pd.DataFrame,    # `drift_summary(...)["table"]` (its order: drifted first)
-                       max_plots: int = 12,
+def plot_distributions(profile: dict,           # the reference profile
+                       current: pd.DataFrame,   # the window's features
+                       table: pd.DataFrame,     # `drift_summary(...)["table"]` (its order: drifted first)
+                       max_plots: int = 12,     # features shown, drifted first
                       ):
     "Reference against current per feature: histograms for numbers, shares for categories; drifted titles in red."
     from matplotlib.figure import Figure
@@ -986,17 +1008,17 @@ def monitoring_metrics(performance: dict,   # `performance_summary`
     return {k: _num(v) for k, v in m.items()}
 
 # %% ../nbs/09_monitor.ipynb #69fd007b
-def decide_retraining(home: str | os.PathLike | None,   # churnops home (trigger state)
-                      config: Config,                   # `retrain` policy and thresholds
-                      metrics: dict,                    # `monitoring_metrics`
-                      drift: dict,                      # `drift_summary`
-                      reference: Reference,             # the model judged
-                      window: tuple,                    # (start, end), event time
-                      labels: pd.DataFrame,             # `read_labels`
-                      launch: bool = False,             # launch the retrain command when the decision says so
-                      command: str | None = None,       # default: churnops pipeline run --home H
-                      log: pd.DataFrame | None = None,  # the whole log (season-aware baseline), read when needed
-                      event_times: pd.DataFrame | None = None,
+def decide_retraining(home: str | os.PathLike | None,            # churnops home (trigger state)
+                      config: Config,                            # `retrain` policy and thresholds
+                      metrics: dict,                             # `monitoring_metrics`
+                      drift: dict,                               # `drift_summary`
+                      reference: Reference,                      # the model judged
+                      window: tuple,                             # (start, end), event time
+                      labels: pd.DataFrame,                      # `read_labels`
+                      launch: bool = False,                      # launch the retrain command when the decision says so
+                      command: str | None = None,                # default: churnops pipeline run --home H
+                      log: pd.DataFrame | None = None,           # the whole log (season-aware baseline), read when needed
+                      event_times: pd.DataFrame | None = None,   # request_id -> as_of for a log without event times
                      ) -> tuple[TriggerDecision, dict | None]:
     "The trigger's decision for this window under the configured policy, and what `fire` launched."
     train_start, trained_at = model_training_window(home, reference.model_version)
@@ -1037,9 +1059,9 @@ def verdict(decision: TriggerDecision,     # from `decide_retraining`
     return f"{head} — {body}{tail}. Policy: `{det.get('policy', 'thresholds')}`."
 
 # %% ../nbs/09_monitor.ipynb #97ecb763
-def log_monitoring_run(home: str | os.PathLike | None,  # churnops home
-                       run: "MonitorRun",                # the finished window
-                       experiment: str = "churn-monitoring",
+def log_monitoring_run(home: str | os.PathLike | None,         # churnops home
+                       run: "MonitorRun",                      # the finished window
+                       experiment: str = "churn-monitoring",   # the MLflow experiment
                       ) -> str:
     "Log a window's metrics, drift statistics, alerts and decision as an MLflow run; returns its id."
     import mlflow
@@ -1099,19 +1121,22 @@ class MonitorRun:
                 "trigger": self.decision.to_dict(), "launch": self.launch, "mlflow_run_id": self.mlflow_run_id}
 
 # %% ../nbs/09_monitor.ipynb #4539187f
-def monitor_window(home: str | os.PathLike | None,  # churnops home
-                   window_start, window_end,         # the window, event time (start inclusive, end exclusive)
-                   model: str = "churn", model_ref: str = "champion",   # the model judged (its reference profile)
-                   reference_profile: str | os.PathLike | None = None,  # a profile JSON instead of the model's
-                   reference_start=None, reference_end=None,            # or: profile this earlier window of the log
-                   freq: str = "1D",                 # performance windows (event time)
-                   webhook_url: str | None = None,   # POST alerts here
-                   launch_retrain: bool = False,     # let the trigger launch `retrain_command`
-                   retrain_command: str | None = None,
-                   serving_pid: int | None = None,   # default: the service recorded in serve/server.json
-                   event_times: str | os.PathLike | pd.DataFrame | None = None,  # request_id → as_of for a log without as_of
-                   experiment: str | None = "churn-monitoring",  # MLflow experiment (None: do not log)
-                   result_path: str | os.PathLike | None = None,  # where the JSON result is written
+def monitor_window(home: str | os.PathLike | None,                                # churnops home
+                   window_start,                                                  # the window's start, event time (inclusive)
+                   window_end,                                                    # its end (exclusive)
+                   model: str = "churn",                                          # the model judged (its reference profile)
+                   model_ref: str = "champion",                                   # its alias or version
+                   reference_profile: str | os.PathLike | None = None,            # a profile JSON instead of the model's
+                   reference_start=None,                                          # or: profile this earlier window of the log (start)
+                   reference_end=None,                                            # its end
+                   freq: str = "1D",                                              # performance windows (event time)
+                   webhook_url: str | None = None,                                # POST alerts here
+                   launch_retrain: bool = False,                                  # let the trigger launch `retrain_command`
+                   retrain_command: str | None = None,                            # default: `churnops pipeline run --home H` with this interpreter
+                   serving_pid: int | None = None,                                # default: the service recorded in serve/server.json
+                   event_times: str | os.PathLike | pd.DataFrame | None = None,   # request_id → as_of for a log without as_of
+                   experiment: str | None = "churn-monitoring",                   # MLflow experiment (None: do not log)
+                   result_path: str | os.PathLike | None = None,                  # where the JSON result is written
                   ) -> MonitorRun:
     "Every step of the monitoring job for one window: drift, performance, serving and system, alerts, the decision, records."
     cfg = load_config(home=home)
@@ -1146,21 +1171,22 @@ def _iso(t) -> str:
     t = to_utc(t)
     return "" if t is None else t.isoformat()
 
-def run_monitor(home: str | os.PathLike | None = None,  # churnops home
-                window_start=None,                       # window start (inclusive, event time); default window_end - days
-                window_end=None,                         # window end (exclusive, event time); default now
-                days: float = 7.0,                       # window length when window_start is not given
-                model: str = "churn",                    # registered model whose reference profile is used
-                model_ref: str = "champion",             # its alias or version
-                reference_profile: str | os.PathLike | None = None,  # a profile JSON file instead of the model's
-                reference_start=None, reference_end=None,  # or: profile this earlier window of the log as the reference
-                freq: str = "1D",                        # performance windows inside the monitored window
-                webhook_url: str | None = None,          # POST alerts here
-                launch_retrain: bool = False,            # let the trigger launch `retrain_command`
-                retrain_command: str | None = None,      # default: `churnops pipeline run --home H`
-                serving_pid: int | None = None,          # serving process; default: the one in serve/server.json
-                event_times: str | os.PathLike | None = None,  # table request_id, as_of for a log without event times
-                quiet: bool = True,
+def run_monitor(home: str | os.PathLike | None = None,                # churnops home
+                window_start=None,                                    # window start (inclusive, event time); default window_end - days
+                window_end=None,                                      # window end (exclusive, event time); default now
+                days: float = 7.0,                                    # window length when window_start is not given
+                model: str = "churn",                                 # registered model whose reference profile is used
+                model_ref: str = "champion",                          # its alias or version
+                reference_profile: str | os.PathLike | None = None,   # a profile JSON file instead of the model's
+                reference_start=None,                                 # or: profile this earlier window of the log as the reference (start)
+                reference_end=None,                                   # its end
+                freq: str = "1D",                                     # performance windows inside the monitored window
+                webhook_url: str | None = None,                       # POST alerts here
+                launch_retrain: bool = False,                         # let the trigger launch `retrain_command`
+                retrain_command: str | None = None,                   # default: `churnops pipeline run --home H`
+                serving_pid: int | None = None,                       # serving process; default: the one in serve/server.json
+                event_times: str | os.PathLike | None = None,         # table request_id, as_of for a log without event times
+                quiet: bool = True,                                   # no kernel output on the console
                ) -> dict:
     "Run the monitoring job notebook for one window; returns its result (paths, verdict, drift, metrics, alerts, decision)."
     h = Paths(home)
@@ -1223,7 +1249,9 @@ def _cmd_drift(args) -> int:
     return 0
 
 # %% ../nbs/09_monitor.ipynb #1157a617
-def add_commands(sub, parent) -> None:
+def add_commands(sub,      # the CLI's subparsers
+                 parent,   # the parser with the common options (--home, --quiet)
+                ) -> None:
     "Add `churnops monitor` (run the job; `monitor profile` and `monitor drift` for files)."
     p = sub.add_parser("monitor", parents=[parent], help="monitor a window of served predictions: drift, performance, alerts, retrain trigger")
     p.add_argument("--window-start", default=None, help="window start, ISO time (default: window end - --days)")

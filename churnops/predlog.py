@@ -129,7 +129,8 @@ class _Part:
         return (self is not other and self.writer == other.writer and self.hour == other.hour
                 and self.first <= other.first and other.last <= self.last and self.path != other.path)
 
-def live_parts(parts: list[_Part]) -> list[_Part]:
+def live_parts(parts: list[_Part],   # the parts of a folder (`_scan_parts`)
+              ) -> list[_Part]:
     "The parts to read: those no other part holds."
     by = {}
     for p in parts: by.setdefault((p.writer, p.hour), []).append(p)
@@ -180,7 +181,11 @@ def merge_run(parts: list[_Part],  # one writer's parts of one hour
     return []
 
 # %% ../nbs/00f_predlog.ipynb #52009533
-def merge_parts(directory: Path, run: list[_Part], fsync: bool = False, batch_rows: int = 131_072) -> _Part:
+def merge_parts(directory: Path,             # the log's folder
+                run: list[_Part],            # parts of one writer and hour, consecutive segments
+                fsync: bool = False,         # sync the merged file to disk
+                batch_rows: int = 131_072,   # rows copied at a time (bounds memory)
+               ) -> _Part:
     "Merge one writer's neighbouring parts of one hour into one file; the inputs are removed afterwards."
     import pyarrow as pa, pyarrow.parquet as pq
     def write(tmp):
@@ -297,7 +302,9 @@ class PredictionLog:
         self._fd = os.open(self._segment(self._seq), flags, 0o644)
         if self.fsync: _fsync_path(self.wal)
 
-    def append(self, row: tuple) -> None:
+    def append(self,
+               row: tuple,   # a tuple in `LOG_COLUMNS` order (`as_of` may be left off)
+              ) -> None:
         "Write one row (a tuple in `LOG_COLUMNS` order; `as_of` may be left off) to the segment before returning."
         _check_row(row)
         line = _encode(row)
@@ -461,7 +468,8 @@ def read_prediction_log(home: str | os.PathLike | None = None,  # churnops home
     return df.sort_values("ts", kind="stable").reset_index(drop=True)
 
 # %% ../nbs/00f_predlog.ipynb #2c165fc8
-def feedback_db(home: str | os.PathLike | None = None) -> Path:
+def feedback_db(home: str | os.PathLike | None = None,   # churnops home
+               ) -> Path:
     "The feedback store `Paths(home).predictions/feedback.db`, created (WAL mode, table `feedback`) if missing."
     p = Paths(home).predictions / "feedback.db"
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -470,7 +478,8 @@ def feedback_db(home: str | os.PathLike | None = None) -> Path:
         con.execute("CREATE TABLE IF NOT EXISTS feedback(customer_id TEXT NOT NULL, churned INTEGER NOT NULL, ts TEXT NOT NULL)")
     return p
 
-def read_feedback(home: str | os.PathLike | None = None) -> pd.DataFrame:
+def read_feedback(home: str | os.PathLike | None = None,   # churnops home
+                 ) -> pd.DataFrame:
     "Delayed labels posted to `/feedback`: columns customer_id, churned, ts."
     p = Paths(home).predictions / "feedback.db"
     if not p.exists(): return pd.DataFrame({"customer_id": [], "churned": [], "ts": []})

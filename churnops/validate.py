@@ -107,7 +107,9 @@ class GateReport:
         return {"model": self.model, "metrics_source": self.metrics_source, "passed": self.passed, "failed": self.failed,
                 "gates": [asdict(r) for r in self.results]}
     @classmethod
-    def from_dict(cls, d: dict) -> "GateReport":
+    def from_dict(cls,
+                  d: dict,   # `to_dict()` output
+                 ) -> "GateReport":
         return cls([GateResult(**r) for r in d["gates"]], d.get("model", ""), d.get("metrics_source", ""))
     def __str__(self):
         head = f"gates {'PASSED' if self.passed else 'FAILED'}" + (f" for {self.model}" if self.model else "")
@@ -146,11 +148,11 @@ def check_gates(metrics: dict[str, float],           # metric name -> value (a r
 # %% ../nbs/06_validate.ipynb #b5d589c2
 COMPARE_METRICS = ["roc_auc", "pr_auc", "precision_at_recall_80", "log_loss", "brier", "accuracy", "precision", "recall", "f1"]
 
-def decide(diff: float,       # candidate minus champion (point estimate)
-           ci_low: float,     # lower bound of the interval of the difference
-           ci_high: float,    # upper bound
-           higher_is_better: bool = True,
-           min_improvement: float = 0.0,  # required improvement / tolerated loss, in the metric's units
+def decide(diff: float,                     # candidate minus champion (point estimate)
+           ci_low: float,                   # lower bound of the interval of the difference
+           ci_high: float,                  # upper bound
+           higher_is_better: bool = True,   # the metric's direction (lower-is-better metrics are flipped)
+           min_improvement: float = 0.0,    # required improvement / tolerated loss, in the metric's units
           ) -> str:
     "Verdict 'better' / 'no worse' / 'worse' for one metric difference."
     if not all(map(math.isfinite, (diff, ci_low, ci_high))): return "undetermined"
@@ -160,17 +162,17 @@ def decide(diff: float,       # candidate minus champion (point estimate)
     return "no worse"
 
 # %% ../nbs/06_validate.ipynb #5fa7b88e
-def paired_bootstrap(y: np.ndarray,              # true labels 0/1
-                     p_candidate: np.ndarray,    # candidate's probabilities
-                     p_champion: np.ndarray,     # champion's probabilities on the same rows
-                     threshold_candidate: float = 0.5,  # each model's own decision threshold
-                     threshold_champion: float = 0.5,
-                     n_resamples: int = 1000,    # bootstrap resamples
-                     seed: int = 0,
-                     confidence: float = 0.95,
-                     metrics: list[str] | None = None,  # default COMPARE_METRICS
-                     min_improvement: float = 0.0,
-                     block: int = 200,           # resamples per vectorised block
+def paired_bootstrap(y: np.ndarray,                      # true labels 0/1
+                     p_candidate: np.ndarray,            # candidate's probabilities
+                     p_champion: np.ndarray,             # champion's probabilities on the same rows
+                     threshold_candidate: float = 0.5,   # each model's own decision threshold
+                     threshold_champion: float = 0.5,    # the champion's decision threshold
+                     n_resamples: int = 1000,            # bootstrap resamples
+                     seed: int = 0,                      # random seed of the resamples
+                     confidence: float = 0.95,           # level of the percentile intervals
+                     metrics: list[str] | None = None,   # default COMPARE_METRICS
+                     min_improvement: float = 0.0,       # a difference that counts as better
+                     block: int = 200,                   # resamples per vectorised block
                     ) -> pd.DataFrame:
     "Per metric: candidate, champion, difference, percentile CI of the difference, verdict."
     y = np.asarray(y, dtype=float); pc = np.asarray(p_candidate, dtype=float); pp = np.asarray(p_champion, dtype=float)
@@ -214,15 +216,15 @@ def add_tenure_band(df: pd.DataFrame,  # a feature table
 # %% ../nbs/06_validate.ipynb #e3c7b8a6
 DEFAULT_SEGMENTS = ["contract_type", "tenure_band", "region"]
 
-def slice_metrics(df: pd.DataFrame,              # holdout rows with the segment columns
-                  y: np.ndarray,                 # true labels, aligned with df
-                  probas: dict[str, np.ndarray], # model label -> probabilities (first: the candidate, second: the champion)
-                  thresholds: dict[str, float] | None = None,  # model label -> decision threshold (default 0.5)
-                  segments: list[str] | None = None,  # default: those of DEFAULT_SEGMENTS present in df
-                  min_positives: int = 10,       # fewer churners (or non-churners) in a segment: no AUC
-                  tolerance: float = 0.02,       # candidate AUC below champion's by more than this: flagged
-                  n_resamples: int = 200,        # paired bootstrap of the AUC difference per segment
-                  seed: int = 0,
+def slice_metrics(df: pd.DataFrame,                             # holdout rows with the segment columns
+                  y: np.ndarray,                                # true labels, aligned with df
+                  probas: dict[str, np.ndarray],                # model label -> probabilities (first: the candidate, second: the champion)
+                  thresholds: dict[str, float] | None = None,   # model label -> decision threshold (default 0.5)
+                  segments: list[str] | None = None,            # default: those of DEFAULT_SEGMENTS present in df
+                  min_positives: int = 10,                      # fewer churners (or non-churners) in a segment: no AUC
+                  tolerance: float = 0.02,                      # candidate AUC below champion's by more than this: flagged
+                  n_resamples: int = 200,                       # paired bootstrap of the AUC difference per segment
+                  seed: int = 0,                                # random seed of the bootstrap
                  ) -> pd.DataFrame:
     "One row per (segment, value): rows, churn rate, AUC/precision/recall per model, AUC difference with CI, flag."
     df = add_tenure_band(df.reset_index(drop=True))
@@ -255,13 +257,13 @@ def slice_metrics(df: pd.DataFrame,              # holdout rows with the segment
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_validate.ipynb #078027c8
-def feature_effects(model,                    # fitted pipeline with predict_proba on the raw feature table
-                    X: pd.DataFrame,          # holdout features
-                    y: np.ndarray,            # labels
-                    top: int = 10,
-                    n_repeats: int = 3,
-                    max_rows: int = 2000,     # subsample for speed
-                    seed: int = 0,
+def feature_effects(model,                  # fitted pipeline with predict_proba on the raw feature table
+                    X: pd.DataFrame,        # holdout features
+                    y: np.ndarray,          # labels
+                    top: int = 10,          # features kept, by importance
+                    n_repeats: int = 3,     # permutations per feature
+                    max_rows: int = 2000,   # subsample for speed
+                    seed: int = 0,          # random seed of the permutations
                    ) -> pd.DataFrame:
     "Top features by permutation importance (AUC drop) with the direction of their effect on churn probability."
     from sklearn.inspection import permutation_importance
@@ -429,10 +431,10 @@ def load_ab_config(path: str | os.PathLike,  # YAML file with the design
         raise ValueError(f"{p}: invalid A/B test config\n" + "\n".join(lines)) from None
 
 # %% ../nbs/06_validate.ipynb #924b3092
-def sample_size_two_proportions(p1: float,          # baseline rate
-                                p2: float,          # rate under the alternative
-                                alpha: float = 0.05,  # two-sided
-                                power: float = 0.80,
+def sample_size_two_proportions(p1: float,             # baseline rate
+                                p2: float,             # rate under the alternative
+                                alpha: float = 0.05,   # two-sided
+                                power: float = 0.80,   # probability of detecting the effect
                                ) -> int:
     "Per-group sample size to detect p1 vs p2 with a two-sided two-proportion z-test."
     from scipy.stats import norm
@@ -494,7 +496,9 @@ def _check_shares(shares: dict[str, float]) -> None:
     total = sum(shares.values())
     if abs(total - 100) > 1e-6: raise ValueError(f"variant shares must sum to 100, found {total:g} in {shares}")
 
-def hash_unit(experiment: str, customer_id: Any) -> float:
+def hash_unit(experiment: str,    # experiment name (salt of the hash)
+              customer_id: Any,   # the unit hashed
+             ) -> float:
     "A uniform number in [0, 100) fixed by (experiment, customer_id)."
     h = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64 * 100
@@ -512,9 +516,11 @@ def assign_variant(experiment: str,            # experiment name (salt of the ha
     return name   # u within float error of 100
 
 # %% ../nbs/06_validate.ipynb #a34bea7a
-def two_proportion_ztest(x1: int, n1: int,   # successes and trials, group 1
-                         x2: int, n2: int,   # group 2
-                         confidence: float = 0.95,
+def two_proportion_ztest(x1: int,                    # successes, group 1
+                         n1: int,                    # trials, group 1
+                         x2: int,                    # successes, group 2
+                         n2: int,                    # trials, group 2
+                         confidence: float = 0.95,   # level of the interval of the difference
                         ) -> dict[str, float]:
     "Difference p1 - p2 with a Wald interval, and the pooled two-sided z-test."
     from scipy.stats import norm
@@ -529,15 +535,15 @@ def two_proportion_ztest(x1: int, n1: int,   # successes and trials, group 1
             "z": z, "p_value": float(2 * norm.sf(abs(z)))}
 
 # %% ../nbs/06_validate.ipynb #30a47d7c
-def churn_reduction(outcomes: pd.DataFrame,        # one row per customer: its variant and whether it churned (0/1)
-                    control: str = "control",      # the control variant
-                    outcome: str = "churned",      # the 0/1 outcome column
-                    variant_col: str = "variant",  # the variant column
-                    target: float | None = None,   # default: config.online_metrics.churn_reduction
-                    cfg: Config | None = None,
-                    confidence: float = 0.95,
-                    n_resamples: int = 2000,
-                    seed: int = 0,
+def churn_reduction(outcomes: pd.DataFrame,         # one row per customer: its variant and whether it churned (0/1)
+                    control: str = "control",       # the control variant
+                    outcome: str = "churned",       # the 0/1 outcome column
+                    variant_col: str = "variant",   # the variant column
+                    target: float | None = None,    # default: config.online_metrics.churn_reduction
+                    cfg: Config | None = None,      # its `online_metrics.churn_reduction` is the default target
+                    confidence: float = 0.95,       # level of the bootstrap interval
+                    n_resamples: int = 2000,        # bootstrap resamples
+                    seed: int = 0,                  # random seed of the bootstrap
                    ) -> pd.DataFrame:
     "Per non-control variant: churn rates, relative churn reduction vs control with a bootstrap interval, and the target check."
     for c in (variant_col, outcome):
@@ -770,11 +776,11 @@ def ab_stop_verdict(res: ABAnalysis,          # `analyze_ab` of the experiment s
     return {"stop": False, "why": f"continuing: {res.decision}; {days:.1f} of {max_days:g} days, {customers} customers", "winner": None}
 
 # %% ../nbs/06_validate.ipynb #4eebc3bf
-def measure_latency(model,               # fitted pipeline
-                    X: pd.DataFrame,     # rows to score one at a time (cycled)
-                    n: int = 200,        # timed calls
-                    warmup: int = 10,
-                    threads: int | None = 1,  # BLAS/OpenMP threads, as in serving (None: library default)
+def measure_latency(model,                     # fitted pipeline
+                    X: pd.DataFrame,           # rows to score one at a time (cycled)
+                    n: int = 200,              # timed calls
+                    warmup: int = 10,          # untimed calls first
+                    threads: int | None = 1,   # BLAS/OpenMP threads, as in serving (None: library default)
                    ) -> dict[str, float]:
     "p50/p95/p99 milliseconds of single-row `predict_proba`."
     import sklearn.ensemble  # noqa: F401  (load OpenMP now: threadpool_limits only reaches libraries already loaded)
@@ -810,13 +816,16 @@ def measure_throughput(model,               # fitted pipeline
     return {"throughput_rps": calls * batch / seconds if seconds > 0 else float("inf"), "throughput_batch": float(batch)}
 
 # %% ../nbs/06_validate.ipynb #ad0ce74e
-def directory_size_mb(path: str | os.PathLike) -> float:
+def directory_size_mb(path: str | os.PathLike,   # a folder (or file)
+                     ) -> float:
     "Total size of the files under `path`, in MB."
     p = Path(path)
     files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
     return sum(f.stat().st_size for f in files) / 2**20
 
-def model_size_mb(name: str, version: int | str) -> float:
+def model_size_mb(name: str,            # registered model name
+                  version: int | str,   # its version
+                 ) -> float:
     "Size of a registered model version's artifacts in MB (downloaded from the tracking store to a temp dir)."
     import mlflow
     with tempfile.TemporaryDirectory() as d:
@@ -1088,13 +1097,13 @@ def evaluate_model(home=None,                       # churnops home (tracking st
         return _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log, effects, latency_calls)
 
 # %% ../nbs/06_validate.ipynb #0ef77a85
-def run_evaluation(home=None,                      # churnops home
-                   model: str = "churn",           # "churn/3", ...
-                   holdout: str | None = None,     # parquet/CSV holdout; default the synthetic world's recent month
-                   champion: str = "champion",
-                   n_resamples: int | None = None,
-                   seed: int | None = None,
-                   quiet: bool = True,
+def run_evaluation(home=None,                        # churnops home
+                   model: str = "churn",             # "churn/3", ...
+                   holdout: str | None = None,       # parquet/CSV holdout; default the synthetic world's recent month
+                   champion: str = "champion",       # alias (or version) compared with; empty for none
+                   n_resamples: int | None = None,   # bootstrap resamples (default: the config's)
+                   seed: int | None = None,          # bootstrap seed (default: the config's)
+                   quiet: bool = True,               # no kernel output on the console
                   ) -> dict:
     "Execute the evaluation job notebook; return the summary with the paths of the notebook, HTML and JSON it wrote."
     paths = Paths(home)
@@ -1145,7 +1154,9 @@ def _ab_assign_cmd(args) -> int:
     return 0
 
 # %% ../nbs/06_validate.ipynb #756cebea
-def add_commands(sub, parent) -> None:
+def add_commands(sub,      # the CLI's subparsers
+                 parent,   # the parser with the common options (--home, --quiet)
+                ) -> None:
     "Add `evaluate` to the churnops CLI (`ab` lives in `churnops.deploy`: it starts and stops served experiments)."
     p = sub.add_parser("evaluate", parents=[parent], help="evaluation report: gates, champion comparison, slices (papermill + HTML)")
     p.add_argument("--model", required=True, help="candidate: NAME/VERSION, NAME@ALIAS or NAME (latest)")
