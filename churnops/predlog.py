@@ -222,7 +222,7 @@ def _try_lock(path: Path) -> int | None:
     os.close(fd)
     return None
 
-# %% ../nbs/00f_predlog.ipynb #7a99d895
+# %% ../nbs/00f_predlog.ipynb #0d26b96d
 def _segments(wal: Path, writer: str | None = None) -> list[tuple[str, int, Path]]:
     out = []
     for p in wal.glob(f"{writer or '*'}.*.jsonl"):
@@ -234,6 +234,7 @@ def _scan_parts(directory: Path) -> list[_Part]:
     "Every part in `directory`, from the names alone."
     return [p for p in map(_Part.parse, directory.glob("part-*.parquet")) if p is not None]
 
+# %% ../nbs/00f_predlog.ipynb #5161fc48
 def _recover_writer(directory: Path, writer: str) -> int:
     n = 0
     for _, seq, path in _segments(directory / "wal", writer):
@@ -319,7 +320,7 @@ class PredictionLog:
         "Rows written to segments and not yet to parquet."
         return len(self._rows) + sum(len(r) for _, r in self._backlog)
 
-# %% ../nbs/00f_predlog.ipynb #850b7d57
+# %% ../nbs/00f_predlog.ipynb #c69f362d
 @patch
 def _to_parquet(self: PredictionLog, seq: int, rows: list[tuple]) -> None:
     parts = _write_parts(self.dir, self.writer, seq, [_full(r) for r in rows], self.fsync)
@@ -345,6 +346,7 @@ def _rotate(self: PredictionLog, reopen: bool = True) -> int:
         self._backlog.pop(0); n += len(rows)
     return n
 
+# %% ../nbs/00f_predlog.ipynb #f1036cc9
 @patch
 def _compact(self: PredictionLog, final: bool = False) -> None:
     "Merge this writer's parts: by tier in open hours, into one file in closed hours (every hour when `final`)."
@@ -355,6 +357,7 @@ def _compact(self: PredictionLog, final: bool = False) -> None:
             merged = merge_parts(self.dir, run, self.fsync)
             parts[:] = [p for p in parts if p not in run] + [merged]
 
+# %% ../nbs/00f_predlog.ipynb #87b8be76
 @patch
 def flush(self: PredictionLog) -> int:
     "Write every waiting row to parquet now, and compact what is due; returns how many rows were written."
@@ -362,6 +365,7 @@ def flush(self: PredictionLog) -> int:
         n = self._rotate(); self._compact()
     return n
 
+# %% ../nbs/00f_predlog.ipynb #ac766dbc
 @patch
 def _run(self: PredictionLog):
     try: self.recovered = recover_dead_writers(self.dir)
@@ -374,6 +378,7 @@ def _run(self: PredictionLog):
         except Exception as e:  # keep serving: the rows are safe in their segments and are retried
             log.error("prediction log: writing parquet failed (rows kept in %s): %s", self.wal, e)
 
+# %% ../nbs/00f_predlog.ipynb #9e7e78a9
 @patch
 def close(self: PredictionLog) -> None:
     "Stop the background step, write the rest, compact every hour this writer touched, and release the writer's lock."
@@ -392,7 +397,7 @@ def close(self: PredictionLog) -> None:
         os.close(self._lock_fd)      # a lock left behind marks the segments for recovery
     atexit.unregister(self.close)
 
-# %% ../nbs/00f_predlog.ipynb #008c27be
+# %% ../nbs/00f_predlog.ipynb #07ac6d17
 @dataclass
 class _Plan:
     parquet: list[Path]      # parts (and old top-level parts) to read
@@ -405,6 +410,7 @@ def _window(start, end) -> tuple[datetime | None, datetime | None]:
 
 def _inside(t: datetime, s, e) -> bool: return (s is None or t >= s) and (e is None or t < e)
 
+# %% ../nbs/00f_predlog.ipynb #e1b510a9
 def _plan(directory: Path, start=None, end=None, time_column: str = "ts") -> _Plan:
     if time_column not in ("ts", "as_of"): raise ValueError(f"time_column: expected 'ts' or 'as_of', found {time_column!r}")
     s, e = _window(start, end); col = LOG_COLUMNS.index(time_column)
