@@ -125,7 +125,7 @@ def _jensenshannon(ref, cur):
     rp, cp = binned_proportions(ref, cur, fill_zeros=False)
     return float(distance.jensenshannon(rp, cp))
 
-# %% ../nbs/09_monitor.ipynb #37d16044
+# %% ../nbs/09_monitor.ipynb #8b7c08e3
 def _merge_sorted(u: np.ndarray,  # sorted sample 1
                   v: np.ndarray,  # sorted sample 2
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +145,7 @@ def merged_ecdf_counts(u: np.ndarray,  # sorted sample 1
     u_counts = cu[at]
     return all_values, u_counts, at + 1 - u_counts
 
+# %% ../nbs/09_monitor.ipynb #78cf9666
 def _wasserstein(ref, cur):
     all_values, cu = _merge_sorted(ref.sorted_values, cur.sorted_values)
     uc = cu[:-1]                                     # off at non-final positions of a tie run, where the step below is 0
@@ -155,7 +156,7 @@ def _wasserstein(ref, cur):
     wd = float(np.vecdot(u_cdf, np.diff(all_values)))
     return wd / max(float(ref.std), 0.001)
 
-# %% ../nbs/09_monitor.ipynb #7dfd4ea4
+# %% ../nbs/09_monitor.ipynb #a28a44f7
 _KS_EXACT_MAX_N = 10_000   # scipy's MAX_AUTO_N: exact distribution up to this sample size
 
 def _ks(ref, cur):
@@ -180,6 +181,7 @@ def _chisquare(ref, cur):
     f_obs = cc.reindex(keys, fill_value=0).to_numpy(dtype=np.float64)
     return float(stats.chisquare(f_obs, f_exp)[1])
 
+# %% ../nbs/09_monitor.ipynb #365e333e
 def _z(ref, cur):
     rc, cc = _counts(ref), _counts(cur)
     if len(rc) == 1 and len(cc) == 1 and rc.index[0] == cc.index[0]: return 1.0
@@ -275,7 +277,7 @@ class DriftReport:
                 "n_columns": self.n_columns, "drift_share": self.drift_share,
                 "columns": json.loads(self.table.to_json(orient="records"))}
 
-# %% ../nbs/09_monitor.ipynb #fb05ad5f
+# %% ../nbs/09_monitor.ipynb #4a03bca5
 def _one_column(name, ref, cur_series, kind, method, thresholds, column_thresholds):
     row = dict(column=name, kind=kind, method=method, statistic=np.nan, threshold=np.nan, drifted=False,
                n_reference=ref.n if isinstance(ref, PreparedColumn) else 0, n_current=0,
@@ -297,6 +299,7 @@ def _one_column(name, ref, cur_series, kind, method, thresholds, column_threshol
     if cur.n < MIN_ROWS_WARNING: row["status"] = f"few rows (<{MIN_ROWS_WARNING})"
     return row
 
+# %% ../nbs/09_monitor.ipynb #c91409aa
 def _prepare_reference_column(reference: pd.DataFrame, c: str, kinds) -> PreparedColumn | str:
     kind = kinds.get(c) or infer_column_kind(reference[c])
     try: return prepare_column(reference[c], kind, c, "reference")
@@ -310,7 +313,7 @@ def _prepare_reference_frame(reference: pd.DataFrame, columns, kinds, n_jobs: in
         with ThreadPoolExecutor(n_jobs) as ex: return dict(zip(columns, ex.map(lambda c: _prepare_reference_column(reference, c, kinds), columns)))
     return {c: _prepare_reference_column(reference, c, kinds) for c in columns}
 
-# %% ../nbs/09_monitor.ipynb #3dd674e0
+# %% ../nbs/09_monitor.ipynb #69d8cc68
 def drift_report(reference: pd.DataFrame | dict,          # reference frame, or a profile from `reference_profile`
                  current: pd.DataFrame,                     # current window
                  columns: Sequence[str] | None = None,      # columns to test; default: all of the reference's
@@ -334,6 +337,7 @@ def drift_report(reference: pd.DataFrame | dict,          # reference frame, or 
     for c, p in prepared.items(): kinds.setdefault(c, p.kind if isinstance(p, PreparedColumn) else infer_column_kind(reference[c]))
     return _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs)
 
+# %% ../nbs/09_monitor.ipynb #4b103ecc
 def _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs):
     if len(current) == 0: raise ValueError("current data is empty: no rows in the monitoring window")
     missing = [c for c in columns if c not in current.columns]
@@ -351,7 +355,7 @@ def _report(prepared, current, columns, kinds, methods, thresholds, column_thres
                                         "n_current", "exact", "status"])
     return DriftReport(table, config.drift.drift_share if drift_share is None else drift_share)
 
-# %% ../nbs/09_monitor.ipynb #0a56ea43
+# %% ../nbs/09_monitor.ipynb #725a69c8
 def drift_report_from_profile(profile: dict,                                                  # from `reference_profile` / `load_profile`
                               current: pd.DataFrame,                                          # current window
                               columns: Sequence[str] | None = None,                           # default: all profiled columns
@@ -376,6 +380,7 @@ def drift_report_from_profile(profile: dict,                                    
     kinds = {c: cols[c]["kind"] for c in columns}
     return _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs)
 
+# %% ../nbs/09_monitor.ipynb #f208b7d2
 def reference_sample(profile: dict,   # a reference profile
                      column: str,     # a numerical column of it
                      n: int = 5000,   # values drawn
@@ -536,7 +541,7 @@ def serving_over_time(log: pd.DataFrame,   # prediction-log rows
     if len(log) == 0: return serving_summary(log)
     return serving_summary(log.assign(window=pd.to_datetime(log["ts"], utc=True).dt.floor(freq)), by="window")
 
-# %% ../nbs/09_monitor.ipynb #fed09055
+# %% ../nbs/09_monitor.ipynb #bbf7ae97
 def process_metrics(pid: int,                    # the serving process
                     interval: float = 0.2,       # seconds over which CPU is measured
                     children: bool = True,       # include worker processes
@@ -560,6 +565,7 @@ def process_metrics(pid: int,                    # the serving process
             "cpu_percent": cpu / (psutil.cpu_count() or 1), "cpu_core_percent": cpu, "memory_percent": mem,
             "rss_mb": rss / 2**20, "threads": int(threads), "system_memory_percent": psutil.virtual_memory().percent}
 
+# %% ../nbs/09_monitor.ipynb #2a02d52a
 def serving_process(home: str | os.PathLike | None = None,  # churnops home
                    ) -> dict | None:
     "The running service `churnops serve` recorded in `serve/server.json` (pid, workers); None when none is, or it has exited."
@@ -639,12 +645,13 @@ def evaluate_rules(metrics: dict[str, float | None],                # metric nam
                            **({"context": context} if context else {})})
     return alerts, skipped
 
-# %% ../nbs/09_monitor.ipynb #da723472
+# %% ../nbs/09_monitor.ipynb #bf2dea22
 def alerts_path(home: str | os.PathLike | None = None,   # churnops home
                ) -> Path:
     "Where alerts are appended: `Paths(home).reports/alerts.jsonl`."
     return Paths(home).reports / "alerts.jsonl"
 
+# %% ../nbs/09_monitor.ipynb #9f25f664
 def record_alerts(home: str | os.PathLike | None,   # churnops home
                   alerts: Sequence[dict],           # from `evaluate_rules`
                   webhook_url: str | None = None,   # POST {"alerts": [...]} here when given
@@ -692,7 +699,7 @@ def monitoring_rules(config: Config | None = None,   # the project config
     named = {r.metric for r in rules}
     return rules + [r for r in system_rules(config) if r.metric not in named]
 
-# %% ../nbs/09_monitor.ipynb #249e569f
+# %% ../nbs/09_monitor.ipynb #a37bf8f9
 RETRAIN_REASONS = ("accuracy_degradation", "data_drift", "scheduled_retrain", "new_data_available")
 
 def seasonal_drift(feature_psi: dict | pd.Series,                   # PSI per feature: this window against the reference
@@ -710,6 +717,7 @@ def seasonal_drift(feature_psi: dict | pd.Series,                   # PSI per fe
             "drifted_columns": drifted, "baseline": "none" if last_year_psi is None else "last_year",
             "excess_psi": {k: round(float(v), 6) for k, v in excess.items()}}
 
+# %% ../nbs/09_monitor.ipynb #312a3a36
 @dataclass
 class TriggerDecision:
     "Whether to retrain, why, and whether a cool-down held it back."
@@ -833,7 +841,7 @@ def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tr
                               f"training with monitor.log_reference_profile, or monitor against a reference window ({type(e).__name__})") from None
         return load_profile(p), mv
 
-# %% ../nbs/09_monitor.ipynb #0fc19094
+# %% ../nbs/09_monitor.ipynb #e0934370
 @dataclass
 class Reference:
     "What a window is compared with: a profile, where it came from, and the registered model version (if any)."
@@ -841,6 +849,7 @@ class Reference:
     source: str
     model_version: Any = None      # mlflow ModelVersion, None when no model is registered under that name
 
+# %% ../nbs/09_monitor.ipynb #7649bf9a
 def load_reference(home: str | os.PathLike | None,                  # churnops home
                    model: str = "churn",                            # registered model
                    model_ref: str | int = "champion",               # its alias or version
@@ -864,6 +873,7 @@ def load_reference(home: str | os.PathLike | None,                  # churnops h
         except Exception: mv = None    # no store, no such model: monitored against the profile alone
     return Reference(profile, source, mv)
 
+# %% ../nbs/09_monitor.ipynb #04db677c
 def model_training_window(home: str | os.PathLike | None,  # churnops home
                           mv,                               # a ModelVersion (or None)
                          ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
@@ -874,7 +884,7 @@ def model_training_window(home: str | os.PathLike | None,  # churnops home
     start, end = to_utc(tags.get("churnops.as_of_start")), to_utc(tags.get("churnops.as_of_end"))
     return start, end if end is not None else pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC")
 
-# %% ../nbs/09_monitor.ipynb #868f1700
+# %% ../nbs/09_monitor.ipynb #089a2a71
 def drift_summary(profile: dict,                 # the reference profile
                   current: pd.DataFrame,         # the window's features
                   config: Config | None = None,  # thresholds and drift share
@@ -888,6 +898,7 @@ def drift_summary(profile: dict,                 # the reference profile
     return {"report": drift, "table": table.sort_values(["drifted", "psi"], ascending=False, ignore_index=True),
             "feature_psi": feature_psi, "max_psi": float(feature_psi.max()) if feature_psi.notna().any() else float("nan")}
 
+# %% ../nbs/09_monitor.ipynb #6f5e2757
 def last_year_psi(home: str | os.PathLike | None,            # churnops home
                   columns: Sequence[str],                    # features
                   window: tuple,                             # (start, end) of this window, event time
@@ -929,7 +940,7 @@ def performance_summary(log: pd.DataFrame,             # the window's prediction
             "n": int(len(ok)), "n_labelled": int(len(lab)), "labelled_churned": int(lab["label"].sum()),
             "label_horizon_days": float(horizon)}
 
-# %% ../nbs/09_monitor.ipynb #13d1b203
+# %% ../nbs/09_monitor.ipynb #7e84d9d5
 def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)["by_window"]`
                      min_accuracy: float | None = None,  # the trigger's line
                     ):
@@ -946,6 +957,7 @@ def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_monitor.ipynb #3c8ce80b
 def plot_distributions(profile: dict,           # the reference profile
                        current: pd.DataFrame,   # the window's features
                        table: pd.DataFrame,     # `drift_summary(...)["table"]` (its order: drifted first)
@@ -975,6 +987,7 @@ def plot_distributions(profile: dict,           # the reference profile
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_monitor.ipynb #7b53f9a6
 def plot_latency(over_time: pd.DataFrame,        # `serving_over_time`
                  p99_budget: float | None = None,  # the config's p99 latency line
                 ):
@@ -1212,7 +1225,7 @@ def run_monitor(home: str | os.PathLike | None = None,                # churnops
     res.update(notebook=str(out), html=str(html) if html.exists() else None, summary=str(result))
     return res
 
-# %% ../nbs/09_monitor.ipynb #d8e8d71f
+# %% ../nbs/09_monitor.ipynb #1cb3acbb
 def _cmd_monitor(args) -> int:
     res = run_monitor(args.home, args.window_start, args.window_end, days=args.days, model=args.model, model_ref=args.ref,
                       reference_profile=args.profile, reference_start=args.reference_start, reference_end=args.reference_end,
@@ -1231,6 +1244,7 @@ def _cmd_monitor(args) -> int:
     print(f"report: {res['notebook']}\n        {res['html']}")
     return 0
 
+# %% ../nbs/09_monitor.ipynb #c2b83033
 def _cmd_profile(args) -> int:
     df = read_table(args.data)
     cols = args.columns.split(",") if args.columns else None

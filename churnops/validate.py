@@ -39,7 +39,7 @@ __all__ = ['HIGHER_IS_BETTER', 'GATE_METRICS', 'COMPARE_METRICS', 'TENURE_BINS',
            'overall_decision', 'log_validation', 'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions',
            'add_commands']
 
-# %% ../nbs/06_validate.ipynb #3ef6cf73
+# %% ../nbs/06_validate.ipynb #9eb9557f
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "pr_auc": True,
                     "precision_at_recall_80": True, "oracle_roc_auc": True,
                     "throughput_rps": True, "log_loss": False, "brier": False, "p99_latency_ms": False, "model_size_mb": False}
@@ -56,6 +56,7 @@ def gates_from_config(cfg: Config | None = None,  # the project config; default 
     gates.setdefault("model_size_mb", Gate(min=cfg.constraints.model_size_mb, direction="max"))
     return gates
 
+# %% ../nbs/06_validate.ipynb #3b2fd730
 def validate_gates(gates: dict[str, Gate],  # gate name -> Gate
                   ) -> dict[str, Gate]:
     "Check gate names and thresholds; raise `ValueError` naming the gate, what was found and what was expected."
@@ -445,7 +446,7 @@ def sample_size_two_proportions(p1: float,             # baseline rate
     n = (za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p1 - p2) ** 2
     return math.ceil(n - 1e-9)
 
-# %% ../nbs/06_validate.ipynb #0f4d92ca
+# %% ../nbs/06_validate.ipynb #9f10ebc3
 @dataclass
 class ABPlan:
     "The power analysis beside the configured minimum, and the duration it implies."
@@ -473,6 +474,7 @@ class ABPlan:
             if self.estimated_days > self.planned_days: s += " -- LONGER than planned"
         return s
 
+# %% ../nbs/06_validate.ipynb #b9c17ab3
 def plan_ab_test(ab: ABTestConfig,                 # the design
                  daily_traffic: float | None = None,  # overrides ab.daily_traffic
                 ) -> ABPlan:
@@ -488,7 +490,7 @@ def plan_ab_test(ab: ABTestConfig,                 # the design
     return ABPlan(ab.experiment, ab.baseline_rate, p2, ab.alpha, ab.power, req, ab.min_sample_size, needed, smallest, total,
                   traffic, days, ab.duration_days)
 
-# %% ../nbs/06_validate.ipynb #c978c45f
+# %% ../nbs/06_validate.ipynb #b292665e
 def _check_shares(shares: dict[str, float]) -> None:
     if not shares: raise ValueError("no variants to assign to")
     bad = {k: v for k, v in shares.items() if not 0 <= v <= 100}
@@ -503,6 +505,7 @@ def hash_unit(experiment: str,    # experiment name (salt of the hash)
     h = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64 * 100
 
+# %% ../nbs/06_validate.ipynb #620f2957
 def assign_variant(experiment: str,            # experiment name (salt of the hash)
                    customer_id: Any,           # the customer; int 5 and "5" are the same customer
                    shares: dict[str, float],   # variant -> percent of traffic, summing to 100 (order matters)
@@ -681,7 +684,7 @@ def _secondary_comparison(a: pd.Series, b: pd.Series, confidence: float) -> dict
     return {"mean": a.mean(), "control_mean": b.mean(), "diff": dm, "ci_low": dm - zc * se, "ci_high": dm + zc * se,
             "p_value": float(ttest_ind(a, b, equal_var=False).pvalue)}
 
-# %% ../nbs/06_validate.ipynb #e9d79911
+# %% ../nbs/06_validate.ipynb #f6ab33e9
 def _winner(comparisons: pd.DataFrame, breached: pd.DataFrame, ab: ABTestConfig) -> tuple[str, list[str]]:
     "The decision once every arm has its sample: ship the best significant variant, unless a guardrail stops it."
     c, winners = ab.control, comparisons[comparisons.verdict == "better"]
@@ -696,6 +699,7 @@ def _winner(comparisons: pd.DataFrame, breached: pd.DataFrame, ab: ABTestConfig)
     b = comparisons.loc[best]
     return f"ship {best}", [f"{best}: {ab.primary_metric} {b['diff']:+.4f} vs {c} (CI {b['ci_low']:+.4f}..{b['ci_high']:+.4f}, p={b['p_value']:.3g})"]
 
+# %% ../nbs/06_validate.ipynb #cd6b7d6c
 def _ab_decision(variants: pd.DataFrame, comparisons: pd.DataFrame, guardrails: pd.DataFrame, plan: ABPlan,
                  ab: ABTestConfig) -> tuple[str, list[str]]:
     "(decision, reasons): underpowered, ship, keep, or guardrail breached; churn reduction against its target appended."
@@ -964,7 +968,7 @@ def log_validation(report: GateReport,           # the gate report
     if name is not None and version is not None:
         client.set_model_version_tag(name, str(version), "churnops.gates_passed", str(report.passed).lower())
 
-# %% ../nbs/06_validate.ipynb #ad78cf35
+# %% ../nbs/06_validate.ipynb #b3194b8a
 @dataclass
 class _Models:
     "The candidate and the champion (if any): fitted pipelines, registry versions, runs; notes for the report."
@@ -977,6 +981,7 @@ class _Models:
     champ_run: Any = None
     notes: list[str] = field(default_factory=list)
 
+# %% ../nbs/06_validate.ipynb #fdaaa298
 def _resolve_champion(client, name: str, champion: str | int) -> int | None:
     "The champion's version number, or None when the alias is not set."
     from mlflow.exceptions import MlflowException
