@@ -95,7 +95,7 @@ def read_segment(path: str | os.PathLike,  # a write-ahead segment `wal/<writer>
         except orjson.JSONDecodeError: log.warning("%s: line %d is not JSON; skipped", path, i + 1)
     return rows
 
-# %% ../nbs/00f_predlog.ipynb #c8e9e15d
+# %% ../nbs/00f_predlog.ipynb #4d048aac
 _HOUR = timedelta(hours=1)
 
 def _floor_hour(t: datetime) -> datetime: return t.replace(minute=0, second=0, microsecond=0)
@@ -129,6 +129,7 @@ class _Part:
         return (self is not other and self.writer == other.writer and self.hour == other.hour
                 and self.first <= other.first and other.last <= self.last and self.path != other.path)
 
+# %% ../nbs/00f_predlog.ipynb #4913819e
 def live_parts(parts: list[_Part],   # the parts of a folder (`_scan_parts`)
               ) -> list[_Part]:
     "The parts to read: those no other part holds."
