@@ -21,13 +21,14 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from scipy import stats
 from scipy.spatial import distance
 
 from .config import Config, MonitoringRule, Paths, RetrainConfig, SeasonAwarePolicy, load_config
 from .files import read_table, to_utc, utc_now, write_json_atomic
 from .metrics import SERVED_METRICS, served_metrics
-from .predlog import read_feedback, read_prediction_log
+from .predlog import EVENT_TIME, join_labels, label_horizon_days, read_feedback, read_prediction_log, with_event_time
 from .profile import (CATEGORICAL, NUMERICAL, PROFILE_ARTIFACT, PreparedColumn, histogram_sorted, infer_column_kind,
                               load_profile, log_reference_profile, prepare_column, prepared_from_profile, reference_profile,
                               save_profile)
@@ -35,18 +36,17 @@ from .runner import execute_job, job_notebook
 from .tracking import resolve_version, tracking_client, use_tracking
 
 # %% auto #0
-__all__ = ['DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS', 'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'EVENT_TIME',
-           'GPU_QUERY', 'RETRAIN_REASONS', 'MONITOR_EXPERIMENT', 'sturges_edges', 'binned_proportions',
-           'merged_ecdf_counts', 'column_drift', 'default_method', 'method_thresholds', 'is_drifted', 'DriftReport',
-           'drift_report', 'drift_report_from_profile', 'reference_sample', 'calibrate_thresholds', 'with_event_time',
-           'read_window', 'window_features', 'read_labels', 'join_labels', 'cbpe_estimate', 'fit_calibrator',
-           'performance_by_window', 'serving_summary', 'serving_over_time', 'process_metrics', 'serving_process',
-           'gpu_metrics', 'system_metrics', 'evaluate_rules', 'alerts_path', 'record_alerts', 'read_alerts',
-           'system_rules', 'monitoring_rules', 'seasonal_drift', 'TriggerDecision', 'RetrainingTrigger',
-           'model_reference_profile', 'Reference', 'load_reference', 'model_training_window', 'drift_summary',
-           'last_year_psi', 'performance_summary', 'plot_performance', 'plot_distributions', 'plot_latency',
-           'monitoring_metrics', 'decide_retraining', 'verdict', 'log_monitoring_run', 'MonitorRun', 'monitor_window',
-           'run_monitor', 'add_commands']
+__all__ = ['DISTANCE_METHODS', 'PVALUE_METHODS', 'METHOD_KINDS', 'THRESHOLD_DIRECTION', 'MIN_ROWS_WARNING', 'GPU_QUERY',
+           'RETRAIN_REASONS', 'MONITOR_EXPERIMENT', 'sturges_edges', 'binned_proportions', 'merged_ecdf_counts',
+           'column_drift', 'default_method', 'method_thresholds', 'is_drifted', 'DriftReport', 'drift_report',
+           'drift_report_from_profile', 'reference_sample', 'calibrate_thresholds', 'read_window', 'window_features',
+           'read_labels', 'cbpe_estimate', 'fit_calibrator', 'performance_by_window', 'serving_summary',
+           'serving_over_time', 'process_metrics', 'serving_process', 'gpu_metrics', 'system_metrics', 'evaluate_rules',
+           'alerts_path', 'record_alerts', 'read_alerts', 'system_rules', 'monitoring_rules', 'seasonal_drift',
+           'TriggerDecision', 'RetrainingTrigger', 'model_reference_profile', 'Reference', 'load_reference',
+           'model_training_window', 'drift_summary', 'last_year_psi', 'performance_summary', 'plot_performance',
+           'plot_distributions', 'plot_latency', 'monitoring_metrics', 'decide_retraining', 'verdict',
+           'log_monitoring_run', 'MonitorRun', 'monitor_window', 'run_monitor', 'add_commands']
 
 # %% ../nbs/09_monitor.ipynb #b0937dd5
 DISTANCE_METHODS = ("psi", "jensenshannon", "wasserstein")  # drift when statistic >= threshold
@@ -55,7 +55,7 @@ METHOD_KINDS = {"psi": (NUMERICAL, CATEGORICAL), "jensenshannon": (NUMERICAL, CA
                 "ks": (NUMERICAL,), "chisquare": (CATEGORICAL,), "z": (CATEGORICAL,)}
 
 
-# %% ../nbs/09_monitor.ipynb #b03cbb0e
+# %% ../nbs/09_monitor.ipynb #b8d3418a
 def sturges_edges(lo: float,              # smallest value over both samples
                   hi: float,              # largest value over both samples
                   size: int,              # number of values over both samples
@@ -76,6 +76,7 @@ def _fill_zeros(p: np.ndarray) -> np.ndarray:
     p[p == 0] = m / 10**6 if m <= 0.0001 else 0.0001
     return p
 
+# %% ../nbs/09_monitor.ipynb #7f15dcd1
 def binned_proportions(ref: PreparedColumn,  # prepared reference
                        cur: PreparedColumn,  # prepared current
                        fill_zeros: bool = True,  # apply Evidently's small-proportion replacement (PSI: yes, JS: no)
@@ -94,6 +95,7 @@ def binned_proportions(ref: PreparedColumn,  # prepared reference
     if fill_zeros: rp, cp = _fill_zeros(rp), _fill_zeros(cp)
     return rp, cp
 
+# %% ../nbs/09_monitor.ipynb #d95477e0
 def _histogram(p: PreparedColumn, edges: np.ndarray) -> np.ndarray:
     "Counts per (equal-width) bin by binary search in the sorted values: `np.histogram`'s integers, and the sort is shared."
     return histogram_sorted(p.sorted_values, edges)
@@ -114,7 +116,7 @@ def _counts(p: PreparedColumn) -> pd.Series:
     else: p.counts = pd.Series(p.values).value_counts().sort_index()
     return p.counts
 
-# %% ../nbs/09_monitor.ipynb #d907ec5f
+# %% ../nbs/09_monitor.ipynb #601fa426
 def _psi(ref, cur):
     rp, cp = binned_proportions(ref, cur, fill_zeros=True)
     return float(np.sum((rp - cp) * np.log(rp / cp)))
@@ -123,6 +125,7 @@ def _jensenshannon(ref, cur):
     rp, cp = binned_proportions(ref, cur, fill_zeros=False)
     return float(distance.jensenshannon(rp, cp))
 
+# %% ../nbs/09_monitor.ipynb #8b7c08e3
 def _merge_sorted(u: np.ndarray,  # sorted sample 1
                   v: np.ndarray,  # sorted sample 2
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +145,7 @@ def merged_ecdf_counts(u: np.ndarray,  # sorted sample 1
     u_counts = cu[at]
     return all_values, u_counts, at + 1 - u_counts
 
+# %% ../nbs/09_monitor.ipynb #78cf9666
 def _wasserstein(ref, cur):
     all_values, cu = _merge_sorted(ref.sorted_values, cur.sorted_values)
     uc = cu[:-1]                                     # off at non-final positions of a tie run, where the step below is 0
@@ -152,6 +156,7 @@ def _wasserstein(ref, cur):
     wd = float(np.vecdot(u_cdf, np.diff(all_values)))
     return wd / max(float(ref.std), 0.001)
 
+# %% ../nbs/09_monitor.ipynb #a28a44f7
 _KS_EXACT_MAX_N = 10_000   # scipy's MAX_AUTO_N: exact distribution up to this sample size
 
 def _ks(ref, cur):
@@ -176,6 +181,7 @@ def _chisquare(ref, cur):
     f_obs = cc.reindex(keys, fill_value=0).to_numpy(dtype=np.float64)
     return float(stats.chisquare(f_obs, f_exp)[1])
 
+# %% ../nbs/09_monitor.ipynb #365e333e
 def _z(ref, cur):
     rc, cc = _counts(ref), _counts(cur)
     if len(rc) == 1 and len(cc) == 1 and rc.index[0] == cc.index[0]: return 1.0
@@ -192,6 +198,7 @@ _METHODS = {"psi": _psi, "jensenshannon": _jensenshannon, "wasserstein": _wasser
 def _as_prepared(x, kind, name, side):
     return x if isinstance(x, PreparedColumn) else prepare_column(x, kind, name, side)
 
+# %% ../nbs/09_monitor.ipynb #fb390d86
 def column_drift(reference: pd.Series | np.ndarray | PreparedColumn,  # reference sample (or a prepared one)
                  current: pd.Series | np.ndarray | PreparedColumn,    # current sample (or a prepared one)
                  method: str,                 # psi | jensenshannon | wasserstein | ks | chisquare | z
@@ -226,21 +233,26 @@ def default_method(ref: PreparedColumn,  # prepared reference column
     if ref.kind == NUMERICAL: return "jensenshannon" if n_values <= 5 else "wasserstein"
     return "jensenshannon"
 
-# %% ../nbs/09_monitor.ipynb #d487923e
+# %% ../nbs/09_monitor.ipynb #07b4c625
 THRESHOLD_DIRECTION = {"psi": ">=", "jensenshannon": ">=", "wasserstein": ">=", "ks": "<=", "chisquare": "<", "z": "<"}
 MIN_ROWS_WARNING = 30
 
-def method_thresholds(config: Config | None = None) -> dict[str, float]:
+def method_thresholds(config: Config | None = None,   # the project config (its `drift` section); default `Config()`
+                     ) -> dict[str, float]:
     "Default threshold per method from `config.drift`."
     d = (config or Config()).drift
     return {"psi": d.psi_threshold, "jensenshannon": d.jensenshannon_threshold, "wasserstein": d.wasserstein_threshold,
             "ks": d.ks_pvalue, "chisquare": d.ks_pvalue, "z": d.ks_pvalue}
 
-def is_drifted(method: str, statistic: float, threshold: float) -> bool:
+def is_drifted(method: str,        # the drift method
+               statistic: float,   # its value for one column
+               threshold: float,   # the method's threshold
+              ) -> bool:
     "Whether `statistic` crosses `threshold` in the direction of `method` (distances: >=; KS p-value: <=; chi-square/z: <)."
     op = THRESHOLD_DIRECTION[method]
     return bool(statistic >= threshold if op == ">=" else statistic <= threshold if op == "<=" else statistic < threshold)
 
+# %% ../nbs/09_monitor.ipynb #588376d0
 @dataclass
 class DriftReport:
     "Per-column drift results and the dataset verdict."
@@ -256,12 +268,16 @@ class DriftReport:
     def dataset_drift(self) -> bool: return bool(self.n_columns and self.share >= self.drift_share)
     @property
     def drifted_columns(self) -> list[str]: return self.table.loc[self.table.drifted, "column"].tolist()
-    def statistic(self, column: str) -> float: return float(self.table.set_index("column").loc[column, "statistic"])
+    def statistic(self,
+                  column: str,   # a column of the report
+                 ) -> float:
+        return float(self.table.set_index("column").loc[column, "statistic"])
     def to_dict(self) -> dict:
         return {"dataset_drift": self.dataset_drift, "share": self.share, "n_drifted": self.n_drifted,
                 "n_columns": self.n_columns, "drift_share": self.drift_share,
                 "columns": json.loads(self.table.to_json(orient="records"))}
 
+# %% ../nbs/09_monitor.ipynb #4a03bca5
 def _one_column(name, ref, cur_series, kind, method, thresholds, column_thresholds):
     row = dict(column=name, kind=kind, method=method, statistic=np.nan, threshold=np.nan, drifted=False,
                n_reference=ref.n if isinstance(ref, PreparedColumn) else 0, n_current=0,
@@ -283,6 +299,7 @@ def _one_column(name, ref, cur_series, kind, method, thresholds, column_threshol
     if cur.n < MIN_ROWS_WARNING: row["status"] = f"few rows (<{MIN_ROWS_WARNING})"
     return row
 
+# %% ../nbs/09_monitor.ipynb #c91409aa
 def _prepare_reference_column(reference: pd.DataFrame, c: str, kinds) -> PreparedColumn | str:
     kind = kinds.get(c) or infer_column_kind(reference[c])
     try: return prepare_column(reference[c], kind, c, "reference")
@@ -296,6 +313,7 @@ def _prepare_reference_frame(reference: pd.DataFrame, columns, kinds, n_jobs: in
         with ThreadPoolExecutor(n_jobs) as ex: return dict(zip(columns, ex.map(lambda c: _prepare_reference_column(reference, c, kinds), columns)))
     return {c: _prepare_reference_column(reference, c, kinds) for c in columns}
 
+# %% ../nbs/09_monitor.ipynb #69d8cc68
 def drift_report(reference: pd.DataFrame | dict,          # reference frame, or a profile from `reference_profile`
                  current: pd.DataFrame,                     # current window
                  columns: Sequence[str] | None = None,      # columns to test; default: all of the reference's
@@ -319,6 +337,7 @@ def drift_report(reference: pd.DataFrame | dict,          # reference frame, or 
     for c, p in prepared.items(): kinds.setdefault(c, p.kind if isinstance(p, PreparedColumn) else infer_column_kind(reference[c]))
     return _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs)
 
+# %% ../nbs/09_monitor.ipynb #4b103ecc
 def _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs):
     if len(current) == 0: raise ValueError("current data is empty: no rows in the monitoring window")
     missing = [c for c in columns if c not in current.columns]
@@ -336,17 +355,17 @@ def _report(prepared, current, columns, kinds, methods, thresholds, column_thres
                                         "n_current", "exact", "status"])
     return DriftReport(table, config.drift.drift_share if drift_share is None else drift_share)
 
-# %% ../nbs/09_monitor.ipynb #0a56ea43
-def drift_report_from_profile(profile: dict,                 # from `reference_profile` / `load_profile`
-                              current: pd.DataFrame,         # current window
-                              columns: Sequence[str] | None = None,  # default: all profiled columns
-                              methods: str | dict[str, str] | None = None,
-                              thresholds: dict[str, float] | None = None,
-                              column_thresholds: dict[str, dict[str, float]] | None = None,  # default: the profile's calibrated ones if present and `use_calibrated`
-                              config: Config | None = None,
-                              drift_share: float | None = None,
-                              n_jobs: int | None = None,
-                              use_calibrated: bool = False,  # apply the thresholds stored in the profile (`calibrated_thresholds`)
+# %% ../nbs/09_monitor.ipynb #725a69c8
+def drift_report_from_profile(profile: dict,                                                  # from `reference_profile` / `load_profile`
+                              current: pd.DataFrame,                                          # current window
+                              columns: Sequence[str] | None = None,                           # default: all profiled columns
+                              methods: str | dict[str, str] | None = None,                    # column -> method, overriding the default choice
+                              thresholds: dict[str, float] | None = None,                     # method -> threshold, overriding the config
+                              column_thresholds: dict[str, dict[str, float]] | None = None,   # default: the profile's calibrated ones if present and `use_calibrated`
+                              config: Config | None = None,                                   # the project config (drift thresholds, drift share)
+                              drift_share: float | None = None,                               # share of drifted columns that makes the dataset drift
+                              n_jobs: int | None = None,                                      # columns computed in parallel
+                              use_calibrated: bool = False,                                   # apply the thresholds stored in the profile (`calibrated_thresholds`)
                              ) -> DriftReport:
     "`drift_report` against a saved reference profile instead of the raw reference."
     config = config or Config()
@@ -361,7 +380,12 @@ def drift_report_from_profile(profile: dict,                 # from `reference_p
     kinds = {c: cols[c]["kind"] for c in columns}
     return _report(prepared, current, columns, kinds, methods, thresholds, column_thresholds, config, drift_share, n_jobs)
 
-def reference_sample(profile: dict, column: str, n: int = 5000, seed: int = 0) -> pd.Series:
+# %% ../nbs/09_monitor.ipynb #f208b7d2
+def reference_sample(profile: dict,   # a reference profile
+                     column: str,     # a numerical column of it
+                     n: int = 5000,   # values drawn
+                     seed: int = 0,   # random seed
+                    ) -> pd.Series:
     "Values drawn from a profiled column (for plots): numerical from its distribution or sample, categorical from its counts."
     col = profile["columns"][column]; rng = np.random.default_rng(seed)
     if col["kind"] == CATEGORICAL:
@@ -373,13 +397,13 @@ def reference_sample(profile: dict, column: str, n: int = 5000, seed: int = 0) -
     return pd.Series(rng.choice(np.asarray(col["sample"]), n), name=column)
 
 # %% ../nbs/09_monitor.ipynb #744ba1b2
-def calibrate_thresholds(reference: pd.DataFrame,              # the reference data
-                         columns: Sequence[str] | None = None,  # default: all
-                         chunk_size: int | None = None,         # rows per chunk ≈ window size; default len/10
-                         methods: str | dict[str, str] | None = None,  # as in `drift_report`; default Evidently's choice
-                         kinds: dict[str, str] | None = None,
-                         k: float = 3.0,                        # how many standard deviations above the mean
-                         max_chunks: int = 20,                  # at most this many chunks (evenly spread)
+def calibrate_thresholds(reference: pd.DataFrame,                       # the reference data
+                         columns: Sequence[str] | None = None,          # default: all
+                         chunk_size: int | None = None,                 # rows per chunk ≈ window size; default len/10
+                         methods: str | dict[str, str] | None = None,   # as in `drift_report`; default Evidently's choice
+                         kinds: dict[str, str] | None = None,           # column -> numerical/categorical, overriding the inferred kind
+                         k: float = 3.0,                                # how many standard deviations above the mean
+                         max_chunks: int = 20,                          # at most this many chunks (evenly spread)
                         ) -> dict[str, dict]:
     "{column: {method, threshold, mean, std, chunks}} with threshold = mean + k·std of chunk-vs-rest drift."
     columns = list(columns) if columns is not None else list(reference.columns)
@@ -404,29 +428,7 @@ def calibrate_thresholds(reference: pd.DataFrame,              # the reference d
                   "std": float(v.std()) if v.size else None, "chunks": int(v.size), "chunk_size": int(chunk_size)}
     return out
 
-# %% ../nbs/09_monitor.ipynb #9253fe79
-EVENT_TIME = "as_of"   # the log's event time: the moment a request is about (serving's default: its wall time `ts`)
-
-def _utc_series(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(s): return pd.to_datetime(s, utc=True)
-    return pd.to_datetime(s, utc=True, format="ISO8601")
-
-def with_event_time(log: pd.DataFrame,                       # prediction-log rows
-                    event_times: pd.DataFrame | None = None,  # request_id, as_of: event times a client kept for a log without them
-                   ) -> pd.DataFrame:
-    "The rows with an `as_of` column (UTC): the logged event time, else `event_times` by request id, else the wall time `ts`."
-    out = log.copy()
-    ts = _utc_series(out["ts"]) if "ts" in out else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
-    ev = _utc_series(out[EVENT_TIME]) if EVENT_TIME in out else pd.Series(pd.NaT, index=out.index, dtype=ts.dtype)
-    if event_times is not None and len(event_times) and "request_id" in out:
-        missing = sorted({"request_id", EVENT_TIME} - set(event_times.columns))
-        if missing: raise ValueError(f"event times: missing column(s) {missing} (expected request_id, {EVENT_TIME})")
-        by_id = _utc_series(event_times[EVENT_TIME]).set_axis(event_times["request_id"].astype(str))
-        by_id = by_id[~by_id.index.duplicated()]
-        ev = out["request_id"].astype(str).map(by_id).fillna(ev)   # the client's record wins: an old log's as_of is its ts
-    out[EVENT_TIME] = ev.fillna(ts).astype("datetime64[us, UTC]")
-    return out
-
+# %% ../nbs/09_monitor.ipynb #afcce6df
 def read_window(home: str | os.PathLike | None = None,  # churnops home
                 start=None,                              # window start (inclusive), anything pd.Timestamp reads; None: open
                 end=None,                                # window end (exclusive); None: open
@@ -445,6 +447,7 @@ def read_window(home: str | os.PathLike | None = None,  # churnops home
     if (e := to_utc(end)) is not None: keep &= (t < e).to_numpy()
     return log.loc[keep].reset_index(drop=True)
 
+# %% ../nbs/09_monitor.ipynb #600a5258
 def window_features(window: pd.DataFrame,                 # prediction-log rows
                     columns: Sequence[str] | None = None,  # feature columns to keep (default: every key found)
                     ok_only: bool = True,                  # only rows answered successfully (status < 400)
@@ -460,46 +463,18 @@ def window_features(window: pd.DataFrame,                 # prediction-log rows
         df = df.reindex(columns=list(columns))
     return df.reset_index(drop=True)
 
-def read_labels(home: str | os.PathLike | None = None) -> pd.DataFrame:
+# %% ../nbs/09_monitor.ipynb #1e43bdaf
+def read_labels(home: str | os.PathLike | None = None,   # churnops home
+               ) -> pd.DataFrame:
     "Delayed labels from `feedback.db` (customer_id as text, churned 0/1, ts = the outcome's event time, UTC)."
     df = read_feedback(home)
     return pd.DataFrame({"customer_id": df["customer_id"].astype(str), "churned": df["churned"].astype("int64"),
                          "ts": pd.to_datetime(df["ts"], utc=True).astype("datetime64[us, UTC]")})
 
-def join_labels(predictions: pd.DataFrame,          # prediction-log rows
-                labels: pd.DataFrame,               # customer_id, churned, ts (the outcome's event time)
-                horizon_days: float | None = 30,    # the label horizon: churn within this many days after the prediction's as_of
-               ) -> pd.DataFrame:
-    "Predictions with a `label`: 1 churned within the horizon after `as_of`, 0 known to have stayed past it, NaN not known yet."
-    p = with_event_time(predictions)
-    p["_ts"] = p[EVENT_TIME]; p["_cid"] = p["customer_id"].astype(str)
-    p["_order"] = np.arange(len(p))
-    if len(labels) == 0 or len(p) == 0:
-        p["label"] = np.nan; p["label_ts"] = pd.NaT
-        return p.drop(columns=["_ts", "_cid", "_order"])
-    l = labels.copy()
-    l["_cid"] = l["customer_id"].astype(str); l["_ts"] = pd.to_datetime(l["ts"], utc=True).astype("datetime64[us, UTC]")
-    l = l.sort_values("_ts")
-    ps = p.sort_values("_ts")
-    if horizon_days is None:   # the first outcome at or after the prediction decides
-        m = pd.merge_asof(ps, l[["_cid", "_ts", "churned"]].assign(label_ts=l["_ts"]), on="_ts", by="_cid", direction="forward")
-        m["label"] = m["churned"].astype(float)
-        return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order", "churned"]).reset_index(drop=True)
-    h = pd.Timedelta(days=horizon_days)
-    churn = l[l["churned"].astype(int) == 1]
-    m = pd.merge_asof(ps, churn[["_cid", "_ts"]].assign(label_ts=churn["_ts"]), on="_ts", by="_cid", direction="forward")
-    last_seen = l.groupby("_cid")["_ts"].max()                 # the latest outcome we know of, churn or not
-    seen = m["_cid"].map(last_seen)
-    churned = m["label_ts"].notna() & (m["label_ts"] - m["_ts"] <= h)
-    stayed = ~churned & seen.notna() & (seen - m["_ts"] >= h)  # feedback covers the whole outcome window
-    m["label"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
-    m["label_ts"] = m["label_ts"].where(churned, seen.where(stayed))
-    return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order"]).reset_index(drop=True)
-
-# %% ../nbs/09_monitor.ipynb #095a682e
-def cbpe_estimate(proba,                 # churn probabilities (assumed calibrated)
-                  predicted=None,        # the served 0/1 decisions; default proba >= threshold
-                  threshold: float = 0.5,
+# %% ../nbs/09_monitor.ipynb #dca12017
+def cbpe_estimate(proba,                    # churn probabilities (assumed calibrated)
+                  predicted=None,           # the served 0/1 decisions; default proba >= threshold
+                  threshold: float = 0.5,   # decision threshold when `predicted` is not given
                  ) -> dict[str, float]:
     "Expected confusion matrix and metrics from calibrated probabilities alone (NannyML's CBPE)."
     p = np.clip(np.asarray(proba, float), 0, 1)
@@ -513,12 +488,15 @@ def cbpe_estimate(proba,                 # churn probabilities (assumed calibrat
     return {"accuracy": (tp + tn) / p.size, "precision": tp / (tp + fp) if tp + fp else float("nan"),
             "recall": tp / (tp + fn) if tp + fn else float("nan"), "roc_auc": auc, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
-def fit_calibrator(proba, y_true) -> Callable[[np.ndarray], np.ndarray]:
+def fit_calibrator(proba,    # raw probabilities of labelled predictions
+                   y_true,   # their labels 0/1
+                  ) -> Callable[[np.ndarray], np.ndarray]:
     "An isotonic map from raw to calibrated probabilities, fitted on labelled (reference) predictions."
     from sklearn.isotonic import IsotonicRegression
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(np.asarray(proba, float), np.asarray(y_true, float))
     return iso.predict
 
+# %% ../nbs/09_monitor.ipynb #aceaa848
 def performance_by_window(joined: pd.DataFrame,      # `join_labels` output
                           freq: str = "1D",           # window length (pandas offset)
                           calibrator: Callable | None = None,  # optional map applied to probabilities before CBPE
@@ -541,7 +519,7 @@ def performance_by_window(joined: pd.DataFrame,      # `join_labels` output
         rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/09_monitor.ipynb #bbc5f1d2
+# %% ../nbs/09_monitor.ipynb #9962df1f
 def serving_summary(log: pd.DataFrame,                 # prediction-log rows
                     by: str | list[str] | None = "model_version",  # grouping column(s); None: one row overall
                    ) -> pd.DataFrame:
@@ -556,11 +534,14 @@ def serving_summary(log: pd.DataFrame,                 # prediction-log rows
                 error_rate=("_err", "mean"), client_error_rate=("_cerr", "mean"))
     return out.reset_index(drop=by is None)
 
-def serving_over_time(log: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
+def serving_over_time(log: pd.DataFrame,   # prediction-log rows
+                      freq: str = "1h",    # window length (wall time)
+                     ) -> pd.DataFrame:
     "`serving_summary` per window of wall time (latency is about when requests were answered, not what they were about)."
     if len(log) == 0: return serving_summary(log)
     return serving_summary(log.assign(window=pd.to_datetime(log["ts"], utc=True).dt.floor(freq)), by="window")
 
+# %% ../nbs/09_monitor.ipynb #bbf7ae97
 def process_metrics(pid: int,                    # the serving process
                     interval: float = 0.2,       # seconds over which CPU is measured
                     children: bool = True,       # include worker processes
@@ -584,6 +565,7 @@ def process_metrics(pid: int,                    # the serving process
             "cpu_percent": cpu / (psutil.cpu_count() or 1), "cpu_core_percent": cpu, "memory_percent": mem,
             "rss_mb": rss / 2**20, "threads": int(threads), "system_memory_percent": psutil.virtual_memory().percent}
 
+# %% ../nbs/09_monitor.ipynb #2a02d52a
 def serving_process(home: str | os.PathLike | None = None,  # churnops home
                    ) -> dict | None:
     "The running service `churnops serve` recorded in `serve/server.json` (pid, workers); None when none is, or it has exited."
@@ -599,13 +581,15 @@ def serving_process(home: str | os.PathLike | None = None,  # churnops home
     if started is not None and proc.create_time() > started.timestamp() + 60: return None   # the pid was reused
     return {"pid": int(pid), "workers": info.get("workers"), "record": str(p)}
 
+# %% ../nbs/09_monitor.ipynb #53abe90c
 GPU_QUERY = ["--query-gpu=utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"]
 
 def _gpu_number(s: str) -> float:
     try: return float(s)
     except ValueError: return float("nan")     # nvidia-smi prints [N/A] for what a GPU does not report
 
-def gpu_metrics(timeout: float = 5.0) -> list[dict] | None:
+def gpu_metrics(timeout: float = 5.0,   # seconds `nvidia-smi` may take
+               ) -> list[dict] | None:
     "Utilisation and memory of each NVIDIA GPU via `nvidia-smi`; `None` when no GPU (or no driver) exists."
     import shutil
     exe = shutil.which("nvidia-smi")
@@ -619,6 +603,7 @@ def gpu_metrics(timeout: float = 5.0) -> list[dict] | None:
                      "memory_percent": 100 * used / total if total else float("nan")})
     return gpus or None
 
+# %% ../nbs/09_monitor.ipynb #6bb5ce14
 def _nanmax(xs) -> float | None:
     xs = [x for x in xs if x == x]
     return max(xs) if xs else None
@@ -638,12 +623,12 @@ def system_metrics(pid: int | None = None,                      # serving proces
     return {"process": proc, "pid_source": source, "gpu": g if g is not None else "absent",
             "gpu_utilization_percent": flat.get("gpu_utilization_percent"), "metrics": flat}
 
-# %% ../nbs/09_monitor.ipynb #65f325fa
-def evaluate_rules(metrics: dict[str, float | None],          # metric name -> value from this run
-                   rules: Sequence[MonitoringRule] | None = None,  # default: `config.monitoring`
-                   config: Config | None = None,
-                   context: dict | None = None,               # attached to every alert (window, model, ...)
-                   now: datetime | None = None,
+# %% ../nbs/09_monitor.ipynb #12b49554
+def evaluate_rules(metrics: dict[str, float | None],                # metric name -> value from this run
+                   rules: Sequence[MonitoringRule] | None = None,   # default: `config.monitoring`
+                   config: Config | None = None,                    # the project config (default rules)
+                   context: dict | None = None,                     # attached to every alert (window, model, ...)
+                   now: datetime | None = None,                     # the alert time (default: now)
                   ) -> tuple[list[dict], list[str]]:
     "Alerts for the rules that fire, and the names of rules skipped because their metric is missing or NaN."
     rules = list(rules) if rules is not None else list((config or Config()).monitoring)
@@ -660,14 +645,17 @@ def evaluate_rules(metrics: dict[str, float | None],          # metric name -> v
                            **({"context": context} if context else {})})
     return alerts, skipped
 
-def alerts_path(home: str | os.PathLike | None = None) -> Path:
+# %% ../nbs/09_monitor.ipynb #bf2dea22
+def alerts_path(home: str | os.PathLike | None = None,   # churnops home
+               ) -> Path:
     "Where alerts are appended: `Paths(home).reports/alerts.jsonl`."
     return Paths(home).reports / "alerts.jsonl"
 
+# %% ../nbs/09_monitor.ipynb #9f25f664
 def record_alerts(home: str | os.PathLike | None,   # churnops home
-                  alerts: Sequence[dict],            # from `evaluate_rules`
-                  webhook_url: str | None = None,    # POST {"alerts": [...]} here when given
-                  timeout: float = 5.0,
+                  alerts: Sequence[dict],           # from `evaluate_rules`
+                  webhook_url: str | None = None,   # POST {"alerts": [...]} here when given
+                  timeout: float = 5.0,             # seconds the webhook may take
                  ) -> dict:
     "Append alerts to the JSON-lines file and POST them to the webhook; returns what happened."
     out = {"written": 0, "path": str(alerts_path(home)), "webhook_status": None, "webhook_error": None}
@@ -688,26 +676,30 @@ def record_alerts(home: str | os.PathLike | None,   # churnops home
         if out["webhook_error"]: print(f"alert webhook {webhook_url} failed: {out['webhook_error']}", file=sys.stderr)
     return out
 
-def read_alerts(home: str | os.PathLike | None = None) -> pd.DataFrame:
+def read_alerts(home: str | os.PathLike | None = None,   # churnops home
+               ) -> pd.DataFrame:
     "The alerts recorded so far."
     p = alerts_path(home)
     if not p.exists(): return pd.DataFrame(columns=["ts", "metric", "value", "threshold", "direction", "unit", "message"])
     return pd.DataFrame([json.loads(l) for l in p.read_text().splitlines() if l.strip()])
 
-def system_rules(config: Config | None = None) -> list[MonitoringRule]:
+# %% ../nbs/09_monitor.ipynb #5856efa9
+def system_rules(config: Config | None = None,   # the project config (its `system_metrics` limits)
+                ) -> list[MonitoringRule]:
     "Rules for the serving machine from `config.system_metrics`: CPU and memory share (80 %), busiest GPU (90 %)."
     s = (config or Config()).system_metrics
     return [MonitoringRule(metric="cpu_percent", threshold=100 * s.max_cpu, direction="above", unit="%"),
             MonitoringRule(metric="memory_percent", threshold=100 * s.max_memory, direction="above", unit="%"),
             MonitoringRule(metric="gpu_utilization_percent", threshold=100 * s.max_gpu, direction="above", unit="%")]
 
-def monitoring_rules(config: Config | None = None) -> list[MonitoringRule]:
+def monitoring_rules(config: Config | None = None,   # the project config
+                    ) -> list[MonitoringRule]:
     "The config's `monitoring` rules, plus the system rules for metrics those do not name."
     rules = list((config or Config()).monitoring)
     named = {r.metric for r in rules}
     return rules + [r for r in system_rules(config) if r.metric not in named]
 
-# %% ../nbs/09_monitor.ipynb #978cb6fb
+# %% ../nbs/09_monitor.ipynb #a37bf8f9
 RETRAIN_REASONS = ("accuracy_degradation", "data_drift", "scheduled_retrain", "new_data_available")
 
 def seasonal_drift(feature_psi: dict | pd.Series,                   # PSI per feature: this window against the reference
@@ -725,6 +717,7 @@ def seasonal_drift(feature_psi: dict | pd.Series,                   # PSI per fe
             "drifted_columns": drifted, "baseline": "none" if last_year_psi is None else "last_year",
             "excess_psi": {k: round(float(v), 6) for k, v in excess.items()}}
 
+# %% ../nbs/09_monitor.ipynb #312a3a36
 @dataclass
 class TriggerDecision:
     "Whether to retrain, why, and whether a cool-down held it back."
@@ -736,6 +729,7 @@ class TriggerDecision:
     cooldown_until: str | None = None
     def to_dict(self) -> dict: return asdict(self)
 
+# %% ../nbs/09_monitor.ipynb #2a5440d8
 class RetrainingTrigger:
     "Decide on retraining from monitoring signals by the configured policy, with a cool-down persisted under the home."
     def __init__(self, home: str | os.PathLike | None = None,  # churnops home (state lives under reports/)
@@ -768,64 +762,68 @@ class RetrainingTrigger:
         if dataset_drift: why.append("dataset_drift")
         return why
 
-    def evaluate(self, accuracy: float | None = None,          # realised accuracy in the window (None: no labels yet)
-                 max_psi: float | None = None,                # largest PSI over the features
-                 dataset_drift: bool | None = None,           # drift_report(...).dataset_drift
-                 trained_at: datetime | str | None = None,    # when the champion was trained (the end of its data, in event time)
-                 rows_since_training: int | None = None,      # new labelled rows since then
-                 now: datetime | str | None = None,           # the moment judged (the window's end, in event time)
-                 feature_psi: dict | pd.Series | None = None,  # season_aware: PSI per feature in this window
-                 last_year_psi: dict | pd.Series | None = None,  # season_aware: the same a year earlier (None: no baseline)
-                ) -> TriggerDecision:
-        "The decision for these signals (does not launch anything; see `fire`)."
-        c = self.config
-        now = to_utc(now) or pd.Timestamp.now(tz="UTC")
-        reasons, details = [], {"policy": c.policy}
-        if accuracy is not None and not math.isnan(accuracy):
-            details["accuracy"] = {"value": float(accuracy), "min": c.min_accuracy}
-            if accuracy < c.min_accuracy: reasons.append("accuracy_degradation")
-        if drift_why := self._drift(max_psi, dataset_drift, feature_psi, last_year_psi, details):
-            reasons.append("data_drift"); details["data_drift_because"] = drift_why
-        if (t := to_utc(trained_at)) is not None:
-            days = (now - t).total_seconds() / 86400
-            details["days_since_training"] = {"value": days, "max": c.max_days_since_training}
-            if days >= c.max_days_since_training: reasons.append("scheduled_retrain")
-        if rows_since_training is not None:
-            details["rows_since_training"] = {"value": int(rows_since_training), "min": c.min_new_rows}
-            if rows_since_training >= c.min_new_rows: reasons.append("new_data_available")
-        d = TriggerDecision(bool(reasons), reasons, details, evaluated_at=now.isoformat())
-        last = to_utc(self.state.get("last_fired"))
-        if last is not None:
-            until = last + pd.Timedelta(hours=c.cooldown_hours)
-            if now < until:
-                d.cooldown_until = until.isoformat()
-                if reasons: d.retrain, d.suppressed = False, "cooldown"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as f: f.write(json.dumps(d.to_dict(), default=str) + "\n")
-        return d
+# %% ../nbs/09_monitor.ipynb #629ea1df
+@patch
+def evaluate(self: RetrainingTrigger, accuracy: float | None = None,          # realised accuracy in the window (None: no labels yet)
+             max_psi: float | None = None,                # largest PSI over the features
+             dataset_drift: bool | None = None,           # drift_report(...).dataset_drift
+             trained_at: datetime | str | None = None,    # when the champion was trained (the end of its data, in event time)
+             rows_since_training: int | None = None,      # new labelled rows since then
+             now: datetime | str | None = None,           # the moment judged (the window's end, in event time)
+             feature_psi: dict | pd.Series | None = None,  # season_aware: PSI per feature in this window
+             last_year_psi: dict | pd.Series | None = None,  # season_aware: the same a year earlier (None: no baseline)
+            ) -> TriggerDecision:
+    "The decision for these signals (does not launch anything; see `fire`)."
+    c = self.config
+    now = to_utc(now) or pd.Timestamp.now(tz="UTC")
+    reasons, details = [], {"policy": c.policy}
+    if accuracy is not None and not math.isnan(accuracy):
+        details["accuracy"] = {"value": float(accuracy), "min": c.min_accuracy}
+        if accuracy < c.min_accuracy: reasons.append("accuracy_degradation")
+    if drift_why := self._drift(max_psi, dataset_drift, feature_psi, last_year_psi, details):
+        reasons.append("data_drift"); details["data_drift_because"] = drift_why
+    if (t := to_utc(trained_at)) is not None:
+        days = (now - t).total_seconds() / 86400
+        details["days_since_training"] = {"value": days, "max": c.max_days_since_training}
+        if days >= c.max_days_since_training: reasons.append("scheduled_retrain")
+    if rows_since_training is not None:
+        details["rows_since_training"] = {"value": int(rows_since_training), "min": c.min_new_rows}
+        if rows_since_training >= c.min_new_rows: reasons.append("new_data_available")
+    d = TriggerDecision(bool(reasons), reasons, details, evaluated_at=now.isoformat())
+    last = to_utc(self.state.get("last_fired"))
+    if last is not None:
+        until = last + pd.Timedelta(hours=c.cooldown_hours)
+        if now < until:
+            d.cooldown_until = until.isoformat()
+            if reasons: d.retrain, d.suppressed = False, "cooldown"
+    self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(self.log_path, "a") as f: f.write(json.dumps(d.to_dict(), default=str) + "\n")
+    return d
 
-    def fire(self, decision: TriggerDecision,                     # from `evaluate`
-             launch: Callable[[TriggerDecision], Any] | Sequence[str] | str | None = None,  # what starts training
-             wait: bool = False,                                  # wait for a command to finish
-            ) -> dict:
-        "Start the cool-down and launch training when `decision.retrain`; returns what was done."
-        if not decision.retrain: return {"launched": False, "why": decision.suppressed or "no reasons"}
-        st = {"last_fired": decision.evaluated_at, "reasons": decision.reasons, "launch": None}
-        self._save_state(st)                                      # cool-down starts before launching: no double starts
-        res: dict[str, Any] = {"launched": launch is not None}
-        if callable(launch): res["result"] = launch(decision); st["launch"] = getattr(launch, "__name__", "callable")
-        elif launch is not None:
-            cmd = shlex.split(launch) if isinstance(launch, str) else list(launch)
-            stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-            logf = Paths(self.home).reports / f"retrain-{stamp}.log"
-            with open(logf, "w") as lf:
-                proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True,
-                                        env=dict(os.environ, CHURNOPS_RETRAIN_REASONS=",".join(decision.reasons)))
-            st["launch"] = {"command": cmd, "pid": proc.pid, "log": str(logf)}
-            res.update(pid=proc.pid, log=str(logf))
-            if wait: res["returncode"] = proc.wait()
-        self._save_state(st)
-        return res
+# %% ../nbs/09_monitor.ipynb #a0d081c4
+@patch
+def fire(self: RetrainingTrigger, decision: TriggerDecision,                     # from `evaluate`
+         launch: Callable[[TriggerDecision], Any] | Sequence[str] | str | None = None,  # what starts training
+         wait: bool = False,                                  # wait for a command to finish
+        ) -> dict:
+    "Start the cool-down and launch training when `decision.retrain`; returns what was done."
+    if not decision.retrain: return {"launched": False, "why": decision.suppressed or "no reasons"}
+    st = {"last_fired": decision.evaluated_at, "reasons": decision.reasons, "launch": None}
+    self._save_state(st)                                      # cool-down starts before launching: no double starts
+    res: dict[str, Any] = {"launched": launch is not None}
+    if callable(launch): res["result"] = launch(decision); st["launch"] = getattr(launch, "__name__", "callable")
+    elif launch is not None:
+        cmd = shlex.split(launch) if isinstance(launch, str) else list(launch)
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+        logf = Paths(self.home).reports / f"retrain-{stamp}.log"
+        with open(logf, "w") as lf:
+            proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=dict(os.environ, CHURNOPS_RETRAIN_REASONS=",".join(decision.reasons)))
+        st["launch"] = {"command": cmd, "pid": proc.pid, "log": str(logf)}
+        res.update(pid=proc.pid, log=str(logf))
+        if wait: res["returncode"] = proc.wait()
+    self._save_state(st)
+    return res
 
 # %% ../nbs/09_monitor.ipynb #4fd60557
 def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tracking store)
@@ -843,7 +841,7 @@ def model_reference_profile(home: str | os.PathLike | None,  # churnops home (tr
                               f"training with monitor.log_reference_profile, or monitor against a reference window ({type(e).__name__})") from None
         return load_profile(p), mv
 
-# %% ../nbs/09_monitor.ipynb #0fc19094
+# %% ../nbs/09_monitor.ipynb #e0934370
 @dataclass
 class Reference:
     "What a window is compared with: a profile, where it came from, and the registered model version (if any)."
@@ -851,12 +849,14 @@ class Reference:
     source: str
     model_version: Any = None      # mlflow ModelVersion, None when no model is registered under that name
 
-def load_reference(home: str | os.PathLike | None,          # churnops home
-                   model: str = "churn",                      # registered model
-                   model_ref: str | int = "champion",         # its alias or version
-                   profile_path: str | os.PathLike | None = None,  # a profile JSON file instead of the model's
-                   start=None, end=None,                      # or: profile this earlier window of the log
-                   event_times: pd.DataFrame | None = None,   # see `with_event_time`
+# %% ../nbs/09_monitor.ipynb #7649bf9a
+def load_reference(home: str | os.PathLike | None,                  # churnops home
+                   model: str = "churn",                            # registered model
+                   model_ref: str | int = "champion",               # its alias or version
+                   profile_path: str | os.PathLike | None = None,   # a profile JSON file instead of the model's
+                   start=None,                                      # or: profile this earlier window of the log (start, event time)
+                   end=None,                                        # its end
+                   event_times: pd.DataFrame | None = None,         # see `with_event_time`
                   ) -> Reference:
     "The model's logged profile, a profile file, or a profile of an earlier log window; with the model version when registered."
     mv = None
@@ -873,6 +873,7 @@ def load_reference(home: str | os.PathLike | None,          # churnops home
         except Exception: mv = None    # no store, no such model: monitored against the profile alone
     return Reference(profile, source, mv)
 
+# %% ../nbs/09_monitor.ipynb #04db677c
 def model_training_window(home: str | os.PathLike | None,  # churnops home
                           mv,                               # a ModelVersion (or None)
                          ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
@@ -883,7 +884,7 @@ def model_training_window(home: str | os.PathLike | None,  # churnops home
     start, end = to_utc(tags.get("churnops.as_of_start")), to_utc(tags.get("churnops.as_of_end"))
     return start, end if end is not None else pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC")
 
-# %% ../nbs/09_monitor.ipynb #868f1700
+# %% ../nbs/09_monitor.ipynb #089a2a71
 def drift_summary(profile: dict,                 # the reference profile
                   current: pd.DataFrame,         # the window's features
                   config: Config | None = None,  # thresholds and drift share
@@ -897,14 +898,15 @@ def drift_summary(profile: dict,                 # the reference profile
     return {"report": drift, "table": table.sort_values(["drifted", "psi"], ascending=False, ignore_index=True),
             "feature_psi": feature_psi, "max_psi": float(feature_psi.max()) if feature_psi.notna().any() else float("nan")}
 
-def last_year_psi(home: str | os.PathLike | None,   # churnops home
-                  columns: Sequence[str],            # features
-                  window: tuple,                     # (start, end) of this window, event time
-                  training: tuple,                   # (start, end) of the model's training window, event time
-                  lookback_days: float = 365,        # how far back the same season is
-                  min_rows: int = 30,                # fewer rows in either window a year back: None
-                  log: pd.DataFrame | None = None,   # an already-read log
-                  event_times: pd.DataFrame | None = None,
+# %% ../nbs/09_monitor.ipynb #6f5e2757
+def last_year_psi(home: str | os.PathLike | None,            # churnops home
+                  columns: Sequence[str],                    # features
+                  window: tuple,                             # (start, end) of this window, event time
+                  training: tuple,                           # (start, end) of the model's training window, event time
+                  lookback_days: float = 365,                # how far back the same season is
+                  min_rows: int = 30,                        # fewer rows in either window a year back: None
+                  log: pd.DataFrame | None = None,           # an already-read log
+                  event_times: pd.DataFrame | None = None,   # request_id -> as_of for a log without event times
                  ) -> pd.Series | None:
     "PSI per feature a year earlier: last year's log over this window against last year's log over the training window."
     if None in (*window, *training): return None
@@ -920,22 +922,25 @@ def last_year_psi(home: str | os.PathLike | None,   # churnops home
         except (KeyError, ValueError): out[c] = float("nan")
     return pd.Series(out, dtype=float)
 
-# %% ../nbs/09_monitor.ipynb #a6907861
+# %% ../nbs/09_monitor.ipynb #a7dddea1
 def performance_summary(log: pd.DataFrame,             # the window's prediction-log rows
                         labels: pd.DataFrame,          # `read_labels`
-                        config: Config | None = None,  # the label horizon
+                        config: Config | None = None,  # the label horizon when `horizon_days` is not given
                         freq: str = "1D",              # windows inside the window (event time)
+                        horizon_days: float | None = None,  # the label horizon (`predlog.label_horizon_days(home)`)
                        ) -> dict:
     "Realised metrics over the labelled predictions, the CBPE estimate over all, and both per window."
-    cfg = config or Config()
-    joined = join_labels(log, labels, cfg.problem.label_horizon_days)
+    horizon = horizon_days if horizon_days is not None else (config or Config()).problem.label_horizon_days
+    joined = join_labels(log, labels, horizon)
     ok = joined[(pd.to_numeric(joined["status"], errors="coerce") < 400) & joined["churn_probability"].notna()]
     lab = ok[ok["label"].notna()]
     return {"by_window": performance_by_window(joined, freq),
             "realised": served_metrics(lab["label"], lab["churn_probability"], lab["churn_predicted"].astype(int)),
             "estimated": cbpe_estimate(ok["churn_probability"], ok["churn_predicted"].astype(int)),
-            "n": int(len(ok)), "n_labelled": int(len(lab)), "labelled_churned": int(lab["label"].sum())}
+            "n": int(len(ok)), "n_labelled": int(len(lab)), "labelled_churned": int(lab["label"].sum()),
+            "label_horizon_days": float(horizon)}
 
+# %% ../nbs/09_monitor.ipynb #7e84d9d5
 def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)["by_window"]`
                      min_accuracy: float | None = None,  # the trigger's line
                     ):
@@ -952,10 +957,11 @@ def plot_performance(by_window: pd.DataFrame,        # `performance_summary(...)
     fig.tight_layout()
     return fig
 
-def plot_distributions(profile: dict,          # the reference profile
-                       current: pd.DataFrame,  # the window's features
-                       table: pd.DataFrame,    # `drift_summary(...)["table"]` (its order: drifted first)
-                       max_plots: int = 12,
+# %% ../nbs/09_monitor.ipynb #3c8ce80b
+def plot_distributions(profile: dict,           # the reference profile
+                       current: pd.DataFrame,   # the window's features
+                       table: pd.DataFrame,     # `drift_summary(...)["table"]` (its order: drifted first)
+                       max_plots: int = 12,     # features shown, drifted first
                       ):
     "Reference against current per feature: histograms for numbers, shares for categories; drifted titles in red."
     from matplotlib.figure import Figure
@@ -981,6 +987,7 @@ def plot_distributions(profile: dict,          # the reference profile
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_monitor.ipynb #7b53f9a6
 def plot_latency(over_time: pd.DataFrame,        # `serving_over_time`
                  p99_budget: float | None = None,  # the config's p99 latency line
                 ):
@@ -994,7 +1001,7 @@ def plot_latency(over_time: pd.DataFrame,        # `serving_over_time`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_monitor.ipynb #b38e8d9a
+# %% ../nbs/09_monitor.ipynb #7100b869
 def _num(v) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -1013,17 +1020,18 @@ def monitoring_metrics(performance: dict,   # `performance_summary`
          **system.get("metrics", {})}
     return {k: _num(v) for k, v in m.items()}
 
-def decide_retraining(home: str | os.PathLike | None,   # churnops home (trigger state)
-                      config: Config,                   # `retrain` policy and thresholds
-                      metrics: dict,                    # `monitoring_metrics`
-                      drift: dict,                      # `drift_summary`
-                      reference: Reference,             # the model judged
-                      window: tuple,                    # (start, end), event time
-                      labels: pd.DataFrame,             # `read_labels`
-                      launch: bool = False,             # launch the retrain command when the decision says so
-                      command: str | None = None,       # default: churnops pipeline run --home H
-                      log: pd.DataFrame | None = None,  # the whole log (season-aware baseline), read when needed
-                      event_times: pd.DataFrame | None = None,
+# %% ../nbs/09_monitor.ipynb #69fd007b
+def decide_retraining(home: str | os.PathLike | None,            # churnops home (trigger state)
+                      config: Config,                            # `retrain` policy and thresholds
+                      metrics: dict,                             # `monitoring_metrics`
+                      drift: dict,                               # `drift_summary`
+                      reference: Reference,                      # the model judged
+                      window: tuple,                             # (start, end), event time
+                      labels: pd.DataFrame,                      # `read_labels`
+                      launch: bool = False,                      # launch the retrain command when the decision says so
+                      command: str | None = None,                # default: churnops pipeline run --home H
+                      log: pd.DataFrame | None = None,           # the whole log (season-aware baseline), read when needed
+                      event_times: pd.DataFrame | None = None,   # request_id -> as_of for a log without event times
                      ) -> tuple[TriggerDecision, dict | None]:
     "The trigger's decision for this window under the configured policy, and what `fire` launched."
     train_start, trained_at = model_training_window(home, reference.model_version)
@@ -1041,6 +1049,7 @@ def decide_retraining(home: str | os.PathLike | None,   # churnops home (trigger
     cmd = shlex.split(command) if command else [sys.executable, "-m", "churnops.cli", "pipeline", "run", "--home", str(Paths(home).home)]
     return d, trigger.fire(d, launch=cmd)
 
+# %% ../nbs/09_monitor.ipynb #756b7d45
 def verdict(decision: TriggerDecision,     # from `decide_retraining`
             launch: dict | None = None,    # what was launched
            ) -> str:
@@ -1062,10 +1071,10 @@ def verdict(decision: TriggerDecision,     # from `decide_retraining`
     tail = f"; launched pid {launch['pid']} (log {launch['log']})" if launch and launch.get("pid") else ""
     return f"{head} — {body}{tail}. Policy: `{det.get('policy', 'thresholds')}`."
 
-# %% ../nbs/09_monitor.ipynb #82d803e7
-def log_monitoring_run(home: str | os.PathLike | None,  # churnops home
-                       run: "MonitorRun",                # the finished window
-                       experiment: str = "churn-monitoring",
+# %% ../nbs/09_monitor.ipynb #97ecb763
+def log_monitoring_run(home: str | os.PathLike | None,         # churnops home
+                       run: "MonitorRun",                      # the finished window
+                       experiment: str = "churn-monitoring",   # the MLflow experiment
                       ) -> str:
     "Log a window's metrics, drift statistics, alerts and decision as an MLflow run; returns its id."
     import mlflow
@@ -1083,6 +1092,7 @@ def log_monitoring_run(home: str | os.PathLike | None,  # churnops home
         mlflow.log_dict({"alerts": run.alerts}, "alerts.json")
         return r.info.run_id
 
+# %% ../nbs/09_monitor.ipynb #5efe273f
 @dataclass
 class MonitorRun:
     "One monitored window: every step's result (the job's cells show them) and the decision."
@@ -1111,6 +1121,7 @@ class MonitorRun:
         d, perf = self.drift, self.performance
         return {"window_start": str(self.window_start), "window_end": str(self.window_end), "time": EVENT_TIME,
                 "n_predictions": int(len(self.log)), "n_labelled": perf["n_labelled"], "labelled_churned": perf["labelled_churned"],
+                "label_horizon_days": perf["label_horizon_days"],
                 "reference": self.reference.source, "model_version": getattr(self.reference.model_version, "version", None),
                 "verdict": self.verdict,
                 "drift": {"dataset_drift": d["report"].dataset_drift, "share": d["report"].share, "n_drifted": d["report"].n_drifted,
@@ -1123,19 +1134,22 @@ class MonitorRun:
                 "trigger": self.decision.to_dict(), "launch": self.launch, "mlflow_run_id": self.mlflow_run_id}
 
 # %% ../nbs/09_monitor.ipynb #4539187f
-def monitor_window(home: str | os.PathLike | None,  # churnops home
-                   window_start, window_end,         # the window, event time (start inclusive, end exclusive)
-                   model: str = "churn", model_ref: str = "champion",   # the model judged (its reference profile)
-                   reference_profile: str | os.PathLike | None = None,  # a profile JSON instead of the model's
-                   reference_start=None, reference_end=None,            # or: profile this earlier window of the log
-                   freq: str = "1D",                 # performance windows (event time)
-                   webhook_url: str | None = None,   # POST alerts here
-                   launch_retrain: bool = False,     # let the trigger launch `retrain_command`
-                   retrain_command: str | None = None,
-                   serving_pid: int | None = None,   # default: the service recorded in serve/server.json
-                   event_times: str | os.PathLike | pd.DataFrame | None = None,  # request_id → as_of for a log without as_of
-                   experiment: str | None = "churn-monitoring",  # MLflow experiment (None: do not log)
-                   result_path: str | os.PathLike | None = None,  # where the JSON result is written
+def monitor_window(home: str | os.PathLike | None,                                # churnops home
+                   window_start,                                                  # the window's start, event time (inclusive)
+                   window_end,                                                    # its end (exclusive)
+                   model: str = "churn",                                          # the model judged (its reference profile)
+                   model_ref: str = "champion",                                   # its alias or version
+                   reference_profile: str | os.PathLike | None = None,            # a profile JSON instead of the model's
+                   reference_start=None,                                          # or: profile this earlier window of the log (start)
+                   reference_end=None,                                            # its end
+                   freq: str = "1D",                                              # performance windows (event time)
+                   webhook_url: str | None = None,                                # POST alerts here
+                   launch_retrain: bool = False,                                  # let the trigger launch `retrain_command`
+                   retrain_command: str | None = None,                            # default: `churnops pipeline run --home H` with this interpreter
+                   serving_pid: int | None = None,                                # default: the service recorded in serve/server.json
+                   event_times: str | os.PathLike | pd.DataFrame | None = None,   # request_id → as_of for a log without as_of
+                   experiment: str | None = "churn-monitoring",                   # MLflow experiment (None: do not log)
+                   result_path: str | os.PathLike | None = None,                  # where the JSON result is written
                   ) -> MonitorRun:
     "Every step of the monitoring job for one window: drift, performance, serving and system, alerts, the decision, records."
     cfg = load_config(home=home)
@@ -1148,7 +1162,7 @@ def monitor_window(home: str | os.PathLike | None,  # churnops home
     current = window_features(log)
     drift = drift_summary(ref.profile, current, cfg)
     labels = read_labels(home)
-    perf = performance_summary(log, labels, cfg, freq)
+    perf = performance_summary(log, labels, cfg, freq, label_horizon_days(home, cfg))   # the declaration's horizon
     serving = {"by_version": serving_summary(log, "model_version"), "overall": serving_summary(log, None).iloc[0],
                "over_time": serving_over_time(log, "1h")}
     system = system_metrics(serving_pid or None, home=home)
@@ -1170,21 +1184,22 @@ def _iso(t) -> str:
     t = to_utc(t)
     return "" if t is None else t.isoformat()
 
-def run_monitor(home: str | os.PathLike | None = None,  # churnops home
-                window_start=None,                       # window start (inclusive, event time); default window_end - days
-                window_end=None,                         # window end (exclusive, event time); default now
-                days: float = 7.0,                       # window length when window_start is not given
-                model: str = "churn",                    # registered model whose reference profile is used
-                model_ref: str = "champion",             # its alias or version
-                reference_profile: str | os.PathLike | None = None,  # a profile JSON file instead of the model's
-                reference_start=None, reference_end=None,  # or: profile this earlier window of the log as the reference
-                freq: str = "1D",                        # performance windows inside the monitored window
-                webhook_url: str | None = None,          # POST alerts here
-                launch_retrain: bool = False,            # let the trigger launch `retrain_command`
-                retrain_command: str | None = None,      # default: `churnops pipeline run --home H`
-                serving_pid: int | None = None,          # serving process; default: the one in serve/server.json
-                event_times: str | os.PathLike | None = None,  # table request_id, as_of for a log without event times
-                quiet: bool = True,
+def run_monitor(home: str | os.PathLike | None = None,                # churnops home
+                window_start=None,                                    # window start (inclusive, event time); default window_end - days
+                window_end=None,                                      # window end (exclusive, event time); default now
+                days: float = 7.0,                                    # window length when window_start is not given
+                model: str = "churn",                                 # registered model whose reference profile is used
+                model_ref: str = "champion",                          # its alias or version
+                reference_profile: str | os.PathLike | None = None,   # a profile JSON file instead of the model's
+                reference_start=None,                                 # or: profile this earlier window of the log as the reference (start)
+                reference_end=None,                                   # its end
+                freq: str = "1D",                                     # performance windows inside the monitored window
+                webhook_url: str | None = None,                       # POST alerts here
+                launch_retrain: bool = False,                         # let the trigger launch `retrain_command`
+                retrain_command: str | None = None,                   # default: `churnops pipeline run --home H`
+                serving_pid: int | None = None,                       # serving process; default: the one in serve/server.json
+                event_times: str | os.PathLike | None = None,         # table request_id, as_of for a log without event times
+                quiet: bool = True,                                   # no kernel output on the console
                ) -> dict:
     "Run the monitoring job notebook for one window; returns its result (paths, verdict, drift, metrics, alerts, decision)."
     h = Paths(home)
@@ -1210,7 +1225,7 @@ def run_monitor(home: str | os.PathLike | None = None,  # churnops home
     res.update(notebook=str(out), html=str(html) if html.exists() else None, summary=str(result))
     return res
 
-# %% ../nbs/09_monitor.ipynb #9f1e761c
+# %% ../nbs/09_monitor.ipynb #1cb3acbb
 def _cmd_monitor(args) -> int:
     res = run_monitor(args.home, args.window_start, args.window_end, days=args.days, model=args.model, model_ref=args.ref,
                       reference_profile=args.profile, reference_start=args.reference_start, reference_end=args.reference_end,
@@ -1229,6 +1244,7 @@ def _cmd_monitor(args) -> int:
     print(f"report: {res['notebook']}\n        {res['html']}")
     return 0
 
+# %% ../nbs/09_monitor.ipynb #c2b83033
 def _cmd_profile(args) -> int:
     df = read_table(args.data)
     cols = args.columns.split(",") if args.columns else None
@@ -1246,7 +1262,10 @@ def _cmd_drift(args) -> int:
     print(f"dataset drift: {rep.dataset_drift} ({rep.n_drifted}/{rep.n_columns} columns, share {rep.share:.2f})")
     return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/09_monitor.ipynb #1157a617
+def add_commands(sub,      # the CLI's subparsers
+                 parent,   # the parser with the common options (--home, --quiet)
+                ) -> None:
     "Add `churnops monitor` (run the job; `monitor profile` and `monitor drift` for files)."
     p = sub.add_parser("monitor", parents=[parent], help="monitor a window of served predictions: drift, performance, alerts, retrain trigger")
     p.add_argument("--window-start", default=None, help="window start, ISO time (default: window end - --days)")

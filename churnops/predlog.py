@@ -17,17 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 
 from fastcore.basics import patch
 
-from .config import Paths
+from .config import Config, Paths, load_config, resolve_home
+from .declaration import load_declaration
 from .files import atomic_path, to_utc
 
 # %% auto #0
-__all__ = ['log', 'LOG_COLUMNS', 'read_segment', 'live_parts', 'merge_run', 'merge_parts', 'recover_dead_writers',
-           'PredictionLog', 'files_for_window', 'read_prediction_log', 'feedback_db', 'read_feedback']
+__all__ = ['log', 'LOG_COLUMNS', 'EVENT_TIME', 'read_segment', 'live_parts', 'merge_run', 'merge_parts', 'recover_dead_writers',
+           'PredictionLog', 'files_for_window', 'read_prediction_log', 'feedback_db', 'read_feedback',
+           'with_event_time', 'join_labels', 'label_horizon_days']
 
 # %% ../nbs/00f_predlog.ipynb #3a5d3873
 log = logging.getLogger("churnops.predlog")
@@ -92,7 +95,7 @@ def read_segment(path: str | os.PathLike,  # a write-ahead segment `wal/<writer>
         except orjson.JSONDecodeError: log.warning("%s: line %d is not JSON; skipped", path, i + 1)
     return rows
 
-# %% ../nbs/00f_predlog.ipynb #c8e9e15d
+# %% ../nbs/00f_predlog.ipynb #4d048aac
 _HOUR = timedelta(hours=1)
 
 def _floor_hour(t: datetime) -> datetime: return t.replace(minute=0, second=0, microsecond=0)
@@ -126,7 +129,9 @@ class _Part:
         return (self is not other and self.writer == other.writer and self.hour == other.hour
                 and self.first <= other.first and other.last <= self.last and self.path != other.path)
 
-def live_parts(parts: list[_Part]) -> list[_Part]:
+# %% ../nbs/00f_predlog.ipynb #4913819e
+def live_parts(parts: list[_Part],   # the parts of a folder (`_scan_parts`)
+              ) -> list[_Part]:
     "The parts to read: those no other part holds."
     by = {}
     for p in parts: by.setdefault((p.writer, p.hour), []).append(p)
@@ -177,7 +182,11 @@ def merge_run(parts: list[_Part],  # one writer's parts of one hour
     return []
 
 # %% ../nbs/00f_predlog.ipynb #52009533
-def merge_parts(directory: Path, run: list[_Part], fsync: bool = False, batch_rows: int = 131_072) -> _Part:
+def merge_parts(directory: Path,             # the log's folder
+                run: list[_Part],            # parts of one writer and hour, consecutive segments
+                fsync: bool = False,         # sync the merged file to disk
+                batch_rows: int = 131_072,   # rows copied at a time (bounds memory)
+               ) -> _Part:
     "Merge one writer's neighbouring parts of one hour into one file; the inputs are removed afterwards."
     import pyarrow as pa, pyarrow.parquet as pq
     def write(tmp):
@@ -214,7 +223,7 @@ def _try_lock(path: Path) -> int | None:
     os.close(fd)
     return None
 
-# %% ../nbs/00f_predlog.ipynb #7a99d895
+# %% ../nbs/00f_predlog.ipynb #0d26b96d
 def _segments(wal: Path, writer: str | None = None) -> list[tuple[str, int, Path]]:
     out = []
     for p in wal.glob(f"{writer or '*'}.*.jsonl"):
@@ -226,6 +235,7 @@ def _scan_parts(directory: Path) -> list[_Part]:
     "Every part in `directory`, from the names alone."
     return [p for p in map(_Part.parse, directory.glob("part-*.parquet")) if p is not None]
 
+# %% ../nbs/00f_predlog.ipynb #5161fc48
 def _recover_writer(directory: Path, writer: str) -> int:
     n = 0
     for _, seq, path in _segments(directory / "wal", writer):
@@ -294,7 +304,9 @@ class PredictionLog:
         self._fd = os.open(self._segment(self._seq), flags, 0o644)
         if self.fsync: _fsync_path(self.wal)
 
-    def append(self, row: tuple) -> None:
+    def append(self,
+               row: tuple,   # a tuple in `LOG_COLUMNS` order (`as_of` may be left off)
+              ) -> None:
         "Write one row (a tuple in `LOG_COLUMNS` order; `as_of` may be left off) to the segment before returning."
         _check_row(row)
         line = _encode(row)
@@ -309,7 +321,7 @@ class PredictionLog:
         "Rows written to segments and not yet to parquet."
         return len(self._rows) + sum(len(r) for _, r in self._backlog)
 
-# %% ../nbs/00f_predlog.ipynb #850b7d57
+# %% ../nbs/00f_predlog.ipynb #c69f362d
 @patch
 def _to_parquet(self: PredictionLog, seq: int, rows: list[tuple]) -> None:
     parts = _write_parts(self.dir, self.writer, seq, [_full(r) for r in rows], self.fsync)
@@ -335,6 +347,7 @@ def _rotate(self: PredictionLog, reopen: bool = True) -> int:
         self._backlog.pop(0); n += len(rows)
     return n
 
+# %% ../nbs/00f_predlog.ipynb #f1036cc9
 @patch
 def _compact(self: PredictionLog, final: bool = False) -> None:
     "Merge this writer's parts: by tier in open hours, into one file in closed hours (every hour when `final`)."
@@ -345,6 +358,7 @@ def _compact(self: PredictionLog, final: bool = False) -> None:
             merged = merge_parts(self.dir, run, self.fsync)
             parts[:] = [p for p in parts if p not in run] + [merged]
 
+# %% ../nbs/00f_predlog.ipynb #87b8be76
 @patch
 def flush(self: PredictionLog) -> int:
     "Write every waiting row to parquet now, and compact what is due; returns how many rows were written."
@@ -352,6 +366,7 @@ def flush(self: PredictionLog) -> int:
         n = self._rotate(); self._compact()
     return n
 
+# %% ../nbs/00f_predlog.ipynb #ac766dbc
 @patch
 def _run(self: PredictionLog):
     try: self.recovered = recover_dead_writers(self.dir)
@@ -364,6 +379,7 @@ def _run(self: PredictionLog):
         except Exception as e:  # keep serving: the rows are safe in their segments and are retried
             log.error("prediction log: writing parquet failed (rows kept in %s): %s", self.wal, e)
 
+# %% ../nbs/00f_predlog.ipynb #9e7e78a9
 @patch
 def close(self: PredictionLog) -> None:
     "Stop the background step, write the rest, compact every hour this writer touched, and release the writer's lock."
@@ -382,7 +398,7 @@ def close(self: PredictionLog) -> None:
         os.close(self._lock_fd)      # a lock left behind marks the segments for recovery
     atexit.unregister(self.close)
 
-# %% ../nbs/00f_predlog.ipynb #008c27be
+# %% ../nbs/00f_predlog.ipynb #07ac6d17
 @dataclass
 class _Plan:
     parquet: list[Path]      # parts (and old top-level parts) to read
@@ -395,6 +411,7 @@ def _window(start, end) -> tuple[datetime | None, datetime | None]:
 
 def _inside(t: datetime, s, e) -> bool: return (s is None or t >= s) and (e is None or t < e)
 
+# %% ../nbs/00f_predlog.ipynb #e1b510a9
 def _plan(directory: Path, start=None, end=None, time_column: str = "ts") -> _Plan:
     if time_column not in ("ts", "as_of"): raise ValueError(f"time_column: expected 'ts' or 'as_of', found {time_column!r}")
     s, e = _window(start, end); col = LOG_COLUMNS.index(time_column)
@@ -458,7 +475,8 @@ def read_prediction_log(home: str | os.PathLike | None = None,  # churnops home
     return df.sort_values("ts", kind="stable").reset_index(drop=True)
 
 # %% ../nbs/00f_predlog.ipynb #2c165fc8
-def feedback_db(home: str | os.PathLike | None = None) -> Path:
+def feedback_db(home: str | os.PathLike | None = None,   # churnops home
+               ) -> Path:
     "The feedback store `Paths(home).predictions/feedback.db`, created (WAL mode, table `feedback`) if missing."
     p = Paths(home).predictions / "feedback.db"
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -467,7 +485,8 @@ def feedback_db(home: str | os.PathLike | None = None) -> Path:
         con.execute("CREATE TABLE IF NOT EXISTS feedback(customer_id TEXT NOT NULL, churned INTEGER NOT NULL, ts TEXT NOT NULL)")
     return p
 
-def read_feedback(home: str | os.PathLike | None = None) -> pd.DataFrame:
+def read_feedback(home: str | os.PathLike | None = None,   # churnops home
+                 ) -> pd.DataFrame:
     "Delayed labels posted to `/feedback`: columns customer_id, churned, ts."
     p = Paths(home).predictions / "feedback.db"
     if not p.exists(): return pd.DataFrame({"customer_id": [], "churned": [], "ts": []})
@@ -475,3 +494,63 @@ def read_feedback(home: str | os.PathLike | None = None) -> pd.DataFrame:
         df = pd.read_sql_query("SELECT customer_id, churned, ts FROM feedback ORDER BY rowid", con)
     df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
     return df
+
+# %% ../nbs/00f_predlog.ipynb #2ed340a2
+EVENT_TIME = "as_of"   # the log's event time: the moment a request is about (serving's default: its wall time `ts`)
+
+def _utc_series(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(s): return pd.to_datetime(s, utc=True)
+    return pd.to_datetime(s, utc=True, format="ISO8601")
+
+def with_event_time(log: pd.DataFrame,                       # prediction-log rows
+                    event_times: pd.DataFrame | None = None,  # request_id, as_of: event times a client kept for a log without them
+                   ) -> pd.DataFrame:
+    "The rows with an `as_of` column (UTC): the logged event time, else `event_times` by request id, else the wall time `ts`."
+    out = log.copy()
+    ts = _utc_series(out["ts"]) if "ts" in out else pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+    ev = _utc_series(out[EVENT_TIME]) if EVENT_TIME in out else pd.Series(pd.NaT, index=out.index, dtype=ts.dtype)
+    if event_times is not None and len(event_times) and "request_id" in out:
+        missing = sorted({"request_id", EVENT_TIME} - set(event_times.columns))
+        if missing: raise ValueError(f"event times: missing column(s) {missing} (expected request_id, {EVENT_TIME})")
+        by_id = _utc_series(event_times[EVENT_TIME]).set_axis(event_times["request_id"].astype(str))
+        by_id = by_id[~by_id.index.duplicated()]
+        ev = out["request_id"].astype(str).map(by_id).fillna(ev)   # the client's record wins: an old log's as_of is its ts
+    out[EVENT_TIME] = ev.fillna(ts).astype("datetime64[us, UTC]")
+    return out
+
+# %% ../nbs/00f_predlog.ipynb #674123bf
+def join_labels(predictions: pd.DataFrame,          # prediction-log rows (`as_of`, else `ts`) with `customer_id`
+                labels: pd.DataFrame,               # customer_id, churned, ts (the outcome's event time)
+                horizon_days: float | None = 30,    # the label horizon; None: the first outcome at or after `as_of` decides
+               ) -> pd.DataFrame:
+    "Predictions with a `label`: 1 churned within the horizon after `as_of`, 0 known to have stayed past it, NaN not known yet."
+    p = with_event_time(predictions)
+    p["_ts"] = p[EVENT_TIME]; p["_cid"] = p["customer_id"].astype(str); p["_order"] = np.arange(len(p))
+    if len(labels) == 0 or len(p) == 0:
+        p["label"] = np.nan; p["label_ts"] = pd.NaT
+        return p.drop(columns=["_ts", "_cid", "_order"])
+    l = labels.assign(_cid=labels["customer_id"].astype(str), _ts=pd.to_datetime(labels["ts"], utc=True).astype("datetime64[us, UTC]"))
+    l, ps = l.sort_values("_ts"), p.sort_values("_ts")
+    if horizon_days is None:
+        m = pd.merge_asof(ps, l[["_cid", "_ts", "churned"]].assign(label_ts=l["_ts"]), on="_ts", by="_cid", direction="forward")
+        m["label"] = m["churned"].astype(float)
+        return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order", "churned"]).reset_index(drop=True)
+    h = pd.Timedelta(days=horizon_days)
+    churn = l[l["churned"].astype(int) == 1]
+    m = pd.merge_asof(ps, churn[["_cid", "_ts"]].assign(label_ts=churn["_ts"]), on="_ts", by="_cid", direction="forward")
+    seen = m["_cid"].map(l.groupby("_cid")["_ts"].max())       # the latest outcome we know of, churn or not
+    churned = m["label_ts"].notna() & (m["label_ts"] - m["_ts"] <= h)
+    stayed = ~churned & seen.notna() & (seen - m["_ts"] >= h)  # feedback covers the whole outcome window
+    m["label"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
+    m["label_ts"] = m["label_ts"].where(churned, seen.where(stayed))
+    return m.sort_values("_order").drop(columns=["_ts", "_cid", "_order"]).reset_index(drop=True)
+
+# %% ../nbs/00f_predlog.ipynb #673cd7ec
+def label_horizon_days(home: str | os.PathLike | None = None,  # churnops home
+                       cfg: Config | None = None,              # its config (default: `load_config(home=home)`)
+                      ) -> float:
+    "The declaration's `label.horizon_days`; the config's `problem.label_horizon_days` only for a home without a declaration."
+    cfg = cfg or load_config(home=home)
+    if not cfg.declaration and not (resolve_home(home) / "declaration.yaml").exists():   # a table model's home
+        return float(cfg.problem.label_horizon_days)
+    return float(load_declaration(home).label.horizon_days)   # a declaration that is named but missing or wrong: its error

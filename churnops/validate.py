@@ -23,6 +23,7 @@ from .config import Config, Gate, Paths, RATE_METRICS, load_config
 from .declaration import Declaration, load_declaration
 from .files import read_table, write_json_atomic
 from .metrics import classification_metrics, weighted_metrics
+from .predlog import join_labels, read_prediction_log
 from .runner import execute_job, job_notebook
 from .tracking import load_model, parse_model_ref, setup_mlflow, tracking_uri
 
@@ -34,10 +35,11 @@ __all__ = ['HIGHER_IS_BETTER', 'GATE_METRICS', 'COMPARE_METRICS', 'TENURE_BINS',
            'ABStopping', 'ABTestConfig', 'load_ab_config', 'sample_size_two_proportions', 'ABPlan', 'plan_ab_test',
            'hash_unit', 'assign_variant', 'two_proportion_ztest', 'churn_reduction', 'ABAnalysis', 'analyze_ab',
            'first_exposures', 'ab_outcomes', 'ab_stop_verdict', 'measure_latency', 'measure_throughput',
-           'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation', 'overall_decision', 'log_validation',
-           'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions', 'add_commands']
+           'directory_size_mb', 'model_size_mb', 'recent_holdout', 'Evaluation', 'model_target', 'holdout_labels',
+           'overall_decision', 'log_validation', 'evaluate_model', 'run_evaluation', 'daily_traffic_from_predictions',
+           'add_commands']
 
-# %% ../nbs/06_validate.ipynb #3ef6cf73
+# %% ../nbs/06_validate.ipynb #9eb9557f
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "pr_auc": True,
                     "precision_at_recall_80": True, "oracle_roc_auc": True,
                     "throughput_rps": True, "log_loss": False, "brier": False, "p99_latency_ms": False, "model_size_mb": False}
@@ -54,6 +56,7 @@ def gates_from_config(cfg: Config | None = None,  # the project config; default 
     gates.setdefault("model_size_mb", Gate(min=cfg.constraints.model_size_mb, direction="max"))
     return gates
 
+# %% ../nbs/06_validate.ipynb #3b2fd730
 def validate_gates(gates: dict[str, Gate],  # gate name -> Gate
                   ) -> dict[str, Gate]:
     "Check gate names and thresholds; raise `ValueError` naming the gate, what was found and what was expected."
@@ -74,7 +77,7 @@ def validate_gates(gates: dict[str, Gate],  # gate name -> Gate
             raise ValueError(f"gate {name!r}: limit {g.min} must be positive")
     return gates
 
-# %% ../nbs/06_validate.ipynb #25469122
+# %% ../nbs/06_validate.ipynb #c6692018
 @dataclass
 class GateResult:
     "One gate's verdict."
@@ -86,6 +89,7 @@ class GateResult:
     reason: str                 # "ok", "missing", "not a number", or "below minimum 0.85" / "above limit 100"
     target: float | None = None # what we aim for (informational)
 
+# %% ../nbs/06_validate.ipynb #54d5ab9b
 @dataclass
 class GateReport:
     "All gates for one candidate."
@@ -104,7 +108,9 @@ class GateReport:
         return {"model": self.model, "metrics_source": self.metrics_source, "passed": self.passed, "failed": self.failed,
                 "gates": [asdict(r) for r in self.results]}
     @classmethod
-    def from_dict(cls, d: dict) -> "GateReport":
+    def from_dict(cls,
+                  d: dict,   # `to_dict()` output
+                 ) -> "GateReport":
         return cls([GateResult(**r) for r in d["gates"]], d.get("model", ""), d.get("metrics_source", ""))
     def __str__(self):
         head = f"gates {'PASSED' if self.passed else 'FAILED'}" + (f" for {self.model}" if self.model else "")
@@ -117,6 +123,7 @@ class GateReport:
         return "\n".join([head, *rows])
     def _repr_html_(self): return f"<p><b>{str(self).splitlines()[0]}</b></p>" + self.to_frame().to_html()
 
+# %% ../nbs/06_validate.ipynb #2edfe619
 def check_gates(metrics: dict[str, float],           # metric name -> value (a run's metrics, or holdout metrics)
                 gates: dict[str, Gate] | None = None, # default: `gates_from_config(cfg)`
                 cfg: Config | None = None,            # used when `gates` is None
@@ -139,14 +146,14 @@ def check_gates(metrics: dict[str, float],           # metric name -> value (a r
         results.append(GateResult(name, g.direction, g.min, v, ok, reason, g.target))
     return GateReport(results, model, metrics_source)
 
-# %% ../nbs/06_validate.ipynb #07a3c694
+# %% ../nbs/06_validate.ipynb #b5d589c2
 COMPARE_METRICS = ["roc_auc", "pr_auc", "precision_at_recall_80", "log_loss", "brier", "accuracy", "precision", "recall", "f1"]
 
-def decide(diff: float,       # candidate minus champion (point estimate)
-           ci_low: float,     # lower bound of the interval of the difference
-           ci_high: float,    # upper bound
-           higher_is_better: bool = True,
-           min_improvement: float = 0.0,  # required improvement / tolerated loss, in the metric's units
+def decide(diff: float,                     # candidate minus champion (point estimate)
+           ci_low: float,                   # lower bound of the interval of the difference
+           ci_high: float,                  # upper bound
+           higher_is_better: bool = True,   # the metric's direction (lower-is-better metrics are flipped)
+           min_improvement: float = 0.0,    # required improvement / tolerated loss, in the metric's units
           ) -> str:
     "Verdict 'better' / 'no worse' / 'worse' for one metric difference."
     if not all(map(math.isfinite, (diff, ci_low, ci_high))): return "undetermined"
@@ -155,17 +162,18 @@ def decide(diff: float,       # candidate minus champion (point estimate)
     if ci_high < -min_improvement: return "worse"
     return "no worse"
 
-def paired_bootstrap(y: np.ndarray,              # true labels 0/1
-                     p_candidate: np.ndarray,    # candidate's probabilities
-                     p_champion: np.ndarray,     # champion's probabilities on the same rows
-                     threshold_candidate: float = 0.5,  # each model's own decision threshold
-                     threshold_champion: float = 0.5,
-                     n_resamples: int = 1000,    # bootstrap resamples
-                     seed: int = 0,
-                     confidence: float = 0.95,
-                     metrics: list[str] | None = None,  # default COMPARE_METRICS
-                     min_improvement: float = 0.0,
-                     block: int = 200,           # resamples per vectorised block
+# %% ../nbs/06_validate.ipynb #5fa7b88e
+def paired_bootstrap(y: np.ndarray,                      # true labels 0/1
+                     p_candidate: np.ndarray,            # candidate's probabilities
+                     p_champion: np.ndarray,             # champion's probabilities on the same rows
+                     threshold_candidate: float = 0.5,   # each model's own decision threshold
+                     threshold_champion: float = 0.5,    # the champion's decision threshold
+                     n_resamples: int = 1000,            # bootstrap resamples
+                     seed: int = 0,                      # random seed of the resamples
+                     confidence: float = 0.95,           # level of the percentile intervals
+                     metrics: list[str] | None = None,   # default COMPARE_METRICS
+                     min_improvement: float = 0.0,       # a difference that counts as better
+                     block: int = 200,                   # resamples per vectorised block
                     ) -> pd.DataFrame:
     "Per metric: candidate, champion, difference, percentile CI of the difference, verdict."
     y = np.asarray(y, dtype=float); pc = np.asarray(p_candidate, dtype=float); pp = np.asarray(p_champion, dtype=float)
@@ -193,7 +201,7 @@ def paired_bootstrap(y: np.ndarray,              # true labels 0/1
                      "decision": decide(diff, lo, hi, HIGHER_IS_BETTER[m], min_improvement)})
     return pd.DataFrame(rows).set_index("metric")
 
-# %% ../nbs/06_validate.ipynb #a34b0400
+# %% ../nbs/06_validate.ipynb #ca0e9cab
 TENURE_BINS = [0, 90, 180, 365, 730, np.inf]
 TENURE_LABELS = ["<3m", "3-6m", "6-12m", "1-2y", "2y+"]
 
@@ -206,17 +214,18 @@ def add_tenure_band(df: pd.DataFrame,  # a feature table
     else: return df
     return df.assign(tenure_band=pd.cut(days, TENURE_BINS, labels=TENURE_LABELS, right=False).astype(str))
 
+# %% ../nbs/06_validate.ipynb #e3c7b8a6
 DEFAULT_SEGMENTS = ["contract_type", "tenure_band", "region"]
 
-def slice_metrics(df: pd.DataFrame,              # holdout rows with the segment columns
-                  y: np.ndarray,                 # true labels, aligned with df
-                  probas: dict[str, np.ndarray], # model label -> probabilities (first: the candidate, second: the champion)
-                  thresholds: dict[str, float] | None = None,  # model label -> decision threshold (default 0.5)
-                  segments: list[str] | None = None,  # default: those of DEFAULT_SEGMENTS present in df
-                  min_positives: int = 10,       # fewer churners (or non-churners) in a segment: no AUC
-                  tolerance: float = 0.02,       # candidate AUC below champion's by more than this: flagged
-                  n_resamples: int = 200,        # paired bootstrap of the AUC difference per segment
-                  seed: int = 0,
+def slice_metrics(df: pd.DataFrame,                             # holdout rows with the segment columns
+                  y: np.ndarray,                                # true labels, aligned with df
+                  probas: dict[str, np.ndarray],                # model label -> probabilities (first: the candidate, second: the champion)
+                  thresholds: dict[str, float] | None = None,   # model label -> decision threshold (default 0.5)
+                  segments: list[str] | None = None,            # default: those of DEFAULT_SEGMENTS present in df
+                  min_positives: int = 10,                      # fewer churners (or non-churners) in a segment: no AUC
+                  tolerance: float = 0.02,                      # candidate AUC below champion's by more than this: flagged
+                  n_resamples: int = 200,                       # paired bootstrap of the AUC difference per segment
+                  seed: int = 0,                                # random seed of the bootstrap
                  ) -> pd.DataFrame:
     "One row per (segment, value): rows, churn rate, AUC/precision/recall per model, AUC difference with CI, flag."
     df = add_tenure_band(df.reset_index(drop=True))
@@ -249,13 +258,13 @@ def slice_metrics(df: pd.DataFrame,              # holdout rows with the segment
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_validate.ipynb #078027c8
-def feature_effects(model,                    # fitted pipeline with predict_proba on the raw feature table
-                    X: pd.DataFrame,          # holdout features
-                    y: np.ndarray,            # labels
-                    top: int = 10,
-                    n_repeats: int = 3,
-                    max_rows: int = 2000,     # subsample for speed
-                    seed: int = 0,
+def feature_effects(model,                  # fitted pipeline with predict_proba on the raw feature table
+                    X: pd.DataFrame,        # holdout features
+                    y: np.ndarray,          # labels
+                    top: int = 10,          # features kept, by importance
+                    n_repeats: int = 3,     # permutations per feature
+                    max_rows: int = 2000,   # subsample for speed
+                    seed: int = 0,          # random seed of the permutations
                    ) -> pd.DataFrame:
     "Top features by permutation importance (AUC drop) with the direction of their effect on churn probability."
     from sklearn.inspection import permutation_importance
@@ -339,11 +348,10 @@ def plot_curves(y: np.ndarray,                 # labels
                 n_bins: int = 10,              # calibration bins
                ):
     "A matplotlib figure: ROC, precision-recall and calibration curves of each model."
-    import matplotlib
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # not pyplot's: shown once, as the cell's (or report's) result
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig = Figure(figsize=(15, 4.5)); axes = fig.subplots(1, 3)
     for name, p in probas.items():
         fpr, tpr, _ = roc_curve(y, p); axes[0].plot(fpr, tpr, label=name)
         pr, rc, _ = precision_recall_curve(y, p); axes[1].plot(rc, pr, label=name)
@@ -356,7 +364,7 @@ def plot_curves(y: np.ndarray,                 # labels
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_validate.ipynb #6bd2e525
+# %% ../nbs/06_validate.ipynb #9f09924e
 _as_str = BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
 
 class Variant(BaseModel):
@@ -373,6 +381,7 @@ class ABStopping(BaseModel):
     max_customers: int | None = Field(None, ge=1)  # end once this many customers are in, all arms together
     promote_winner: bool = False     # on "ship <variant>", promote that variant's model version to champion
 
+# %% ../nbs/06_validate.ipynb #a0deda4a
 class ABTestConfig(BaseModel):
     "A validated A/B test design."
     model_config = ConfigDict(extra="forbid")
@@ -410,6 +419,7 @@ class ABTestConfig(BaseModel):
     @property
     def shares(self) -> dict[str, float]: return {k: v.traffic for k, v in self.variants.items()}
 
+# %% ../nbs/06_validate.ipynb #88729f4a
 def load_ab_config(path: str | os.PathLike,  # YAML file with the design
                   ) -> ABTestConfig:
     "Read and validate an A/B design; errors name the file and key."
@@ -421,11 +431,11 @@ def load_ab_config(path: str | os.PathLike,  # YAML file with the design
         lines = [f"  {'.'.join(map(str, x['loc'])) or '<top level>'}: {x['msg'].removeprefix('Value error, ')}" for x in e.errors()]
         raise ValueError(f"{p}: invalid A/B test config\n" + "\n".join(lines)) from None
 
-# %% ../nbs/06_validate.ipynb #585f7916
-def sample_size_two_proportions(p1: float,          # baseline rate
-                                p2: float,          # rate under the alternative
-                                alpha: float = 0.05,  # two-sided
-                                power: float = 0.80,
+# %% ../nbs/06_validate.ipynb #924b3092
+def sample_size_two_proportions(p1: float,             # baseline rate
+                                p2: float,             # rate under the alternative
+                                alpha: float = 0.05,   # two-sided
+                                power: float = 0.80,   # probability of detecting the effect
                                ) -> int:
     "Per-group sample size to detect p1 vs p2 with a two-sided two-proportion z-test."
     from scipy.stats import norm
@@ -436,6 +446,7 @@ def sample_size_two_proportions(p1: float,          # baseline rate
     n = (za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p1 - p2) ** 2
     return math.ceil(n - 1e-9)
 
+# %% ../nbs/06_validate.ipynb #9f10ebc3
 @dataclass
 class ABPlan:
     "The power analysis beside the configured minimum, and the duration it implies."
@@ -463,6 +474,7 @@ class ABPlan:
             if self.estimated_days > self.planned_days: s += " -- LONGER than planned"
         return s
 
+# %% ../nbs/06_validate.ipynb #b9c17ab3
 def plan_ab_test(ab: ABTestConfig,                 # the design
                  daily_traffic: float | None = None,  # overrides ab.daily_traffic
                 ) -> ABPlan:
@@ -478,7 +490,7 @@ def plan_ab_test(ab: ABTestConfig,                 # the design
     return ABPlan(ab.experiment, ab.baseline_rate, p2, ab.alpha, ab.power, req, ab.min_sample_size, needed, smallest, total,
                   traffic, days, ab.duration_days)
 
-# %% ../nbs/06_validate.ipynb #c978c45f
+# %% ../nbs/06_validate.ipynb #b292665e
 def _check_shares(shares: dict[str, float]) -> None:
     if not shares: raise ValueError("no variants to assign to")
     bad = {k: v for k, v in shares.items() if not 0 <= v <= 100}
@@ -486,11 +498,14 @@ def _check_shares(shares: dict[str, float]) -> None:
     total = sum(shares.values())
     if abs(total - 100) > 1e-6: raise ValueError(f"variant shares must sum to 100, found {total:g} in {shares}")
 
-def hash_unit(experiment: str, customer_id: Any) -> float:
+def hash_unit(experiment: str,    # experiment name (salt of the hash)
+              customer_id: Any,   # the unit hashed
+             ) -> float:
     "A uniform number in [0, 100) fixed by (experiment, customer_id)."
     h = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64 * 100
 
+# %% ../nbs/06_validate.ipynb #620f2957
 def assign_variant(experiment: str,            # experiment name (salt of the hash)
                    customer_id: Any,           # the customer; int 5 and "5" are the same customer
                    shares: dict[str, float],   # variant -> percent of traffic, summing to 100 (order matters)
@@ -504,9 +519,11 @@ def assign_variant(experiment: str,            # experiment name (salt of the ha
     return name   # u within float error of 100
 
 # %% ../nbs/06_validate.ipynb #a34bea7a
-def two_proportion_ztest(x1: int, n1: int,   # successes and trials, group 1
-                         x2: int, n2: int,   # group 2
-                         confidence: float = 0.95,
+def two_proportion_ztest(x1: int,                    # successes, group 1
+                         n1: int,                    # trials, group 1
+                         x2: int,                    # successes, group 2
+                         n2: int,                    # trials, group 2
+                         confidence: float = 0.95,   # level of the interval of the difference
                         ) -> dict[str, float]:
     "Difference p1 - p2 with a Wald interval, and the pooled two-sided z-test."
     from scipy.stats import norm
@@ -521,15 +538,15 @@ def two_proportion_ztest(x1: int, n1: int,   # successes and trials, group 1
             "z": z, "p_value": float(2 * norm.sf(abs(z)))}
 
 # %% ../nbs/06_validate.ipynb #30a47d7c
-def churn_reduction(outcomes: pd.DataFrame,        # one row per customer: its variant and whether it churned (0/1)
-                    control: str = "control",      # the control variant
-                    outcome: str = "churned",      # the 0/1 outcome column
-                    variant_col: str = "variant",  # the variant column
-                    target: float | None = None,   # default: config.online_metrics.churn_reduction
-                    cfg: Config | None = None,
-                    confidence: float = 0.95,
-                    n_resamples: int = 2000,
-                    seed: int = 0,
+def churn_reduction(outcomes: pd.DataFrame,         # one row per customer: its variant and whether it churned (0/1)
+                    control: str = "control",       # the control variant
+                    outcome: str = "churned",       # the 0/1 outcome column
+                    variant_col: str = "variant",   # the variant column
+                    target: float | None = None,    # default: config.online_metrics.churn_reduction
+                    cfg: Config | None = None,      # its `online_metrics.churn_reduction` is the default target
+                    confidence: float = 0.95,       # level of the bootstrap interval
+                    n_resamples: int = 2000,        # bootstrap resamples
+                    seed: int = 0,                  # random seed of the bootstrap
                    ) -> pd.DataFrame:
     "Per non-control variant: churn rates, relative churn reduction vs control with a bootstrap interval, and the target check."
     for c in (variant_col, outcome):
@@ -553,9 +570,10 @@ def churn_reduction(outcomes: pd.DataFrame,        # one row per customer: its v
         rows.append({"variant": v, "customers": int(n_t), "churn_rate": k_t / n_t, "control_customers": n_c,
                      "control_churn_rate": k_c / n_c, "churn_reduction": red, "ci_low": float(lo), "ci_high": float(hi),
                      "target": target, "meets_target": bool(red >= target), "confident": bool(lo >= target)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["variant", "customers", "churn_rate", "control_customers", "control_churn_rate",
+                                       "churn_reduction", "ci_low", "ci_high", "target", "meets_target", "confident"])   # no other arm: empty
 
-# %% ../nbs/06_validate.ipynb #da6df6c0
+# %% ../nbs/06_validate.ipynb #1ab0d4df
 def _records(df: pd.DataFrame) -> pd.DataFrame: return df.reset_index() if df.index.name else df   # keep the variant names
 
 @dataclass
@@ -581,6 +599,7 @@ class ABAnalysis:
                               self.variants.round(4).to_string(), "", self.comparisons.round(4).to_string(), "",
                               self.guardrails.to_string() if len(self.guardrails) else "(no guardrail data)"])
 
+# %% ../nbs/06_validate.ipynb #87bacb95
 def _guardrail_limits(cfg: Config | None, ab: ABTestConfig) -> tuple[float, float]:
     cfg = cfg or Config()
     lat = ab.max_p99_latency_ms or cfg.system_metrics.p99_latency_ms
@@ -601,14 +620,9 @@ def _ab_reduction(df: pd.DataFrame, ab: ABTestConfig, cfg: Config | None) -> pd.
     r = churn_reduction(df, control=ab.control, outcome=ab.primary_metric, cfg=cfg)
     return r.set_index("variant")[list(cols)].rename(columns=cols)
 
-def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer_id, variant, primary outcome (0/1), secondary columns
-               ab: ABTestConfig,                # the design
-               cfg: Config | None = None,       # guardrail defaults
-               requests: pd.DataFrame | None = None,  # per-request log (variant, latency_ms, status) for guardrails
-               confidence: float = 0.95,
-              ) -> ABAnalysis:
-    "Rates, differences with CIs, z-tests, guardrails and a decision for an A/B test."
-    from scipy.stats import norm, ttest_ind
+# %% ../nbs/06_validate.ipynb #177fbc1c
+def _checked_outcomes(outcomes: pd.DataFrame, ab: ABTestConfig) -> pd.DataFrame:
+    "The outcome table with `variant` as text and the primary outcome as 0/1; an error naming the first problem."
     need = ["customer_id", "variant", ab.primary_metric, *ab.secondary_metrics]
     missing = [c for c in need if c not in outcomes.columns]
     if missing: raise ValueError(f"A/B outcome table is missing column(s) {missing}; found {list(outcomes.columns)}")
@@ -625,87 +639,107 @@ def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer
         bad = df.loc[y.isna() | ~y.isin([0, 1])]
         raise ValueError(f"primary outcome {ab.primary_metric!r} must be 0/1 per customer, found {bad[ab.primary_metric].iloc[0]} "
                          f"for customer_id {bad['customer_id'].iloc[0]} ({len(bad)} bad row(s))")
-    df[ab.primary_metric] = y
-    plan = plan_ab_test(ab)
-    lat_limit, err_limit = _guardrail_limits(cfg, ab)
-    req = requests if requests is not None else (df if ("latency_ms" in df or "status" in df or "error" in df) else None)
-    if req is not None:
-        if "variant" not in req: raise ValueError("requests table needs a 'variant' column")
-        req = req.assign(variant=req["variant"].astype(str))
+    return df.assign(**{ab.primary_metric: y})
+
+# %% ../nbs/06_validate.ipynb #cb9b3f69
+def _variant_rows(df: pd.DataFrame, ab: ABTestConfig, req: pd.DataFrame | None, limits: tuple[float, float]):
+    "(per-variant table, guardrail table) of the experiment."
     rows, guard = [], []
     for v in ab.variants:
         d = df[df.variant == v]
         row = {"variant": v, "model_version": ab.variants[v].model_version, "traffic": ab.variants[v].traffic,
                "customers": len(d), "events": int(d[ab.primary_metric].sum()),
                "rate": float(d[ab.primary_metric].mean()) if len(d) else np.nan}
-        if req is not None:
-            r_ = req[req.variant == v]
-            if "latency_ms" in r_ and len(r_):
-                row["p99_latency_ms"] = float(np.percentile(r_["latency_ms"].astype(float), 99))
-                guard.append({"variant": v, "guardrail": "p99_latency_ms", "limit": lat_limit, "actual": row["p99_latency_ms"],
-                              "passed": row["p99_latency_ms"] <= lat_limit})
-            ecol = "error" if "error" in r_ else "status" if "status" in r_ else None
-            if ecol and len(r_):
-                row["error_rate"] = float(_is_error(r_[ecol]).mean())
-                guard.append({"variant": v, "guardrail": "error_rate", "limit": err_limit, "actual": row["error_rate"],
-                              "passed": row["error_rate"] <= err_limit})
-        rows.append(row)
-    variants = pd.DataFrame(rows).set_index("variant")
-    guardrails = pd.DataFrame(guard, columns=["variant", "guardrail", "limit", "actual", "passed"])
+        r_ = req[req.variant == v] if req is not None else pd.DataFrame()
+        measured = {}
+        if "latency_ms" in r_ and len(r_): measured["p99_latency_ms"] = float(np.percentile(r_["latency_ms"].astype(float), 99))
+        ecol = "error" if "error" in r_ else "status" if "status" in r_ else None
+        if ecol and len(r_): measured["error_rate"] = float(_is_error(r_[ecol]).mean())
+        for (name, actual), limit in zip(measured.items(), [limits[0] if k == "p99_latency_ms" else limits[1] for k in measured]):
+            guard.append({"variant": v, "guardrail": name, "limit": limit, "actual": actual, "passed": actual <= limit})
+        rows.append({**row, **measured})
+    return (pd.DataFrame(rows).set_index("variant"),
+            pd.DataFrame(guard, columns=["variant", "guardrail", "limit", "actual", "passed"]))
+
+# %% ../nbs/06_validate.ipynb #bc9f2542
+def _primary_comparison(variants: pd.DataFrame, v: str, ab: ABTestConfig, confidence: float) -> dict:
+    "Variant `v` against the control on the primary outcome: difference, interval, z, p, verdict."
     c = ab.control
-    comps, secs = [], []
-    for v in ab.variants:
-        if v == c: continue
-        nv, nc = variants.loc[v, "customers"], variants.loc[c, "customers"]
-        if nv and nc:
-            t = two_proportion_ztest(int(variants.loc[v, "events"]), int(nv), int(variants.loc[c, "events"]), int(nc), confidence)
-        else:
-            t = {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "z": np.nan, "p_value": np.nan}
-        sig = bool(t["p_value"] < ab.alpha) if nv and nc else False
-        better = (t["diff"] < 0) == ab.lower_is_better
-        comps.append({"variant": v, "vs": c, "diff": t["diff"], "relative_diff": t["diff"] / variants.loc[c, "rate"] if nc and variants.loc[c, "rate"] else np.nan,
-                      "ci_low": t["ci_low"], "ci_high": t["ci_high"], "z": t["z"], "p_value": t["p_value"], "significant": sig,
-                      "verdict": ("better" if better else "worse") if sig else "no significant difference"})
-        for m in ab.secondary_metrics:
-            a_, b_ = pd.to_numeric(df.loc[df.variant == v, m], errors="coerce").dropna(), pd.to_numeric(df.loc[df.variant == c, m], errors="coerce").dropna()
-            if len(a_) > 1 and len(b_) > 1:
-                tt = ttest_ind(a_, b_, equal_var=False)
-                se = math.sqrt(a_.var() / len(a_) + b_.var() / len(b_))
-                zc = norm.ppf(1 - (1 - confidence) / 2)
-                dm = a_.mean() - b_.mean()
-                secs.append({"variant": v, "metric": m, "mean": a_.mean(), "control_mean": b_.mean(), "diff": dm,
-                             "ci_low": dm - zc * se, "ci_high": dm + zc * se, "p_value": float(tt.pvalue)})
-    comparisons = pd.DataFrame(comps).set_index("variant")
-    comparisons = comparisons.join(_ab_reduction(df, ab, cfg))
-    secondary = pd.DataFrame(secs, columns=["variant", "metric", "mean", "control_mean", "diff", "ci_low", "ci_high", "p_value"])
-    reasons = []
+    nv, nc = variants.loc[v, "customers"], variants.loc[c, "customers"]
+    if nv and nc: t = two_proportion_ztest(int(variants.loc[v, "events"]), int(nv), int(variants.loc[c, "events"]), int(nc), confidence)
+    else: t = {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "z": np.nan, "p_value": np.nan}
+    sig = bool(t["p_value"] < ab.alpha) if nv and nc else False
+    better = (t["diff"] < 0) == ab.lower_is_better
+    rel = t["diff"] / variants.loc[c, "rate"] if nc and variants.loc[c, "rate"] else np.nan
+    return {"variant": v, "vs": c, "diff": t["diff"], "relative_diff": rel, "ci_low": t["ci_low"], "ci_high": t["ci_high"],
+            "z": t["z"], "p_value": t["p_value"], "significant": sig,
+            "verdict": ("better" if better else "worse") if sig else "no significant difference"}
+
+def _secondary_comparison(a: pd.Series, b: pd.Series, confidence: float) -> dict | None:
+    "Welch's test of mean(a) − mean(b) with a normal interval; None with fewer than two values on a side."
+    from scipy.stats import norm, ttest_ind
+    a, b = pd.to_numeric(a, errors="coerce").dropna(), pd.to_numeric(b, errors="coerce").dropna()
+    if len(a) < 2 or len(b) < 2: return None
+    se, zc, dm = math.sqrt(a.var() / len(a) + b.var() / len(b)), norm.ppf(1 - (1 - confidence) / 2), a.mean() - b.mean()
+    return {"mean": a.mean(), "control_mean": b.mean(), "diff": dm, "ci_low": dm - zc * se, "ci_high": dm + zc * se,
+            "p_value": float(ttest_ind(a, b, equal_var=False).pvalue)}
+
+# %% ../nbs/06_validate.ipynb #f6ab33e9
+def _winner(comparisons: pd.DataFrame, breached: pd.DataFrame, ab: ABTestConfig) -> tuple[str, list[str]]:
+    "The decision once every arm has its sample: ship the best significant variant, unless a guardrail stops it."
+    c, winners = ab.control, comparisons[comparisons.verdict == "better"]
+    if not len(winners):
+        worse = comparisons.index[comparisons.verdict == "worse"]
+        return f"keep {c}", ["no variant is significantly better than the control" + (f"; significantly worse: {', '.join(worse)}" if len(worse) else "")]
+    best = winners["diff"].idxmin() if ab.lower_is_better else winners["diff"].idxmax()
+    bad = breached[breached.variant == best] if len(breached) else breached
+    if len(bad):
+        return (f"guardrail breached: {best} is better on {ab.primary_metric} but fails " + ", ".join(bad.guardrail),
+                [f"{r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in bad.itertuples()])
+    b = comparisons.loc[best]
+    return f"ship {best}", [f"{best}: {ab.primary_metric} {b['diff']:+.4f} vs {c} (CI {b['ci_low']:+.4f}..{b['ci_high']:+.4f}, p={b['p_value']:.3g})"]
+
+# %% ../nbs/06_validate.ipynb #cd6b7d6c
+def _ab_decision(variants: pd.DataFrame, comparisons: pd.DataFrame, guardrails: pd.DataFrame, plan: ABPlan,
+                 ab: ABTestConfig) -> tuple[str, list[str]]:
+    "(decision, reasons): underpowered, ship, keep, or guardrail breached; churn reduction against its target appended."
     short = variants[variants.customers < plan.needed_per_variant]
     if len(short):
-        decision = "underpowered"
-        reasons.append(f"{', '.join(f'{v} has {n}' for v, n in short.customers.items())} customers; need {plan.needed_per_variant} "
-                       f"per variant (power analysis {plan.required_per_variant}, configured minimum {plan.min_sample_size}); no winner declared")
+        decision, reasons = "underpowered", [f"{', '.join(f'{v} has {n}' for v, n in short.customers.items())} customers; need "
+            f"{plan.needed_per_variant} per variant (power analysis {plan.required_per_variant}, configured minimum "
+            f"{plan.min_sample_size}); no winner declared"]
     else:
         breached = guardrails[~guardrails.passed.astype(bool)] if len(guardrails) else guardrails
-        winners = comparisons[comparisons.verdict == "better"]
-        if len(winners):
-            best = winners["diff"].idxmin() if ab.lower_is_better else winners["diff"].idxmax()
-            bad = breached[breached.variant == best] if len(breached) else breached
-            if len(bad):
-                decision = f"guardrail breached: {best} is better on {ab.primary_metric} but fails " + ", ".join(bad.guardrail)
-                reasons += [f"{r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in bad.itertuples()]
-            else:
-                decision = f"ship {best}"
-                reasons.append(f"{best}: {ab.primary_metric} {comparisons.loc[best, 'diff']:+.4f} vs {c} "
-                               f"(CI {comparisons.loc[best, 'ci_low']:+.4f}..{comparisons.loc[best, 'ci_high']:+.4f}, p={comparisons.loc[best, 'p_value']:.3g})")
-        else:
-            decision = f"keep {c}"
-            reasons.append("no variant is significantly better than the control" +
-                           (f"; significantly worse: {', '.join(comparisons.index[comparisons.verdict == 'worse'])}" if (comparisons.verdict == "worse").any() else ""))
+        decision, reasons = _winner(comparisons, breached, ab)
         if len(breached) and not decision.startswith("guardrail"):
             reasons += [f"guardrail: {r.variant} {r.guardrail} {r.actual:.4g} > limit {r.limit:g}" for r in breached.itertuples()]
-    reasons += [f"{v}: churn reduction {r.churn_reduction:+.1%} vs {c} (target {r.target_churn_reduction:.0%})"
+    reasons += [f"{v}: churn reduction {r.churn_reduction:+.1%} vs {ab.control} (target {r.target_churn_reduction:.0%})"
                 for v, r in comparisons.iterrows() if ab.primary_metric == "churned" and r.churn_reduction == r.churn_reduction]
-    return ABAnalysis(ab.experiment, c, variants, comparisons, secondary, guardrails, plan, decision, reasons)
+    return decision, reasons
+
+# %% ../nbs/06_validate.ipynb #b65104e3
+def analyze_ab(outcomes: pd.DataFrame,          # one row per customer: customer_id, variant, primary outcome (0/1), secondary columns
+               ab: ABTestConfig,                # the design
+               cfg: Config | None = None,       # guardrail defaults
+               requests: pd.DataFrame | None = None,  # per-request log (variant, latency_ms, status) for guardrails
+               confidence: float = 0.95,        # level of the confidence intervals
+              ) -> ABAnalysis:
+    "Rates, differences with CIs, z-tests, guardrails and a decision for an A/B test."
+    df = _checked_outcomes(outcomes, ab)
+    req = requests if requests is not None else (df if ("latency_ms" in df or "status" in df or "error" in df) else None)
+    if req is not None:
+        if "variant" not in req: raise ValueError("requests table needs a 'variant' column")
+        req = req.assign(variant=req["variant"].astype(str))
+    variants, guardrails = _variant_rows(df, ab, req, _guardrail_limits(cfg, ab))
+    others = [v for v in ab.variants if v != ab.control]
+    comparisons = pd.DataFrame([_primary_comparison(variants, v, ab, confidence) for v in others]).set_index("variant")
+    comparisons = comparisons.join(_ab_reduction(df, ab, cfg))
+    secs = [{"variant": v, "metric": m, **s} for v in others for m in ab.secondary_metrics
+            if (s := _secondary_comparison(df.loc[df.variant == v, m], df.loc[df.variant == ab.control, m], confidence))]
+    secondary = pd.DataFrame(secs, columns=["variant", "metric", "mean", "control_mean", "diff", "ci_low", "ci_high", "p_value"])
+    plan = plan_ab_test(ab)
+    decision, reasons = _ab_decision(variants, comparisons, guardrails, plan, ab)
+    return ABAnalysis(ab.experiment, ab.control, variants, comparisons, secondary, guardrails, plan, decision, reasons)
 
 # %% ../nbs/06_validate.ipynb #a4a8d2b8
 def first_exposures(log: pd.DataFrame,       # prediction-log rows (ts, as_of, customer_id, variant, status, churn_probability)
@@ -725,16 +759,8 @@ def ab_outcomes(exposures: pd.DataFrame,    # `first_exposures`: customer_id, va
                 horizon_days: float = 30,   # churn within this many days after as_of counts
                ) -> pd.DataFrame:
     "Exposures with `churned`: 1 churned within the horizon, 0 known to have stayed past it, NaN not known yet."
-    f = feedback.assign(customer_id=feedback["customer_id"].astype(str), ts=pd.to_datetime(feedback["ts"], utc=True))
-    e, h = exposures.copy(), pd.Timedelta(days=horizon_days)
-    j = e[["customer_id", "as_of"]].merge(f, on="customer_id", how="left")
-    after = j["ts"] >= j["as_of"]
-    hit = j[after & (j["churned"] == 1) & (j["ts"] <= j["as_of"] + h)].groupby("customer_id").size()
-    seen = j.groupby("customer_id")["ts"].max()
-    churned = e["customer_id"].isin(hit.index)
-    stayed = ~churned & (e["customer_id"].map(seen) >= e["as_of"] + h).fillna(False).astype(bool)
-    e["churned"] = np.where(churned, 1.0, np.where(stayed, 0.0, np.nan))
-    return e
+    labelled = join_labels(exposures, feedback, horizon_days)    # the prediction log's label rule (`churnops.predlog`)
+    return exposures.assign(churned=labelled["label"].to_numpy())
 
 # %% ../nbs/06_validate.ipynb #49f9fe4f
 def ab_stop_verdict(res: ABAnalysis,          # `analyze_ab` of the experiment so far
@@ -753,12 +779,12 @@ def ab_stop_verdict(res: ABAnalysis,          # `analyze_ab` of the experiment s
         return {"stop": True, "why": f"{customers} customers (max {s.max_customers}): {res.decision}", "winner": winner}
     return {"stop": False, "why": f"continuing: {res.decision}; {days:.1f} of {max_days:g} days, {customers} customers", "winner": None}
 
-# %% ../nbs/06_validate.ipynb #486ea041
-def measure_latency(model,               # fitted pipeline
-                    X: pd.DataFrame,     # rows to score one at a time (cycled)
-                    n: int = 200,        # timed calls
-                    warmup: int = 10,
-                    threads: int | None = 1,  # BLAS/OpenMP threads, as in serving (None: library default)
+# %% ../nbs/06_validate.ipynb #4eebc3bf
+def measure_latency(model,                     # fitted pipeline
+                    X: pd.DataFrame,           # rows to score one at a time (cycled)
+                    n: int = 200,              # timed calls
+                    warmup: int = 10,          # untimed calls first
+                    threads: int | None = 1,   # BLAS/OpenMP threads, as in serving (None: library default)
                    ) -> dict[str, float]:
     "p50/p95/p99 milliseconds of single-row `predict_proba`."
     import sklearn.ensemble  # noqa: F401  (load OpenMP now: threadpool_limits only reaches libraries already loaded)
@@ -773,6 +799,7 @@ def measure_latency(model,               # fitted pipeline
     p50, p95, p99 = np.percentile(times, [50, 95, 99])
     return {"p50_latency_ms": float(p50), "p95_latency_ms": float(p95), "p99_latency_ms": float(p99)}
 
+# %% ../nbs/06_validate.ipynb #3f8b3075
 def measure_throughput(model,               # fitted pipeline
                        X: pd.DataFrame,     # rows to score (cycled)
                        rows: int = 4096,    # rows scored in the timed run
@@ -792,13 +819,17 @@ def measure_throughput(model,               # fitted pipeline
         seconds = time.perf_counter() - t0
     return {"throughput_rps": calls * batch / seconds if seconds > 0 else float("inf"), "throughput_batch": float(batch)}
 
-def directory_size_mb(path: str | os.PathLike) -> float:
+# %% ../nbs/06_validate.ipynb #ad0ce74e
+def directory_size_mb(path: str | os.PathLike,   # a folder (or file)
+                     ) -> float:
     "Total size of the files under `path`, in MB."
     p = Path(path)
     files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
     return sum(f.stat().st_size for f in files) / 2**20
 
-def model_size_mb(name: str, version: int | str) -> float:
+def model_size_mb(name: str,            # registered model name
+                  version: int | str,   # its version
+                 ) -> float:
     "Size of a registered model version's artifacts in MB (downloaded from the tracking store to a temp dir)."
     import mlflow
     with tempfile.TemporaryDirectory() as d:
@@ -826,7 +857,7 @@ def recent_holdout(home=None,                 # churnops home with a data build
         warnings.simplefilter("ignore", UserWarning)   # censored-label warning when as_of is given explicitly late
         return features.build_training_set(tables, [as_of], horizon, declaration=decl)
 
-# %% ../nbs/06_validate.ipynb #04cfa042
+# %% ../nbs/06_validate.ipynb #ae957d7d
 @dataclass
 class Evaluation:
     "Everything the evaluation report shows."
@@ -861,6 +892,29 @@ class Evaluation:
         champ = f"champion v{self.champion_version}" if self.champion_version else "no champion"
         return f"{self.name}/{self.version} vs {champ} on {self.holdout_rows} holdout rows: {self.decision}\n{self.gates}"
 
+# %% ../nbs/06_validate.ipynb #daab9def
+def model_target(schema: dict | None,  # the model run's `table_schema.json` (`train.model_table_schema`); None: a declared-world model
+                 cfg: Config,          # the project config (its `problem.target`)
+                ) -> str:
+    "The column the model predicts: its table's target, else the config's `problem.target`."
+    return schema["target"] if schema else cfg.problem.target
+
+def holdout_labels(holdout: pd.DataFrame,      # labelled rows
+                   target: str,                # the model's target column (`model_target`)
+                   schema: dict | None = None,  # a table model's schema: its `target_mapping` says which value is churn
+                  ) -> np.ndarray:
+    "The holdout's labels as 0/1 floats, read as training read them."
+    if target not in holdout: raise ValueError(f"holdout has no target column {target!r}; columns are {list(holdout.columns)}")
+    s, mapping = holdout[target], (schema or {}).get("target_mapping")
+    if s.dropna().nunique() < 2: raise ValueError(f"holdout target {target!r} has a single class; cannot evaluate")
+    if mapping and not pd.api.types.is_numeric_dtype(s):
+        from churnops.train import encode_target
+        s = encode_target(s, positive=mapping["positive"])[0]
+    y = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    if np.isnan(y).any(): raise ValueError(f"holdout target {target!r}: {int(np.isnan(y).sum())} row(s) have no 0/1 label")
+    return y
+
+# %% ../nbs/06_validate.ipynb #1c1ca206
 def _scoring_frame(train, model, run, df: pd.DataFrame, target: str) -> pd.DataFrame:
     "The holdout columns `model` was trained on, typed as in training."
     if hasattr(model, "feature_names_in_") and hasattr(train, "scoring_frame"):
@@ -883,7 +937,11 @@ def _overlap_note(run, label: str, holdout: pd.DataFrame) -> str | None:
         return f"warning: the holdout ({first.date()}) is inside the {label}'s training window ({win}); its metrics are optimistic"
     return None
 
-def overall_decision(gates: GateReport, comparison: pd.DataFrame | None, primary: str) -> str:
+# %% ../nbs/06_validate.ipynb #644032fa
+def overall_decision(gates: GateReport,                 # the candidate's gate report
+                     comparison: pd.DataFrame | None,   # `paired_bootstrap` against the champion; None: no champion
+                     primary: str,                      # the success metric (`problem.success_metric`)
+                    ) -> str:
     "'reject: gates failed', 'promote: no champion', or by the primary metric's verdict."
     if not gates.passed: return f"reject: gates failed ({', '.join(gates.failed)})"
     if comparison is None: return "promote: gates passed and there is no champion"
@@ -892,11 +950,12 @@ def overall_decision(gates: GateReport, comparison: pd.DataFrame | None, primary
             "no worse": f"promote allowed: no worse than the champion on {primary}",
             "worse": f"reject: worse than the champion on {primary}"}.get(v, f"review: {primary} comparison {v}")
 
+# %% ../nbs/06_validate.ipynb #7a578acf
 def log_validation(report: GateReport,           # the gate report
                    run_id: str,                  # the candidate's MLflow run
                    name: str | None = None,      # registered model name: also tag the version
-                   version: int | None = None,
-                   comparison: pd.DataFrame | None = None,
+                   version: int | None = None,   # the registered version to tag
+                   comparison: pd.DataFrame | None = None,  # the paired bootstrap, logged as `validation/comparison.json`
                   ) -> None:
     "Log the gate report (+ comparison) to the model's run and tag the run and model version with the verdict."
     import mlflow
@@ -909,6 +968,20 @@ def log_validation(report: GateReport,           # the gate report
     if name is not None and version is not None:
         client.set_model_version_tag(name, str(version), "churnops.gates_passed", str(report.passed).lower())
 
+# %% ../nbs/06_validate.ipynb #b3194b8a
+@dataclass
+class _Models:
+    "The candidate and the champion (if any): fitted pipelines, registry versions, runs; notes for the report."
+    name: str
+    cand: Any
+    cand_mv: Any
+    cand_run: Any
+    champ: Any = None
+    champ_mv: Any = None
+    champ_run: Any = None
+    notes: list[str] = field(default_factory=list)
+
+# %% ../nbs/06_validate.ipynb #fdaaa298
 def _resolve_champion(client, name: str, champion: str | int) -> int | None:
     "The champion's version number, or None when the alias is not set."
     from mlflow.exceptions import MlflowException
@@ -923,65 +996,93 @@ def _load_candidate(home, name, ref):
         what = f"{name}/{ref}" if isinstance(ref, int) else f"{name}@{ref}" if ref else f"{name} (latest)"
         raise LookupError(f"candidate model {what} not found in the registry at {tracking_uri(home)}: {getattr(e, 'message', e)}") from None
 
+# %% ../nbs/06_validate.ipynb #5486f713
+def _load_models(home, model, champion, client) -> _Models:
+    "The candidate `model` and the model behind `champion` (alias or version), with notes on what is missing."
+    name, ref = parse_model_ref(model, default_name="churn")
+    cand, cand_mv = _load_candidate(home, name, ref)
+    m = _Models(name, cand, cand_mv, client.get_run(cand_mv.run_id))
+    if champion is None: return m
+    version = _resolve_champion(client, name, champion)
+    if version is None:
+        m.notes.append(f"no champion ({name}@{champion} is not set): the gates alone decide")
+        return m
+    m.champ, m.champ_mv = load_model(home, name, version)
+    m.champ_run = client.get_run(m.champ_mv.run_id)
+    if int(m.champ_mv.version) == int(cand_mv.version):
+        m.notes.append(f"the candidate is the champion (v{cand_mv.version}); the comparison is with itself")
+    return m
+
 def _threshold_of(run) -> float:
     t = run.data.metrics.get("threshold_at_recall_80")
     return float(t) if t is not None and math.isfinite(t) else 0.5
 
+# %% ../nbs/06_validate.ipynb #c5fe8992
+def _holdout_for(home, holdout: pd.DataFrame | None, m: _Models, schema: dict | None) -> pd.DataFrame:
+    "The given holdout, else `recent_holdout(home)` (noted); a table model without one is an error saying what to pass."
+    if holdout is None:
+        if schema is not None:
+            raise ValueError(f"{m.name}/{m.cand_mv.version} was trained by train-table on a flat table: there is no declared "
+                             f"world to draw a holdout from; pass its labelled holdout table (--holdout / holdout=)")
+        holdout = recent_holdout(home)
+        m.notes.append(f"holdout: the declared world's latest complete month, as_of "
+                       f"{pd.Timestamp(holdout['as_of'].iloc[0]).date() if len(holdout) else '?'}")
+    return holdout.reset_index(drop=True)
+
+def _score(train, m: _Models, holdout: pd.DataFrame, target: str) -> tuple[dict, dict, pd.DataFrame]:
+    "Probabilities and decision thresholds of the candidate (and champion) on the holdout; the candidate's input frame."
+    X = _scoring_frame(train, m.cand, m.cand_run, holdout, target)
+    probas, thr = {"candidate": m.cand.predict_proba(X)[:, 1]}, {"candidate": _threshold_of(m.cand_run)}
+    if m.champ is not None:
+        probas["champion"] = m.champ.predict_proba(_scoring_frame(train, m.champ, m.champ_run, holdout, target))[:, 1]
+        thr["champion"] = _threshold_of(m.champ_run)
+    m.notes += [n for n in (_overlap_note(m.cand_run, "candidate", holdout),
+                            m.champ_run and _overlap_note(m.champ_run, "champion", holdout)) if n]
+    return probas, thr, X
+
+# %% ../nbs/06_validate.ipynb #6d7d412c
+def _judge(m: _Models, y, probas: dict, thr: dict, X: pd.DataFrame, cfg: Config, n_resamples, seed, latency_calls):
+    "Metrics, latency, size, gate report and comparison of the candidate."
+    metrics = pd.DataFrame({k: classification_metrics(y, p, thr[k]) for k, p in probas.items()}).rename_axis("metric")
+    lat = {**measure_latency(m.cand, X, n=latency_calls), **measure_throughput(m.cand, X)}
+    size = model_size_mb(m.name, m.cand_mv.version)
+    gate_metrics = {**metrics["candidate"].to_dict(), "p99_latency_ms": lat["p99_latency_ms"],
+                    "throughput_rps": lat["throughput_rps"], "model_size_mb": size}
+    report = check_gates(gate_metrics, gates_from_config(cfg), model=f"{m.name}/{m.cand_mv.version}", metrics_source="holdout")
+    comparison = None
+    if m.champ is not None:
+        comparison = paired_bootstrap(y, probas["candidate"], probas["champion"], thr["candidate"], thr["champion"],
+                                      n_resamples or cfg.comparison.bootstrap_samples,
+                                      cfg.comparison.seed if seed is None else seed, min_improvement=cfg.comparison.min_improvement)
+    return metrics, lat, size, report, comparison
+
+def _segments(m: _Models, holdout: pd.DataFrame) -> list[str]:
+    "The default segments the holdout has, else the model's declared categorical columns."
+    declared = json.loads(m.cand_run.data.tags.get("churnops.categorical_columns") or "[]")
+    return [s for s in DEFAULT_SEGMENTS if s in add_tenure_band(holdout.head(0))] or [c for c in declared if c in holdout]
+
+# %% ../nbs/06_validate.ipynb #e7859943
 def _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log, effects, latency_calls) -> Evaluation:
     import mlflow
     from churnops import train
     cfg = cfg or load_config(home=home)
     setup_mlflow(home)
-    name, ref = parse_model_ref(model, default_name="churn")
-    cand, cand_mv = _load_candidate(home, name, ref)
-    client = mlflow.MlflowClient()
-    cand_run = client.get_run(cand_mv.run_id)
-    target = cfg.problem.target
-    notes = []
-    if holdout is None:
-        holdout = recent_holdout(home)
-        notes.append(f"holdout: the declared world's latest complete month, as_of {pd.Timestamp(holdout['as_of'].iloc[0]).date() if len(holdout) else '?'}")
-    if target not in holdout: raise ValueError(f"holdout has no target column {target!r}; columns are {list(holdout.columns)}")
-    holdout = holdout.reset_index(drop=True)
-    y = holdout[target].to_numpy(dtype=float)
-    if len(np.unique(y)) < 2: raise ValueError(f"holdout target {target!r} has a single class; cannot evaluate")
-    champ, champ_mv, champ_run = None, None, None
-    if champion is not None:
-        champ_version = _resolve_champion(client, name, champion)
-        if champ_version is None: notes.append(f"no champion ({name}@{champion} is not set): the gates alone decide")
-        else:
-            champ, champ_mv = load_model(home, name, champ_version)
-            champ_run = client.get_run(champ_mv.run_id)
-            if int(champ_mv.version) == int(cand_mv.version):
-                notes.append(f"the candidate is the champion (v{cand_mv.version}); the comparison is with itself")
-    X_cand = _scoring_frame(train, cand, cand_run, holdout, target)
-    probas = {"candidate": cand.predict_proba(X_cand)[:, 1]}
-    thr = {"candidate": _threshold_of(cand_run)}
-    if champ is not None:
-        probas["champion"] = champ.predict_proba(_scoring_frame(train, champ, champ_run, holdout, target))[:, 1]
-        thr["champion"] = _threshold_of(champ_run)
-    notes += [n for n in (_overlap_note(cand_run, "candidate", holdout), champ_run and _overlap_note(champ_run, "champion", holdout)) if n]
-    metrics = pd.DataFrame({k: classification_metrics(y, p, thr[k]) for k, p in probas.items()}).rename_axis("metric")
-    lat = {**measure_latency(cand, X_cand, n=latency_calls), **measure_throughput(cand, X_cand)}
-    size = model_size_mb(name, cand_mv.version)
-    gate_metrics = {**metrics["candidate"].to_dict(), "p99_latency_ms": lat["p99_latency_ms"], "throughput_rps": lat["throughput_rps"],
-                    "model_size_mb": size}
-    report = check_gates(gate_metrics, gates_from_config(cfg), model=f"{name}/{cand_mv.version}", metrics_source="holdout")
-    comparison = None
-    if champ is not None:
-        comparison = paired_bootstrap(y, probas["candidate"], probas["champion"], thr["candidate"], thr["champion"],
-                                      n_resamples or cfg.comparison.bootstrap_samples,
-                                      cfg.comparison.seed if seed is None else seed, min_improvement=cfg.comparison.min_improvement)
+    m = _load_models(home, model, champion, mlflow.MlflowClient())
+    schema = train.model_table_schema(m.cand_mv.run_id)
+    target = model_target(schema, cfg)
+    holdout = _holdout_for(home, holdout, m, schema)
+    y = holdout_labels(holdout, target, schema)
+    probas, thr, X = _score(train, m, holdout, target)
+    metrics, lat, size, report, comparison = _judge(m, y, probas, thr, X, cfg, n_resamples, seed, latency_calls)
     decision = overall_decision(report, comparison, cfg.problem.success_metric)
-    declared = json.loads(cand_run.data.tags.get("churnops.categorical_columns") or "[]")    # a world without the default segments
-    segments = [s for s in DEFAULT_SEGMENTS if s in add_tenure_band(holdout.head(0))] or [c for c in declared if c in holdout]
-    slices = slice_metrics(holdout, y, probas, thr, segments=segments, seed=cfg.comparison.seed)
-    eff = feature_effects(cand, X_cand, y, seed=cfg.comparison.seed) if effects else None
+    slices = slice_metrics(holdout, y, probas, thr, segments=_segments(m, holdout), seed=cfg.comparison.seed)
+    eff = feature_effects(m.cand, X, y, seed=cfg.comparison.seed) if effects else None
     ta = threshold_analysis(y, probas["candidate"], cfg)
-    if log: log_validation(report, cand_mv.run_id, name, cand_mv.version, comparison)
-    return Evaluation(name, int(cand_mv.version), cand_mv.run_id, int(champ_mv.version) if champ_mv is not None else None, target,
-                      len(holdout), metrics, report, comparison, decision, slices, eff, ta, lat, size, y, probas, thr, notes)
+    if log: log_validation(report, m.cand_mv.run_id, m.name, m.cand_mv.version, comparison)
+    return Evaluation(m.name, int(m.cand_mv.version), m.cand_mv.run_id, int(m.champ_mv.version) if m.champ_mv is not None else None,
+                      target, len(holdout), metrics, report, comparison, decision, slices, eff, ta, lat, size, y, probas, thr, m.notes)
 
+# %% ../nbs/06_validate.ipynb #2b3e4251
 def evaluate_model(home=None,                       # churnops home (tracking store, config)
                    model: str | int = "churn",      # candidate: "churn/3", "churn@challenger", "churn" (latest)
                    holdout: pd.DataFrame | None = None,  # labelled rows; default `recent_holdout(home)`
@@ -991,7 +1092,7 @@ def evaluate_model(home=None,                       # churnops home (tracking st
                    seed: int | None = None,         # default config.comparison.seed
                    log: bool = True,                # log the gate report to the candidate's run
                    effects: bool = True,            # compute permutation importances (the slowest part)
-                   latency_calls: int = 200,
+                   latency_calls: int = 200,        # single-row calls timed for the latency gate
                    threads: int | None = 1,         # BLAS/OpenMP threads while scoring (None: library default)
                   ) -> Evaluation:
     "Gates, champion comparison, slices, effects and threshold analysis for one registered model version."
@@ -1001,13 +1102,13 @@ def evaluate_model(home=None,                       # churnops home (tracking st
         return _evaluate_model(home, model, holdout, champion, cfg, n_resamples, seed, log, effects, latency_calls)
 
 # %% ../nbs/06_validate.ipynb #0ef77a85
-def run_evaluation(home=None,                      # churnops home
-                   model: str = "churn",           # "churn/3", ...
-                   holdout: str | None = None,     # parquet/CSV holdout; default the synthetic world's recent month
-                   champion: str = "champion",
-                   n_resamples: int | None = None,
-                   seed: int | None = None,
-                   quiet: bool = True,
+def run_evaluation(home=None,                        # churnops home
+                   model: str = "churn",             # "churn/3", ...
+                   holdout: str | None = None,       # parquet/CSV holdout; default the synthetic world's recent month
+                   champion: str = "champion",       # alias (or version) compared with; empty for none
+                   n_resamples: int | None = None,   # bootstrap resamples (default: the config's)
+                   seed: int | None = None,          # bootstrap seed (default: the config's)
+                   quiet: bool = True,               # no kernel output on the console
                   ) -> dict:
     "Execute the evaluation job notebook; return the summary with the paths of the notebook, HTML and JSON it wrote."
     paths = Paths(home)
@@ -1022,7 +1123,7 @@ def run_evaluation(home=None,                      # churnops home
     summary = json.loads(out_json.read_text())
     return {**summary, "notebook": str(out_nb), "html": str(out_html), "json": str(out_json)}
 
-# %% ../nbs/06_validate.ipynb #3b7d969d
+# %% ../nbs/06_validate.ipynb #e0ea6359
 def _evaluate_cmd(args) -> int:
     s = run_evaluation(args.home, args.model, args.holdout, args.champion, args.resamples, args.seed, quiet=args.quiet)
     print(f"{s['model']}: {s['decision']}")
@@ -1035,11 +1136,11 @@ def _evaluate_cmd(args) -> int:
 def _ab_config_path(args) -> Path:
     return Path(args.config) if args.config else Paths(args.home).home / "ab_test.yaml"
 
-def daily_traffic_from_predictions(home=None) -> float | None:
-    "Mean distinct customers per day in the serving prediction log (`Paths(home).predictions/part-*.parquet`), or None."
-    parts = sorted(Paths(home).predictions.glob("part-*.parquet"))
-    if not parts: return None
-    log = pd.concat([pd.read_parquet(p, columns=["ts", "customer_id"]) for p in parts], ignore_index=True)
+# %% ../nbs/06_validate.ipynb #f33b2a7b
+def daily_traffic_from_predictions(home=None,  # churnops home with a prediction log
+                                  ) -> float | None:
+    "Mean distinct customers per day (wall time) in the serving prediction log (`predlog.read_prediction_log`), or None."
+    log = read_prediction_log(home)
     if log.empty: return None
     per_day = log.groupby(pd.to_datetime(log["ts"], utc=True).dt.date)["customer_id"].nunique()
     return float(per_day.mean())
@@ -1057,7 +1158,10 @@ def _ab_assign_cmd(args) -> int:
     for c in args.customer_ids: print(f"{c}\t{assign_variant(ab.experiment, c, ab.shares)}")
     return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/06_validate.ipynb #756cebea
+def add_commands(sub,      # the CLI's subparsers
+                 parent,   # the parser with the common options (--home, --quiet)
+                ) -> None:
     "Add `evaluate` to the churnops CLI (`ab` lives in `churnops.deploy`: it starts and stops served experiments)."
     p = sub.add_parser("evaluate", parents=[parent], help="evaluation report: gates, champion comparison, slices (papermill + HTML)")
     p.add_argument("--model", required=True, help="candidate: NAME/VERSION, NAME@ALIAS or NAME (latest)")
@@ -1067,4 +1171,3 @@ def add_commands(sub, parent) -> None:
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default config.comparison.seed)")
     p.add_argument("--strict", action="store_true", help="exit 3 when the verdict is a rejection")
     p.set_defaults(func=_evaluate_cmd)
-
