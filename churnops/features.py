@@ -583,9 +583,9 @@ def default_as_of_dates(tables: dict[str, pd.DataFrame] | StoredBuild,  # the da
 
 # %% ../nbs/03_features.ipynb #c2ca8c46
 def _features_build(args) -> int:
-    from churnops.config import Paths, load_config
-    horizon = args.horizon or load_config(home=args.home).problem.label_horizon_days
+    from churnops.config import Paths
     decl = load_declaration(args.home)
+    horizon = float(decl.label.horizon_days if args.horizon is None else args.horizon)   # the declaration's, unless overridden
     tables = open_build(args.home, args.build_id)           # each task reads its own bucket
     default = lambda: default_as_of_dates(tables, horizon, declaration=decl)
     dates = monthly_as_of_dates(args.start or default()[0], args.end or default()[-1]) if args.start or args.end else default()
@@ -605,6 +605,6 @@ def add_commands(sub, parent) -> None:
     b.add_argument("--build-id", default=None, help="data build id (default: latest)")
     b.add_argument("--start", default=None, help="first observation date (default: 90 days after the first activity event)")
     b.add_argument("--end", default=None, help="last observation date (default: data end minus the horizon)")
-    b.add_argument("--horizon", type=float, default=None, help="label horizon in days (default: config problem.label_horizon_days)")
+    b.add_argument("--horizon", type=float, default=None, help="label horizon in days (default: the declaration's label.horizon_days)")
     b.set_defaults(func=_features_build)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
