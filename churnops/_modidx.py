@@ -60,6 +60,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'churnops.config._format_errors': ('config.html#_format_errors', 'churnops/config.py'),
                                  'churnops.config._interpretability': ('config.html#_interpretability', 'churnops/config.py'),
                                  'churnops.config._quantity': ('config.html#_quantity', 'churnops/config.py'),
+                                 'churnops.config._removed_keys': ('config.html#_removed_keys', 'churnops/config.py'),
                                  'churnops.config.config_from_dict': ('config.html#config_from_dict', 'churnops/config.py'),
                                  'churnops.config.default_config_yaml': ('config.html#default_config_yaml', 'churnops/config.py'),
                                  'churnops.config.load_config': ('config.html#load_config', 'churnops/config.py'),
