@@ -425,10 +425,10 @@ def _table_rows(self: Service, records: list, single: bool, champ: ServedModel) 
 Service._table_rows = _table_rows
 
 # %% ../nbs/08b_service.ipynb #0e0f38ae
-def _online_features(home, key: str, ids: list, columns: list[str]) -> list[dict | None]:
-    "Feature dicts for entity ids from the online store (`store.get_online_features`); None for an id it does not know."
+def _online_features(home, ids: list, columns: list[str]) -> list[dict | None]:
+    "Feature dicts for entity ids from `store.online_features_by_id` (the store's one lookup by id); None for an id it does not know."
     from churnops import store
-    res = store.get_online_features(columns, [{key: c} for c in ids], home=home)
+    res = store.online_features_by_id(ids, columns, home=home)
     status = res.get("_status", ["PRESENT"] * len(ids))
     def value(v): return None if _is_missing(v := v.item() if isinstance(v, np.generic) else v) else v
     return [None if s != "PRESENT" else {c: value(res[c][i]) for c in columns} for i, s in enumerate(status)]
@@ -438,7 +438,9 @@ async def _lookup(self: Service, records: list, rows: list, champ: ServedModel) 
     todo = [i for i, r in enumerate(rows) if r is None]
     if not todo: return
     ids = [records[i][self.key] for i in todo]
-    try: feats = await asyncio.to_thread(_online_features, self.home, self.key, ids, list(champ.columns))
+    from churnops import store
+    try: feats = await asyncio.to_thread(_online_features, self.home, ids, list(champ.columns))
+    except store.EntityIdError as e: raise _Reject(422, [{"loc": ["body", self.key], "field": self.key, "msg": f"{self.key}: {e}", "type": "type_error"}], records) from None
     except Exception as e: raise _Reject(503, f"online feature store lookup failed: {type(e).__name__}: {e}", records) from None
     if missing := [cid for cid, f in zip(ids, feats) if f is None]:
         raise _Reject(404, f"{self.key} {missing[0]} not found in the online feature store", records, **{self.key: missing[0]}, missing=missing)

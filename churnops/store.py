@@ -38,7 +38,7 @@ __all__ = ['log', 'FeatureType', 'CHURN_VIEW', 'Feature', 'FeatureView', 'featur
            'pit_indices_bruteforce', 'get_historical_features', 'OnlineStore', 'SQLiteOnlineStore', 'materialize',
            'get_online_features', 'OnlineStoreError', 'RedisOnlineStore', 'open_online_store', 'FeatureStore',
            'churn_feature_view', 'write_feature_snapshots', 'register_churn_features', 'registered_snapshot_dates',
-           'build_training_set_from_store', 'churn_entity', 'entity_value', 'online_features_by_id',
+           'build_training_set_from_store', 'churn_entity', 'EntityIdError', 'entity_value', 'online_features_by_id',
            'default_snapshot_dates', 'add_commands']
 
 # %% ../nbs/04_feature_store.ipynb #887a7079
@@ -469,6 +469,17 @@ def materialize(views: Iterable[FeatureView] | dict[str, FeatureView],  # views 
         written[view.name] = n
     return written
 
+
+# %% ../nbs/04_feature_store.ipynb #dd81ea16
+def _views_and_online(views, online, home) -> tuple[dict[str, FeatureView], OnlineStore]:
+    "The views and online store given, else the home's (cached)."
+    if views is None or online is None:
+        fs = _cached_store(home)
+        views = fs.views if views is None else views
+        online = fs.online if online is None else online
+        if not views: fs._require()
+    return _as_view_dict(views), online
+
 def get_online_features(features: Sequence[str],        # "view:feature", "view:*", or bare feature names
                         entity_rows: Sequence[dict],    # e.g. [{"customer_id": 5}]
                         views: Iterable[FeatureView] | dict[str, FeatureView] | None = None,  # default: the registry under `home`
@@ -477,13 +488,13 @@ def get_online_features(features: Sequence[str],        # "view:feature", "view:
                         home: str | os.PathLike | None = None,  # churnops home (when views/online are not given)
                        ) -> dict[str, list]:
     "Latest values per entity row as a dict of columns, plus `_status` per row: 'PRESENT', or 'NOT_FOUND: view, ...' (its features null)."
-    if views is None or online is None:
-        fs = _cached_store(home)
-        views = fs.views if views is None else views
-        online = fs.online if online is None else online
-        if not views: fs._require()
-    views = _as_view_dict(views)
-    wanted = _parse_refs(features, views)
+    views, online = _views_and_online(views, online, home)
+    return _read_online(_parse_refs(features, views), entity_rows, views, online, full_feature_names)
+
+# %% ../nbs/04_feature_store.ipynb #7f29a0a7
+def _read_online(wanted: dict[str, list[str]], entity_rows: Sequence[dict], views: dict[str, FeatureView],
+                 online: OnlineStore, full_feature_names: bool = False) -> dict[str, list]:
+    "`get_online_features` after its references are resolved (`_parse_refs`)."
     ok = online.is_materialized(wanted) if hasattr(online, "is_materialized") else set(wanted) <= online.materialized_views()
     never = [] if ok else sorted(set(wanted) - online.materialized_views())
     if never: raise RuntimeError(f"the online store {online!r} has never been materialised for view(s) {never}: run `churnops store materialize` (or `materialize(...)`) first")
@@ -503,9 +514,9 @@ def get_online_features(features: Sequence[str],        # "view:feature", "view:
             col = f"{vname}__{f}" if full_feature_names else f
             if col in out: raise ValueError(f"output column {col!r} would appear twice; pass full_feature_names=True")
             out[col] = [None if v is None else v.get(f) for v in vals]
-    missing = [(out_key, s) for out_key, s in zip(range(len(entity_rows)), status) if s]
-    if missing: log.warning("online features not found for %d of %d entity row(s) (nulls returned): %s", len(missing), len(entity_rows),
-                            [(entity_rows[i], s) for i, s in missing[:5]])
+    if missing := [(i, s) for i, s in enumerate(status) if s]:
+        log.warning("online features not found for %d of %d entity row(s) (nulls returned): %s", len(missing), len(entity_rows),
+                    [(entity_rows[i], s) for i, s in missing[:5]])
     out["_status"] = ["PRESENT" if not s else "NOT_FOUND: " + ", ".join(s) for s in status]
     return out
 
@@ -740,25 +751,38 @@ def churn_entity(home: str | os.PathLike | None = None,  # churnops home with a 
     if view is None: raise RuntimeError(f"no {CHURN_VIEW!r} view registered under {fs.paths.home}: run `churnops store register` first")
     return view.entity, view.tags.get("entity_dtype", "int")
 
+class EntityIdError(ValueError):
+    "An entity id that cannot be the declared type (serving answers 422)."
+
 def entity_value(v: Any,                 # an id as it came (JSON number or text, CLI text)
                  dtype: str,             # the declared entity dtype: "int" or "string"
                 ) -> Any:
-    "The id in the declared type (`'5'` → 5 for int keys, 5 → `'5'` for string keys); `ValueError` when it cannot be."
-    if v is None or isinstance(v, bool): raise ValueError(f"an entity id must be an {dtype}; found {v!r}")
+    "The id in the declared type (`'5'` → 5 for int keys, 5 → `'5'` for string keys); `EntityIdError` when it cannot be."
+    if v is None or isinstance(v, bool): raise EntityIdError(f"an entity id must be an {dtype}; found {v!r}")
     if dtype == "string": return str(v)
     if isinstance(v, (int, np.integer)): return int(v)
     if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v): return int(v)
-    raise ValueError(f"an entity id must be an integer; found {v!r}")
+    raise EntityIdError(f"an entity id must be an integer; found {v!r}")
+
+
+# %% ../nbs/04_feature_store.ipynb #c9445bce
+def _view_entity(views: dict[str, FeatureView], wanted: dict[str, list[str]]) -> tuple[str, str | None]:
+    "(entity key, declared dtype or None) shared by the views `wanted` reads; `ValueError` when they differ."
+    ents = {(views[v].entity, views[v].tags.get("entity_dtype")) for v in wanted}
+    if len(ents) != 1: raise ValueError(f"the features come from views of different entities {sorted(ents, key=str)}; ask for one entity's at a time")
+    return ents.pop()
 
 def online_features_by_id(ids: Sequence,              # entity key values, e.g. ["M0001"] (typed as declared, see `entity_value`)
                           features: Sequence[str] | None = None,  # bare names or "view:feature"; default: every churn feature
                           home: str | os.PathLike | None = None,  # churnops home
                          ) -> dict[str, list]:
-    "`get_online_features` keyed by the declared entity: columns `<entity key>`, the features and `_status` per id."
-    key, dtype = churn_entity(home)
-    fs = _cached_store(home)
-    rows = [{key: entity_value(i, dtype)} for i in ids]
-    return get_online_features(features or [f"{CHURN_VIEW}:*"], rows, fs.views, fs.online)
+    "`get_online_features` keyed by the views' declared entity: columns `<entity key>`, the features and `_status` per id."
+    fs = _cached_store(home); fs._require()
+    if not features and CHURN_VIEW not in fs.views: churn_entity(home)        # names the missing view and the command
+    wanted = _parse_refs(features or [f"{CHURN_VIEW}:*"], fs.views)
+    key, dtype = _view_entity(fs.views, wanted)
+    rows = [{key: i if dtype is None else entity_value(i, dtype)} for i in ids]
+    return _read_online(wanted, rows, fs.views, fs.online)
 
 # %% ../nbs/04_feature_store.ipynb #0580e6a6
 def default_snapshot_dates(tables: dict[str, pd.DataFrame],          # the data version's tables
