@@ -30,7 +30,7 @@ def quiet(output: dict) -> dict | None:
     if output.get("output_type") != "stream": return output
     text = "".join(l for l in output.get("text", "").splitlines(keepends=True) if not NOISE.search(l) and not CHATTER.search(l))
     text = re.sub(r"^\S+\.py:\d+: ", "", text, flags=re.M)   # where a warning was raised: a temp or machine path
-    return {**output, "text": text} if text.strip() else None
+    return nbformat.from_dict({**output, "text": text}) if text.strip() else None   # a node: nbformat.write reads attributes
 
 
 def directives(source: str) -> dict[str, str]:
