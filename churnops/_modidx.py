@@ -886,6 +886,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'churnops.store._store_views': ('feature_store.html#_store_views', 'churnops/store.py'),
                                 'churnops.store._take': ('feature_store.html#_take', 'churnops/store.py'),
                                 'churnops.store._view_entity': ('feature_store.html#_view_entity', 'churnops/store.py'),
+                                'churnops.store._view_indices': ('feature_store.html#_view_indices', 'churnops/store.py'),
                                 'churnops.store._views_and_online': ('feature_store.html#_views_and_online', 'churnops/store.py'),
                                 'churnops.store.add_commands': ('feature_store.html#add_commands', 'churnops/store.py'),
                                 'churnops.store.build_training_set_from_store': ( 'feature_store.html#build_training_set_from_store',

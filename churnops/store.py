@@ -276,7 +276,7 @@ def pit_indices_bruteforce(entity_keys, entity_ts, source_keys, event_ts, create
         if best is not None: out[i] = best
     return out
 
-# %% ../nbs/04_feature_store.ipynb #5e2c1b25
+# %% ../nbs/04_feature_store.ipynb #f2a80760
 def _parse_refs(features: Sequence[str], views: dict[str, FeatureView]) -> dict[str, list[str]]:
     "Group feature references by view. `view:feature`, `view:*`, or a bare feature name that exactly one view declares."
     if isinstance(features, str): features = [features]
@@ -306,6 +306,8 @@ def _as_view_dict(views) -> dict[str, FeatureView]:
     if len(out) != len(list(views)): raise ValueError("two feature views share a name")
     return out
 
+
+# %% ../nbs/04_feature_store.ipynb #1879d1c5
 def _check_entity_df(entity_df: pd.DataFrame, entity: str, timestamp_column: str) -> np.ndarray:
     if not isinstance(entity_df, pd.DataFrame): raise TypeError(f"entity_df must be a pandas DataFrame, found {type(entity_df).__name__}")
     for col, what in ((entity, "entity key"), (timestamp_column, "timestamp")):
@@ -325,6 +327,20 @@ def _check_key_types(entity_keys: pd.Series, source_keys: pd.Series, view: str) 
 def _take(col: pd.Series, idx: np.ndarray) -> np.ndarray | pd.api.extensions.ExtensionArray:
     return pd.api.extensions.take(col.to_numpy() if col.dtype.kind in "biuf" else col.array, idx, allow_fill=True)
 
+
+# %% ../nbs/04_feature_store.ipynb #e4541f63
+def _view_indices(view: FeatureView, entity_df: pd.DataFrame, src: pd.DataFrame, timestamp_column: str, backfill_guard: bool) -> np.ndarray:
+    "Per entity row, the position of its point-in-time row in the view's source (-1: none)."
+    ets = _check_entity_df(entity_df, view.entity, timestamp_column)
+    _check_key_types(entity_df[view.entity], src[view.entity], view.name)
+    created = utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else None
+    evt = utc_ns(src[view.timestamp_field])
+    if created is not None and backfill_guard and (late := int((created > evt).sum())):
+        log.info("feature view %r: %d of %d rows were created after their event time; the backfill guard hides each from entity rows before its created time", view.name, late, len(src))
+    return pit_indices(entity_df[view.entity].to_numpy(), ets, src[view.entity].to_numpy(), evt, created,
+                       int(view.ttl / timedelta(microseconds=1)) * 1000, backfill_guard)
+
+# %% ../nbs/04_feature_store.ipynb #a8341e69
 def get_historical_features(entity_df: pd.DataFrame,      # entity key column + timestamp column (naive = UTC)
                             features: Sequence[str],       # "view:feature" or "view:*" references
                             views: Iterable[FeatureView] | dict[str, FeatureView],  # the registered views
@@ -344,17 +360,8 @@ def get_historical_features(entity_df: pd.DataFrame,      # entity key column + 
     out = entity_df.copy()
     names = {}
     for vname, feats in wanted.items():
-        view = views[vname]
-        ets = _check_entity_df(entity_df, view.entity, timestamp_column)
-        src = sources[vname] if sources and vname in sources else load_source(view, home)
-        _check_key_types(entity_df[view.entity], src[view.entity], vname)
-        created = utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else None
-        evt = utc_ns(src[view.timestamp_field])
-        if created is not None and backfill_guard:
-            late = int((created > evt).sum())
-            if late: log.info("feature view %r: %d of %d rows were created after their event time; the backfill guard hides each from entity rows before its created time", vname, late, len(src))
-        idx = pit_indices(entity_df[view.entity].to_numpy(), ets, src[view.entity].to_numpy(), evt, created,
-                          int(view.ttl / timedelta(microseconds=1)) * 1000, backfill_guard)
+        src = sources[vname] if sources and vname in sources else load_source(views[vname], home)
+        idx = _view_indices(views[vname], entity_df, src, timestamp_column, backfill_guard)
         for f in feats:
             col = f"{vname}__{f}" if full_feature_names else f
             if col in names or col in entity_df.columns:
@@ -363,7 +370,7 @@ def get_historical_features(entity_df: pd.DataFrame,      # entity key column + 
             out[col] = _take(src[f], idx)
     return out
 
-# %% ../nbs/04_feature_store.ipynb #22a42ef0
+# %% ../nbs/04_feature_store.ipynb #fbfa5d39
 class OnlineStore(Protocol):
     "What the feature store needs from an online key-value store (`SQLiteOnlineStore`, `RedisOnlineStore`)."
     def write(self, view: str, keys: Sequence[str], event_ts: Sequence[int], created_ts: Sequence[int], values: Sequence[str]) -> int: ...
@@ -381,6 +388,7 @@ class _RemembersViews:
         if not views <= seen: seen |= self.materialized_views()
         return views <= seen
 
+# %% ../nbs/04_feature_store.ipynb #15ca4b2a
 class SQLiteOnlineStore(_RemembersViews):
     "Online store in one SQLite file: `online_features(view, entity_key, event_ts, created_ts, value_json)`."
     def __init__(self, path: str | os.PathLike):  # the database file (created if absent)
@@ -664,7 +672,7 @@ def _cached_store(home: str | os.PathLike | None) -> FeatureStore:
         _STORES[key] = FeatureStore(home)
     return _STORES[key]
 
-# %% ../nbs/04_feature_store.ipynb #5e0a05b5
+# %% ../nbs/04_feature_store.ipynb #b3ddc4f7
 CHURN_VIEW = "churn_features"
 _VIEW_DTYPE = {"int": "int64", "string": "string"}
 
@@ -683,6 +691,7 @@ def churn_feature_view(source: str,                # parquet folder/URL of the s
                        owner="churnops", tags={"entity_dtype": declaration.entity.dtype},
                        description="Monthly as-of-date churn features of the declaration (features.build_features)")
 
+# %% ../nbs/04_feature_store.ipynb #1da04b3b
 def write_feature_snapshots(home: str | os.PathLike | None,   # churnops home
                             tables: dict[str, pd.DataFrame],   # the data version's tables
                             as_of_dates: Iterable,             # snapshot dates
@@ -713,6 +722,7 @@ def register_churn_features(home: str | os.PathLike | None,   # churnops home
     store.apply([churn_feature_view(dest, decl, ttl_days)])
     return store
 
+# %% ../nbs/04_feature_store.ipynb #3e802081
 def registered_snapshot_dates(home: str | os.PathLike | None) -> list[pd.Timestamp]:
     "Snapshot dates of the registered churn view (empty when none is registered)."
     view = FeatureStore(home).views.get(CHURN_VIEW)
@@ -784,7 +794,7 @@ def online_features_by_id(ids: Sequence,              # entity key values, e.g. 
     rows = [{key: i if dtype is None else entity_value(i, dtype)} for i in ids]
     return _read_online(wanted, rows, fs.views, fs.online)
 
-# %% ../nbs/04_feature_store.ipynb #0580e6a6
+# %% ../nbs/04_feature_store.ipynb #ecc49a1c
 def default_snapshot_dates(tables: dict[str, pd.DataFrame],          # the data version's tables
                            declaration: Declaration | None = None,   # default: the simulator's world's (as in `features`)
                           ) -> list[pd.Timestamp]:
@@ -793,6 +803,7 @@ def default_snapshot_dates(tables: dict[str, pd.DataFrame],          # the data 
     now = F.data_end(tables, declaration).normalize() + pd.Timedelta(days=1)
     return sorted(set(dates) | {now})
 
+# %% ../nbs/04_feature_store.ipynb #7bd82192
 def _store_register(args) -> int:
     from churnops import data as D
     decl = load_declaration(args.home)
@@ -829,6 +840,7 @@ def _store_views(args) -> int:
                                  "owner": v.owner, "description": v.description} for v in store.views.values()]}, indent=1))
     return 0
 
+# %% ../nbs/04_feature_store.ipynb #6dab9400
 def add_commands(sub, parent) -> None:
     "Add `churnops store ...` to the CLI."
     p = sub.add_parser("store", parents=[parent], help="feature store: register views, materialise, online lookup")
