@@ -35,7 +35,8 @@ _CLIENTS: dict = {}
 
 def _in_process():
     from distributed import Client, LocalCluster
-    cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=IN_PROCESS_THREADS, dashboard_address=None, memory_limit=0)
+    cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=IN_PROCESS_THREADS, memory_limit=0,
+                           dashboard_address="127.0.0.1:0")   # distributed hosts one even for None: a free local port, never 8787's warning
     return Client(cluster, set_as_default=False)
 
 def _connect(address: str, where: str, timeout: float):
