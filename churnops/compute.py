@@ -85,6 +85,7 @@ def run_tasks(client,                     # from `get_client`
     finally:
         for f in futures: f.release()
 
-def task_count(client) -> int:
+def task_count(client,  # a `distributed.Client` from `get_client`
+              ) -> int:
     "Task transitions the client's scheduler has made so far (grows as work runs there)."
     return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)

@@ -319,7 +319,8 @@ def default_config_yaml() -> str:
     return yaml.safe_dump(Config().model_dump(mode="json"), sort_keys=False)
 
 # %% ../nbs/00_config.ipynb #8ecb0fa4
-def resolve_home(home: str | os.PathLike | None = None) -> Path:
+def resolve_home(home: str | os.PathLike | None = None,  # a path; None: $CHURNOPS_HOME, else ./churnops_home
+                ) -> Path:
     "The churnops home: `home` if given, else `$CHURNOPS_HOME`, else `./churnops_home` (absolute)."
     return Path(home or os.environ.get("CHURNOPS_HOME") or "churnops_home").expanduser().resolve()
 

@@ -133,7 +133,8 @@ class FeatureName(BaseModel):
     days: float | None = None                      # the window in days
     hidden: bool = False                           # only for use in `expr`, not a model input
 
-def window_name(w: str | float) -> str:
+def window_name(w: str | float,  # a duration as declared (`30d`, `12h`) or a number of days
+               ) -> str:
     "How a window appears in a feature name: as written (`30d`, `12h`), a plain number of days as `{n}d`."
     return f"{w:g}d" if isinstance(w, (int, float)) else str(w).strip().lower()
 
@@ -297,7 +298,8 @@ def _check_names(decl: Declaration) -> list[dict]:
         if f.hidden and not used & set(names): P.append(_problem(f"features.{i}.hidden", names, "an expr that uses it (a hidden feature is not a model input)"))
     return P
 
-def check_declaration(decl: Declaration) -> list[dict]:
+def check_declaration(decl: Declaration,  # a declaration whose parts each validated
+                     ) -> list[dict]:
     "Every problem of a declaration whose parts are valid: dicts with `key` (path), `found` and `expected`."
     P = [p for name, t in decl.tables.items() for p in _check_table(name, t, decl)]
     pop, lab = decl.tables.get(decl.population.table), decl.tables.get(decl.label.table)

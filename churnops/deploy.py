@@ -474,7 +474,12 @@ def _record(home, seq: int) -> dict:
     return d
 
 # %% ../nbs/08c_deployments.ipynb #740dfc94
-def experiment_outcomes(home, ab: ABTestConfig, start: dict, end: dict | None, horizon_days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def experiment_outcomes(home,                 # churnops home
+                        ab: ABTestConfig,     # the experiment's design
+                        start: dict,          # the record that started it
+                        end: dict | None,     # the record that ended it (None: still running)
+                        horizon_days: float,  # a customer churned when feedback says so within this many days of first exposure
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(per-customer outcomes, the experiment's log rows) between the start and end records."
     if set(start["variants"]) != set(ab.variants):
         raise DeployError(f"experiment {ab.experiment!r} was started with variants {sorted(start['variants'])}; the config has {sorted(ab.variants)}")
@@ -621,7 +626,9 @@ def _add_ab(sub, parent) -> None:
     ab.set_defaults(func=lambda a: (ab.print_help(), 2)[1])
 
 # %% ../nbs/08c_deployments.ipynb #f713bd03
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the CLI's subparsers
+                 parent,  # the parser giving --home and --quiet
+                ) -> None:
     "Add `deploy` and `ab` to the churnops CLI."
     _add_ab(sub, parent)
     d = sub.add_parser("deploy", parents=[parent], help="blue-green / canary / shadow rollout, rollback and status (every serving worker follows)")

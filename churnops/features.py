@@ -102,15 +102,18 @@ def _categorical(f: Feature, n: FeatureName, declaration: Declaration) -> bool:
     if f.expr is not None or n.aggregate not in (None, "latest"): return False
     return declaration.tables[f.table].columns.get(n.column) in ("str", "bool")
 
-def categorical_columns(declaration: Declaration) -> list[str]:
+def categorical_columns(declaration: Declaration,  # the data declaration
+                       ) -> list[str]:
     "Names of the declared categorical features (model inputs only)."
     return [n.name for f, n in _specs(declaration) if not n.hidden and _categorical(f, n, declaration)]
 
-def numeric_columns(declaration: Declaration) -> list[str]:
+def numeric_columns(declaration: Declaration,  # the data declaration
+                   ) -> list[str]:
     "Names of the declared numeric features (model inputs only)."
     return [n.name for f, n in _specs(declaration) if not n.hidden and not _categorical(f, n, declaration)]
 
-def feature_columns(declaration: Declaration) -> list[str]:
+def feature_columns(declaration: Declaration,  # the data declaration
+                   ) -> list[str]:
     "The model's input columns: numeric features, then categorical ones."
     return numeric_columns(declaration) + categorical_columns(declaration)
 
@@ -523,7 +526,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-def frame_hash(df: pd.DataFrame) -> str:
+def frame_hash(df: pd.DataFrame,  # the frame whose content is hashed
+              ) -> str:
     "Hash of a frame's logical content (columns, dtypes, values in row order), not of its file bytes."
     h = hashlib.sha256(json.dumps([list(map(str, df.columns)), [str(t) for t in df.dtypes]]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
@@ -597,7 +601,9 @@ def _features_build(args) -> int:
                       "churn_rate": round(float(ts["is_churned"].mean()), 4) if len(ts) else None}))
     return 0
 
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the CLI's subparsers
+                 parent,  # the parser giving --home and --quiet
+                ) -> None:
     "Add `churnops features ...` to the CLI."
     p = sub.add_parser("features", parents=[parent], help="as-of-date features and training sets")
     fsub = p.add_subparsers(dest="features_command", metavar="ACTION")

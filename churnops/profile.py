@@ -106,7 +106,9 @@ def prepare_column(s: pd.Series | np.ndarray,  # the raw column
     if counts.empty: raise ValueError(f"column {name!r}: no values in the {side} data (empty or all missing)")
     return PreparedColumn(name, CATEGORICAL, int(counts.sum()), int(len(counts)), counts=counts)
 
-def histogram_sorted(sv: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def histogram_sorted(sv: np.ndarray,     # the values, sorted ascending
+                     edges: np.ndarray,  # bin edges, ascending
+                    ) -> np.ndarray:
     "Counts per bin of sorted values `sv` (bins half-open, the last one closed), as `np.histogram` counts them."
     left = np.searchsorted(sv, edges[:-1], side="left")
     right = np.append(left[1:], np.searchsorted(sv, edges[-1:], side="right"))
@@ -186,11 +188,14 @@ def prepared_from_profile(col: dict,   # one entry of `profile["columns"]`
     return PreparedColumn(name, NUMERICAL, int(sv.size), col["nunique"], values=sv, is_sorted=True, integer=col["integer"],
                           std=col["std"], exact=False, full_n=col["n"], full_min=col["min"], full_max=col["max"])
 
-def save_profile(profile: dict, path: str | os.PathLike) -> Path:
+def save_profile(profile: dict,            # a profile from `reference_profile`
+                 path: str | os.PathLike,  # the JSON file to write
+                ) -> Path:
     "Write a profile as JSON atomically."
     return write_json_atomic(path, profile, indent=None)
 
-def load_profile(path: str | os.PathLike) -> dict:
+def load_profile(path: str | os.PathLike,  # a JSON file written by `save_profile`
+                ) -> dict:
     "Read a profile written by `save_profile`, checking its format."
     prof = json.loads(Path(path).read_text())
     if prof.get("format") != PROFILE_FORMAT: raise ValueError(f"{path}: not a churnops reference profile (format {prof.get('format')!r})")

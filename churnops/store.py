@@ -262,7 +262,14 @@ def pit_indices(entity_keys: np.ndarray,   # entity key per entity row
     return out
 
 # %% ../nbs/04_feature_store.ipynb #ab8c91d0
-def pit_indices_bruteforce(entity_keys, entity_ts, source_keys, event_ts, created_ts, ttl_ns, backfill_guard=True) -> np.ndarray:
+def pit_indices_bruteforce(entity_keys,          # entity key per entity row
+                           entity_ts,            # entity timestamp per row, int64 ns UTC
+                           source_keys,          # entity key per source row
+                           event_ts,             # event timestamp per source row, int64 ns UTC
+                           created_ts,           # created timestamp per source row (None: no created column)
+                           ttl_ns,               # time to live in ns
+                           backfill_guard=True,  # skip rows created after the entity timestamp
+                          ) -> np.ndarray:
     "The point-in-time rule as a plain loop over entity rows and source rows: the reference for tests and benchmarks."
     created = event_ts if created_ts is None else created_ts
     out = np.full(len(entity_ts), -1, dtype=np.int64)
@@ -723,7 +730,8 @@ def register_churn_features(home: str | os.PathLike | None,   # churnops home
     return store
 
 # %% ../nbs/04_feature_store.ipynb #3e802081
-def registered_snapshot_dates(home: str | os.PathLike | None) -> list[pd.Timestamp]:
+def registered_snapshot_dates(home: str | os.PathLike | None,  # churnops home
+                             ) -> list[pd.Timestamp]:
     "Snapshot dates of the registered churn view (empty when none is registered)."
     view = FeatureStore(home).views.get(CHURN_VIEW)
     mf = Path(view.source) / "manifest.json" if view is not None else None
@@ -841,7 +849,9 @@ def _store_views(args) -> int:
     return 0
 
 # %% ../nbs/04_feature_store.ipynb #6dab9400
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the CLI's subparsers
+                 parent,  # the parser giving --home and --quiet
+                ) -> None:
     "Add `churnops store ...` to the CLI."
     p = sub.add_parser("store", parents=[parent], help="feature store: register views, materialise, online lookup")
     ssub = p.add_subparsers(dest="store_command", metavar="ACTION")
