@@ -41,7 +41,7 @@ __all__ = ['log', 'FeatureType', 'CHURN_VIEW', 'Feature', 'FeatureView', 'featur
            'build_training_set_from_store', 'churn_entity', 'EntityIdError', 'entity_value', 'online_features_by_id',
            'default_snapshot_dates', 'add_commands']
 
-# %% ../nbs/04_feature_store.ipynb #887a7079
+# %% ../nbs/04_feature_store.ipynb #001ce5d7
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FeatureType = Literal["float64", "int64", "string", "bool", "timestamp"]
 
@@ -57,6 +57,7 @@ class Feature(BaseModel):
         if not _IDENT.match(v): raise ValueError(f"feature name {v!r} must be an identifier (letters, digits, _)")
         return v
 
+# %% ../nbs/04_feature_store.ipynb #2f024952
 class FeatureView(BaseModel):
     "A named group of features of one entity, read from one source, valid for `ttl` after their event time."
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,13 +97,14 @@ class FeatureView(BaseModel):
     @property
     def feature_names(self) -> list[str]: return [f.name for f in self.features]
 
+# %% ../nbs/04_feature_store.ipynb #405d7a55
 def feature_set_version(views: Iterable[FeatureView],  # the views whose definitions are versioned
                        ) -> str:
     "A short hash of the view definitions (order-independent): recorded with every model for lineage."
     defs = sorted((v.model_dump(mode="json") for v in views), key=lambda d: d["name"])
     return hashlib.sha256(json.dumps(defs, sort_keys=True).encode()).hexdigest()[:16]
 
-# %% ../nbs/04_feature_store.ipynb #5737b756
+# %% ../nbs/04_feature_store.ipynb #9b94a058
 def _read_parquet(url: str, columns: list[str] | None = None) -> pd.DataFrame:
     "Read a parquet file or folder through fsspec; only `columns` when they all exist (else everything, so the caller can say what is missing)."
     import fsspec
@@ -117,6 +119,7 @@ def _read_parquet(url: str, columns: list[str] | None = None) -> pd.DataFrame:
         return pd.read_parquet(f, filesystem=fs, columns=cols)
     return pd.concat([one(f) for f in files], ignore_index=True) if len(files) > 1 else one(files[0])
 
+# %% ../nbs/04_feature_store.ipynb #eed9b62f
 def load_source(view: FeatureView,        # the view whose source to read
                 home: str | os.PathLike | None = None,  # churnops home (for `data:` sources)
                ) -> pd.DataFrame:
@@ -210,7 +213,7 @@ def _pit_general(q, ets, g, event_ts, created, avail, ttl_ns, shift) -> np.ndarr
     out[ok] = cand[ok]
     return out
 
-# %% ../nbs/04_feature_store.ipynb #c7767ccd
+# %% ../nbs/04_feature_store.ipynb #81dc52db
 def _step_back(order, gs, i, live, q, ets, event_ts, avail, ttl_ns, steps: int = 8) -> np.ndarray:
     "Move each live query's best-last position `i` back past rows created after its time (in place); the queries left after `steps`."
     act = np.flatnonzero(live)
@@ -228,6 +231,7 @@ def _step_back(order, gs, i, live, q, ets, event_ts, avail, ttl_ns, steps: int =
     else: return act
     return act[:0]
 
+# %% ../nbs/04_feature_store.ipynb #f09a4fc4
 def pit_indices(entity_keys: np.ndarray,   # entity key per entity row
                 entity_ts: np.ndarray,     # entity timestamp per row, int64 ns UTC
                 source_keys: np.ndarray,   # entity key per source row
@@ -445,7 +449,7 @@ class SQLiteOnlineStore(_RemembersViews):
 
     def close(self): self.con.close()
 
-# %% ../nbs/04_feature_store.ipynb #ab2d6b23
+# %% ../nbs/04_feature_store.ipynb #b6bffa4f
 def _key(v) -> str:
     return json.dumps(v.item() if isinstance(v, np.generic) else v)
 
@@ -456,6 +460,7 @@ def _jsonable(v):
     if isinstance(v, float) and not np.isfinite(v): return None
     return v
 
+# %% ../nbs/04_feature_store.ipynb #60d7f90f
 def materialize(views: Iterable[FeatureView] | dict[str, FeatureView],  # views to materialise
                 start,                                   # earliest event_timestamp to consider (naive = UTC); None: no bound
                 end,                                     # latest event_timestamp to consider (inclusive); None: no bound
@@ -483,7 +488,6 @@ def materialize(views: Iterable[FeatureView] | dict[str, FeatureView],  # views 
         log.info("materialised %d rows of view %r into %r", n, view.name, online)
         written[view.name] = n
     return written
-
 
 # %% ../nbs/04_feature_store.ipynb #dd81ea16
 def _views_and_online(views, online, home) -> tuple[dict[str, FeatureView], OnlineStore]:
@@ -811,7 +815,7 @@ def default_snapshot_dates(tables: dict[str, pd.DataFrame],          # the data 
     now = F.data_end(tables, declaration).normalize() + pd.Timedelta(days=1)
     return sorted(set(dates) | {now})
 
-# %% ../nbs/04_feature_store.ipynb #7bd82192
+# %% ../nbs/04_feature_store.ipynb #ba437a99
 def _store_register(args) -> int:
     from churnops import data as D
     decl = load_declaration(args.home)
@@ -837,6 +841,7 @@ def _store_materialize(args) -> int:
     print(json.dumps({"online_store": repr(store.online), "rows": written, "feature_set_version": store.version}))
     return 0
 
+# %% ../nbs/04_feature_store.ipynb #f3677440
 def _store_get(args) -> int:
     print(json.dumps(online_features_by_id(args.ids, args.features or None, home=args.home), default=str))
     return 0
