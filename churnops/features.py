@@ -259,7 +259,7 @@ def _data_end_ns(tables, declaration) -> int:
     ends = [b[1] for n, t in declaration.tables.items() if t.time and n in _names(tables) and (b := _time_bounds(tables, n, t.time))]
     return int(max(ends)) if ends else NAT
 
-# %% ../nbs/03_features.ipynb #c82c2e83
+# %% ../nbs/03_features.ipynb #de51a48d
 def population(tables: dict[str, pd.DataFrame],        # the data version's tables
                as_of_dates: Iterable,                   # observation dates (naive = UTC)
                declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
@@ -279,6 +279,7 @@ def population(tables: dict[str, pd.DataFrame],        # the data version's tabl
     out = pd.DataFrame({key: np.tile(ids, len(dates))[keep], "as_of": pd.to_datetime(t[keep], utc=True).as_unit("us")})
     return out.sort_values(["as_of", key], kind="stable").reset_index(drop=True)
 
+# %% ../nbs/03_features.ipynb #fe688e47
 def label_frame(tables: dict[str, pd.DataFrame],        # the data version's tables
                 as_of_dates: Iterable,                   # observation dates
                 horizon_days: float | None = None,       # label window in days; default: the declaration's
@@ -450,7 +451,7 @@ def compute_features(tables: dict[str, pd.DataFrame],        # the data version'
         parts.append(_compute_features({k: inside(v) for k, v in tables.items()}, inside(grid), decl))
     return pd.concat(parts).loc[grid.index]
 
-# %% ../nbs/03_features.ipynb #eacf070a
+# %% ../nbs/03_features.ipynb #860d09ad
 FEATURE_COLUMNS: list[str] = feature_columns(_world())        # the simulator's world's, for callers that pass no declaration
 NUMERIC_COLUMNS: list[str] = numeric_columns(_world())
 CATEGORICAL_COLUMNS: list[str] = categorical_columns(_world())
@@ -479,6 +480,7 @@ def _per_bucket(tables, as_of_dates, horizon_days, decl: Declaration, labels: bo
     out = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     return out.sort_values(["as_of", decl.entity.key], kind="stable", ignore_index=True)
 
+# %% ../nbs/03_features.ipynb #04c1d54a
 def build_features(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables, or a stored build (`data.open_build`)
                    as_of_dates: Iterable,                   # observation dates (naive = UTC)
                    declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
@@ -517,7 +519,7 @@ def make_preprocessor(numeric: Sequence[str] | None = None,      # numeric colum
                     ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
     return ColumnTransformer([("num", num, numeric), ("cat", cat, categorical)], remainder="drop", verbose_feature_names_out=True)
 
-# %% ../nbs/03_features.ipynb #2c105b87
+# %% ../nbs/03_features.ipynb #d28ffb1e
 import hashlib
 import json
 import os
@@ -552,6 +554,7 @@ def write_frame_version(df: pd.DataFrame,        # the frame to store
         shutil.rmtree(tmp, ignore_errors=True)           # a concurrent writer produced the same content
     return dest
 
+# %% ../nbs/03_features.ipynb #aada0c40
 def data_end(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables (or a stored build)
              declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
             ) -> pd.Timestamp:
@@ -573,6 +576,7 @@ def _first_since(tables, decl: Declaration) -> pd.Timestamp | None:
     b = _time_bounds(tables, decl.population.table, decl.population.since)
     return None if b is None else pd.Timestamp(b[0], tz="UTC")
 
+# %% ../nbs/03_features.ipynb #48039100
 def default_as_of_dates(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables (or a stored build)
                         horizon_days: float | None = None,        # label horizon: dates stop where labels would be censored; None: up to the data end
                         warmup_days: float = 90,                  # history needed before the first date (the longest window)
