@@ -35,7 +35,8 @@ _CLIENTS: dict = {}
 
 def _in_process():
     from distributed import Client, LocalCluster
-    cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=IN_PROCESS_THREADS, dashboard_address=None, memory_limit=0)
+    cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=IN_PROCESS_THREADS, memory_limit=0,
+                           dashboard_address="127.0.0.1:0")   # distributed hosts one even for None: a free local port, never 8787's warning
     return Client(cluster, set_as_default=False)
 
 def _connect(address: str, where: str, timeout: float):
@@ -84,6 +85,7 @@ def run_tasks(client,                     # from `get_client`
     finally:
         for f in futures: f.release()
 
-def task_count(client) -> int:
+def task_count(client,  # a `distributed.Client` from `get_client`
+              ) -> int:
     "Task transitions the client's scheduler has made so far (grows as work runs there)."
     return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)

@@ -15,11 +15,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 # %% auto #0
 __all__ = ['Milliseconds', 'RequestsPerSecond', 'Megabytes', 'Fraction', 'Days', 'Dollars', 'INTERPRETABILITY_ITEMS',
-           'INTERPRETABILITY_LEVELS', 'RATE_METRICS', 'DEFAULT_CONFIG_NAME', 'parse_quantity', 'ProjectDefinition',
-           'MLProblem', 'Constraints', 'DataRequirements', 'Gate', 'OnlineMetrics', 'SystemMetrics', 'MonitoringRule',
-           'SeasonAwarePolicy', 'RetrainConfig', 'DriftConfig', 'ComparisonConfig', 'OnlineStoreConfig',
-           'ComputeConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config', 'default_config_yaml',
-           'resolve_home', 'Paths']
+           'INTERPRETABILITY_LEVELS', 'RATE_METRICS', 'REMOVED_KEYS', 'DEFAULT_CONFIG_NAME', 'parse_quantity',
+           'ProjectDefinition', 'MLProblem', 'Constraints', 'DataRequirements', 'Gate', 'OnlineMetrics',
+           'SystemMetrics', 'MonitoringRule', 'SeasonAwarePolicy', 'RetrainConfig', 'DriftConfig', 'ComparisonConfig',
+           'OnlineStoreConfig', 'ComputeConfig', 'Config', 'ConfigError', 'config_from_dict', 'load_config',
+           'default_config_yaml', 'resolve_home', 'Paths']
 
 # %% ../nbs/00_config.ipynb #88874623
 _UNIT_FACTORS = {
@@ -66,20 +66,22 @@ Dollars = Annotated[float, _quantity("usd"), Field(ge=0)]
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-# %% ../nbs/00_config.ipynb #2e1f5f52
+# %% ../nbs/00_config.ipynb #ae930be1
 class ProjectDefinition(_Strict):
-    name: str = "churnops-demo"
-    business_objective: str = "Reduce customer churn by 30%"
-    target_churn_reduction: Fraction = 0.30
+    "What the project is called and the business objective it serves (free text, shown in reports)."
+    name: str = "churnops-demo"                                # the project's name
+    business_objective: str = "Reduce customer churn by 30%"   # the objective in words; the A/B's number is online_metrics.churn_reduction
 
 class MLProblem(_Strict):
-    type: Literal["binary_classification"] = "binary_classification"
-    target: str = "is_churned"
-    success_metric: str = "precision_at_recall_80"
-    baseline: Fraction = 0.65
-    label_horizon_days: Days = 30       # churned within this many days after the observation date
-    entity: str = "customer_id"
+    "The learning task: a binary churn label, the metric that decides, and the label horizon monitoring joins with."
+    type: Literal["binary_classification"] = "binary_classification"   # the only task churnops solves
+    target: str = "is_churned"                   # the label column of a training set
+    success_metric: str = "precision_at_recall_80"   # the metric a challenger must win on
+    baseline: Fraction = 0.65                    # the floor of the success metric (a promotion gate)
+    label_horizon_days: Days = 30                # churned within this many days after the observation date (monitoring, A/B)
+    entity: str = "customer_id"                  # the entity key's name in the demo world
 
+# %% ../nbs/00_config.ipynb #a644daf1
 INTERPRETABILITY_ITEMS = ("feature_importance", "feature_effects")   # what an evaluation report can be required to show
 INTERPRETABILITY_LEVELS = {"low": [], "medium": ["feature_importance"], "high": ["feature_importance", "feature_effects"]}
 
@@ -89,6 +91,7 @@ def _interpretability(v):
     return v
 
 class Constraints(_Strict):
+    "Limits a candidate must meet before promotion, and what its evaluation must explain."
     latency_ms: Milliseconds = 100.0            # promotion gate p99_latency_ms: single-row scoring, in-process
     throughput_rps: RequestsPerSecond = 1000.0  # promotion gate throughput_rps: sustained rows/s of in-process scoring
     model_size_mb: Megabytes = 500.0            # promotion gate model_size_mb: the logged model's artifacts
@@ -97,16 +100,18 @@ class Constraints(_Strict):
     interpretability: Annotated[list[Literal["feature_importance", "feature_effects"]], BeforeValidator(_interpretability)] = \
         ["feature_importance", "feature_effects"]
 
+# %% ../nbs/00_config.ipynb #7eadbb97
 class DataRequirements(_Strict):
-    history_days: Days = 730
-    min_samples: int = Field(100_000, ge=1)
-    feature_groups: list[str] = ["usage_patterns", "demographics", "support_tickets"]
-    max_null_ratio: Fraction = 0.1
+    "What the data build requires of the declared world."
+    history_days: Days = 730                     # the declared world's event history must span this many days
+    min_samples: int = Field(100_000, ge=1)      # at least this many entities in the population
+    max_null_ratio: Fraction = 0.1               # a column with this share of nulls or more fails the build
 
+# %% ../nbs/00_config.ipynb #71ab70e2
 class Gate(_Strict):
     "A metric threshold: `min` is the bar a candidate must clear, `target` what we aim for."
-    min: float
-    target: float | None = None
+    min: float                                # the bar
+    target: float | None = None               # the aim (reported, not enforced)
     direction: Literal["min", "max"] = "min"  # "min": higher is better (actual >= min); "max": lower is better (actual <= min)
 
     @model_validator(mode="after")
@@ -121,25 +126,30 @@ def _default_gates():
     return {"accuracy": Gate(min=0.85, target=0.90), "precision": Gate(min=0.80, target=0.85),
             "recall": Gate(min=0.75, target=0.80), "roc_auc": Gate(min=0.85, target=0.90)}
 
+# %% ../nbs/00_config.ipynb #330321b6
 class OnlineMetrics(_Strict):
+    "What the model must achieve for the business once it serves."
     churn_reduction: Fraction = 0.30                 # target of an online A/B: 1 - churn(treatment)/churn(control) (`validate.churn_reduction`)
-    max_false_positive_cost_usd_month: Dollars = 10_000.0
+    max_false_positive_cost_usd_month: Dollars = 10_000.0   # monthly budget for offers sent to customers who would have stayed
     cost_per_false_positive_usd: Dollars = 20.0      # retention offer sent to a customer who would have stayed
     value_per_true_positive_usd: Dollars = 300.0     # margin kept when a would-be churner is retained
 
 class SystemMetrics(_Strict):
-    p99_latency_ms: Milliseconds = 100.0
-    availability: Fraction = 0.999
-    throughput_rps: RequestsPerSecond = 1000.0
+    "The serving SLOs monitoring checks."
+    p99_latency_ms: Milliseconds = 100.0   # 99th percentile of request latency
+    availability: Fraction = 0.999         # share of requests answered without a server error
+    throughput_rps: RequestsPerSecond = 1000.0   # requests per second the service must sustain
     max_cpu: Fraction = 0.80          # serving process tree's share of the machine's CPU ("80%")
     max_memory: Fraction = 0.80       # its share of the machine's memory
     max_gpu: Fraction = 0.90          # busiest GPU's utilisation
 
+# %% ../nbs/00_config.ipynb #3d0b857e
 class MonitoringRule(_Strict):
-    metric: str
-    threshold: float
+    "Alert when `metric` crosses `threshold` in `direction`."
+    metric: str                           # a metric monitoring computes (accuracy, psi, p99_latency_ms, error_rate, cpu, ...)
+    threshold: float                      # the value that triggers the alert
     direction: Literal["above", "below"]  # alert when the metric is above / below the threshold
-    unit: str = ""
+    unit: str = ""                        # shown beside the value in alerts
 
 def _default_monitoring():
     return [MonitoringRule(metric="accuracy", threshold=0.85, direction="below"),
@@ -147,6 +157,7 @@ def _default_monitoring():
             MonitoringRule(metric="p99_latency_ms", threshold=100, direction="above", unit="ms"),
             MonitoringRule(metric="error_rate", threshold=0.01, direction="above")]
 
+# %% ../nbs/00_config.ipynb #b125aa65
 class SeasonAwarePolicy(_Strict):
     "Drift beyond last year's: per feature, PSI now minus the PSI of the same calendar interval a year earlier."
     psi_threshold: float = Field(0.1, gt=0)      # a feature counts as drifted when its excess PSI reaches this
@@ -156,25 +167,29 @@ class SeasonAwarePolicy(_Strict):
     season_window: bool = True                   # the retrain adds last year's rows of the coming weeks to its training set
 
 class RetrainConfig(_Strict):
-    min_accuracy: Fraction = 0.85
-    max_psi: float = Field(0.1, gt=0)
-    max_days_since_training: Days = 30
-    min_new_rows: int = Field(100_000, ge=1)
-    cooldown_hours: float = Field(24.0, ge=0)
+    "When the retrain trigger fires."
+    min_accuracy: Fraction = 0.85                # realised accuracy below this: retrain
+    max_psi: float = Field(0.1, gt=0)            # a feature's PSI at or above this: drift (thresholds policy)
+    max_days_since_training: Days = 30           # a champion older than this: retrain
+    min_new_rows: int = Field(100_000, ge=1)     # this many new rows since training: retrain
+    cooldown_hours: float = Field(24.0, ge=0)    # no second trigger within this many hours
     policy: Literal["thresholds", "season_aware"] = "thresholds"   # how drift decides (accuracy, age and new rows: both)
-    season_aware: SeasonAwarePolicy = SeasonAwarePolicy()
+    season_aware: SeasonAwarePolicy = SeasonAwarePolicy()          # the season-aware policy's settings
 
+# %% ../nbs/00_config.ipynb #5512f499
 class DriftConfig(_Strict):
-    psi_threshold: float = Field(0.1, gt=0)
-    ks_pvalue: Fraction = 0.05
-    jensenshannon_threshold: float = Field(0.1, gt=0)
-    wasserstein_threshold: float = Field(0.1, gt=0)
-    drift_share: Fraction = 0.5
+    "Per-method drift thresholds, and the share of drifted columns that makes a data set drifted."
+    psi_threshold: float = Field(0.1, gt=0)             # population stability index at or above this: drifted
+    ks_pvalue: Fraction = 0.05                          # Kolmogorov–Smirnov p-value at or below this: drifted
+    jensenshannon_threshold: float = Field(0.1, gt=0)   # Jensen–Shannon distance at or above this: drifted
+    wasserstein_threshold: float = Field(0.1, gt=0)     # Wasserstein distance over the reference's std at or above this: drifted
+    drift_share: Fraction = 0.5                         # the data set drifted when this share of its columns did
 
 class ComparisonConfig(_Strict):
-    min_improvement: float = 0.0
-    bootstrap_samples: int = Field(1000, ge=10)
-    seed: int = 0
+    "How a challenger is compared with the champion."
+    min_improvement: float = 0.0                  # the success metric must improve by more than this
+    bootstrap_samples: int = Field(1000, ge=10)   # resamples of the paired bootstrap
+    seed: int = 0                                 # its random seed
 
 # %% ../nbs/00_config.ipynb #118fa591
 class OnlineStoreConfig(_Strict):
@@ -206,19 +221,20 @@ class ComputeConfig(_Strict):
 
 # %% ../nbs/00_config.ipynb #52f38dfd
 class Config(_Strict):
-    project: ProjectDefinition = ProjectDefinition()
-    problem: MLProblem = MLProblem()
-    constraints: Constraints = Constraints()
-    data_requirements: DataRequirements = DataRequirements()
-    offline_gates: dict[str, Gate] = Field(default_factory=_default_gates)
-    online_metrics: OnlineMetrics = OnlineMetrics()
-    online_store: OnlineStoreConfig = OnlineStoreConfig()
-    compute: ComputeConfig = ComputeConfig()
-    system_metrics: SystemMetrics = SystemMetrics()
-    monitoring: list[MonitoringRule] = Field(default_factory=_default_monitoring)
-    retrain: RetrainConfig = RetrainConfig()
-    drift: DriftConfig = DriftConfig()
-    comparison: ComparisonConfig = ComparisonConfig()
+    "The whole project configuration (`churnops.yaml`): every section, each with its defaults."
+    project: ProjectDefinition = ProjectDefinition()       # name and objective
+    problem: MLProblem = MLProblem()                       # the learning task
+    constraints: Constraints = Constraints()               # promotion limits and interpretability
+    data_requirements: DataRequirements = DataRequirements()   # what the data build requires
+    offline_gates: dict[str, Gate] = Field(default_factory=_default_gates)   # metric → bar a candidate must clear
+    online_metrics: OnlineMetrics = OnlineMetrics()        # business targets in production (A/B)
+    online_store: OnlineStoreConfig = OnlineStoreConfig()  # where serving reads features
+    compute: ComputeConfig = ComputeConfig()               # where bucket work runs
+    system_metrics: SystemMetrics = SystemMetrics()        # serving SLOs
+    monitoring: list[MonitoringRule] = Field(default_factory=_default_monitoring)   # alert rules
+    retrain: RetrainConfig = RetrainConfig()               # when to retrain
+    drift: DriftConfig = DriftConfig()                     # drift thresholds
+    comparison: ComparisonConfig = ComparisonConfig()      # champion/challenger comparison
     declaration: dict[str, Any] | str | None = None  # the data declaration: a mapping, or a YAML file relative to the home (default HOME/declaration.yaml)
 
     @model_validator(mode="after")
@@ -248,6 +264,24 @@ def _format_errors(err: ValidationError, source: str) -> str:
         lines.append(f"  {key}: {msg}{found}")
     return "\n".join(lines)
 
+
+# %% ../nbs/00_config.ipynb #944fac25
+REMOVED_KEYS = {   # key path → what replaced it
+    "project.target_churn_reduction": "online_metrics.churn_reduction (the target an online A/B's churn reduction is judged against)",
+    "data_requirements.feature_groups": "the declaration's `features:` list (it selects the features a model uses)",
+}
+
+def _removed_keys(d: dict) -> tuple[dict, list[str]]:
+    "(the mapping without removed keys, one error line per removed key found)."
+    d, lines = dict(d), []
+    for path, instead in REMOVED_KEYS.items():
+        section, key = path.split(".")
+        if isinstance(d.get(section), dict) and key in d[section]:
+            d[section] = {k: v for k, v in d[section].items() if k != key}
+            lines.append(f"  {path}: removed (it acted on nothing); use {instead}")
+    return d, lines
+
+# %% ../nbs/00_config.ipynb #4a94b933
 DEFAULT_CONFIG_NAME = "churnops.yaml"
 
 def config_from_dict(d: dict | None,   # the parsed YAML (may be partial: missing keys take defaults)
@@ -256,8 +290,13 @@ def config_from_dict(d: dict | None,   # the parsed YAML (may be partial: missin
     "Validate a mapping into a `Config`, raising `ConfigError` with one line per bad key."
     if d is None: d = {}
     if not isinstance(d, dict): raise ConfigError(f"{source}: expected a mapping at the top level, found {type(d).__name__}")
-    try: return Config.model_validate(d)
-    except ValidationError as e: raise ConfigError(_format_errors(e, source)) from None
+    d, removed = _removed_keys(d)
+    try: cfg = Config.model_validate(d)
+    except ValidationError as e:
+        lines = _format_errors(e, source).splitlines()
+        raise ConfigError("\n".join([f"{source}: {e.error_count() + len(removed)} invalid setting(s)", *removed, *lines[1:]])) from None
+    if removed: raise ConfigError("\n".join([f"{source}: {len(removed)} invalid setting(s)", *removed]))
+    return cfg
 
 def load_config(path: str | os.PathLike | None = None,  # a churnops.yaml; default: $CHURNOPS_CONFIG, else HOME/churnops.yaml if present
                 home: str | os.PathLike | None = None,  # the churnops home, looked in when `path` is None
@@ -280,7 +319,8 @@ def default_config_yaml() -> str:
     return yaml.safe_dump(Config().model_dump(mode="json"), sort_keys=False)
 
 # %% ../nbs/00_config.ipynb #8ecb0fa4
-def resolve_home(home: str | os.PathLike | None = None) -> Path:
+def resolve_home(home: str | os.PathLike | None = None,  # a path; None: $CHURNOPS_HOME, else ./churnops_home
+                ) -> Path:
     "The churnops home: `home` if given, else `$CHURNOPS_HOME`, else `./churnops_home` (absolute)."
     return Path(home or os.environ.get("CHURNOPS_HOME") or "churnops_home").expanduser().resolve()
 

@@ -133,7 +133,8 @@ class FeatureName(BaseModel):
     days: float | None = None                      # the window in days
     hidden: bool = False                           # only for use in `expr`, not a model input
 
-def window_name(w: str | float) -> str:
+def window_name(w: str | float,  # a duration as declared (`30d`, `12h`) or a number of days
+               ) -> str:
     "How a window appears in a feature name: as written (`30d`, `12h`), a plain number of days as `{n}d`."
     return f"{w:g}d" if isinstance(w, (int, float)) else str(w).strip().lower()
 
@@ -161,7 +162,7 @@ def feature_names(decl: Declaration,  # the declaration
     "Every feature name of the declaration, entries expanded, in order."
     return [n.name for f in decl.features for n in expand_feature(f) if hidden or not n.hidden]
 
-# %% ../nbs/00b_declaration.ipynb #6ef2ed32
+# %% ../nbs/00b_declaration.ipynb #169a00df
 _NEEDS_COLUMN = ("sum", "mean", "min", "max", "nunique", "latest", "days_since")
 _NUMERIC = ("int", "float")
 _ENTITY_TYPE = {"int": "int", "string": "str"}
@@ -180,6 +181,7 @@ def _calls_in(code: str) -> list[str]:
     calls = [n.func for n in ast.walk(ast.parse(code, mode="eval")) if isinstance(n, ast.Call)]
     return [f.id if isinstance(f, ast.Name) else ast.unparse(f) for f in calls]
 
+# %% ../nbs/00b_declaration.ipynb #a38b1081
 def _check_table(name: str, t: Table, decl: Declaration) -> list[dict]:
     "Problems of one table against the sources and the entity."
     P, cols, k = [], t.columns, f"tables.{name}"
@@ -209,7 +211,7 @@ def _check_table(name: str, t: Table, decl: Declaration) -> list[dict]:
     elif src is not None and t.query: P.append(_problem(f"{k}.query", t.query, f"no query (source {t.source!r} is {src.kind}; use path)"))
     return P
 
-# %% ../nbs/00b_declaration.ipynb #d89ad2b7
+# %% ../nbs/00b_declaration.ipynb #8e8aef8c
 def _check_event_time(k: str, f: Feature, t: Table) -> list[dict]:
     "Problems of an entry's `time` and `delay`: columns of an event table, a timestamp and a number."
     P = []
@@ -221,6 +223,7 @@ def _check_event_time(k: str, f: Feature, t: Table) -> list[dict]:
         elif t.columns[c] not in want: P.append(_problem(f"{k}.{a}", f"{c} ({t.columns[c]})", f"a {' or '.join(want)} column"))
     return P
 
+# %% ../nbs/00b_declaration.ipynb #957ad31b
 def _check_entry(i: int, f: Feature, decl: Declaration) -> list[dict]:
     "Problems of one feature entry (except names, checked across entries)."
     P, k = [], f"features.{i}"
@@ -297,7 +300,8 @@ def _check_names(decl: Declaration) -> list[dict]:
         if f.hidden and not used & set(names): P.append(_problem(f"features.{i}.hidden", names, "an expr that uses it (a hidden feature is not a model input)"))
     return P
 
-def check_declaration(decl: Declaration) -> list[dict]:
+def check_declaration(decl: Declaration,  # a declaration whose parts each validated
+                     ) -> list[dict]:
     "Every problem of a declaration whose parts are valid: dicts with `key` (path), `found` and `expected`."
     P = [p for name, t in decl.tables.items() for p in _check_table(name, t, decl)]
     pop, lab = decl.tables.get(decl.population.table), decl.tables.get(decl.label.table)

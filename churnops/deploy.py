@@ -79,7 +79,7 @@ class Guardrails:
         if p99 > self.max_p99_ms: return f"challenger p99 latency {p99:.2f} ms > {self.max_p99_ms} ms"
         return None
 
-# %% ../nbs/08c_deployments.ipynb #9759f41c
+# %% ../nbs/08c_deployments.ipynb #27b6f2f7
 STRATEGIES = ("none", "blue-green", "canary", "shadow", "experiment")
 DEPLOY_FIELDS = ["version", "from_version", "percent", "steps", "step_seconds", "step_started", "guardrails", "experiment", "reason",
                  "variants", "stop"]
@@ -95,6 +95,7 @@ _SCHEMA = [f"""CREATE TABLE IF NOT EXISTS deployments(
   """CREATE TRIGGER IF NOT EXISTS deployments_append_only_update BEFORE UPDATE ON deployments
   BEGIN SELECT RAISE(ABORT, 'deployment records are append-only'); END"""]
 
+# %% ../nbs/08c_deployments.ipynb #458187b3
 class DeployError(Exception):
     "A deployment step that could not be done; the running version keeps serving."
 
@@ -120,6 +121,7 @@ def _create_or_upgrade(conn) -> None:
         if conn.in_transaction: conn.execute("ROLLBACK")
         raise
 
+# %% ../nbs/08c_deployments.ipynb #b37eb475
 @contextmanager
 def deployment_store(home=None,                 # churnops home (its audit store)
                      timeout: float | None = None,  # seconds to wait for a busy store
@@ -345,7 +347,7 @@ def _event(self: Deployment, event: str, **details) -> dict:
 
 Deployment._get, Deployment._event = _get, _event
 
-# %% ../nbs/08c_deployments.ipynb #ef75f4ce
+# %% ../nbs/08c_deployments.ipynb #6f3072a7
 async def _challenger_for(self: Deployment, rec: dict, champ):
     "The challenger a record asks for beside `champ`, or None (no canary/shadow, or it cannot serve)."
     if rec["strategy"] not in ("canary", "shadow") or rec["version"] in (None, champ.version): return None
@@ -369,6 +371,7 @@ async def _variants_for(self: Deployment, rec: dict, champ) -> dict:
         out[n] = m
     return out
 
+# %% ../nbs/08c_deployments.ipynb #7af9dcc4
 async def _apply(self: Deployment, desired: dict) -> Active:
     "Load what `desired` ({'champion': ref, 'deployment': record}) names, then switch to it in one assignment."
     rec = desired.get("deployment") or NO_DEPLOYMENT
@@ -474,7 +477,12 @@ def _record(home, seq: int) -> dict:
     return d
 
 # %% ../nbs/08c_deployments.ipynb #740dfc94
-def experiment_outcomes(home, ab: ABTestConfig, start: dict, end: dict | None, horizon_days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def experiment_outcomes(home,                 # churnops home
+                        ab: ABTestConfig,     # the experiment's design
+                        start: dict,          # the record that started it
+                        end: dict | None,     # the record that ended it (None: still running)
+                        horizon_days: float,  # a customer churned when feedback says so within this many days of first exposure
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(per-customer outcomes, the experiment's log rows) between the start and end records."
     if set(start["variants"]) != set(ab.variants):
         raise DeployError(f"experiment {ab.experiment!r} was started with variants {sorted(start['variants'])}; the config has {sorted(ab.variants)}")
@@ -621,7 +629,9 @@ def _add_ab(sub, parent) -> None:
     ab.set_defaults(func=lambda a: (ab.print_help(), 2)[1])
 
 # %% ../nbs/08c_deployments.ipynb #f713bd03
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the CLI's subparsers
+                 parent,  # the parser giving --home and --quiet
+                ) -> None:
     "Add `deploy` and `ab` to the churnops CLI."
     _add_ab(sub, parent)
     d = sub.add_parser("deploy", parents=[parent], help="blue-green / canary / shadow rollout, rollback and status (every serving worker follows)")

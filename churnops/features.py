@@ -102,15 +102,18 @@ def _categorical(f: Feature, n: FeatureName, declaration: Declaration) -> bool:
     if f.expr is not None or n.aggregate not in (None, "latest"): return False
     return declaration.tables[f.table].columns.get(n.column) in ("str", "bool")
 
-def categorical_columns(declaration: Declaration) -> list[str]:
+def categorical_columns(declaration: Declaration,  # the data declaration
+                       ) -> list[str]:
     "Names of the declared categorical features (model inputs only)."
     return [n.name for f, n in _specs(declaration) if not n.hidden and _categorical(f, n, declaration)]
 
-def numeric_columns(declaration: Declaration) -> list[str]:
+def numeric_columns(declaration: Declaration,  # the data declaration
+                   ) -> list[str]:
     "Names of the declared numeric features (model inputs only)."
     return [n.name for f, n in _specs(declaration) if not n.hidden and not _categorical(f, n, declaration)]
 
-def feature_columns(declaration: Declaration) -> list[str]:
+def feature_columns(declaration: Declaration,  # the data declaration
+                   ) -> list[str]:
     "The model's input columns: numeric features, then categorical ones."
     return numeric_columns(declaration) + categorical_columns(declaration)
 
@@ -256,7 +259,7 @@ def _data_end_ns(tables, declaration) -> int:
     ends = [b[1] for n, t in declaration.tables.items() if t.time and n in _names(tables) and (b := _time_bounds(tables, n, t.time))]
     return int(max(ends)) if ends else NAT
 
-# %% ../nbs/03_features.ipynb #c82c2e83
+# %% ../nbs/03_features.ipynb #de51a48d
 def population(tables: dict[str, pd.DataFrame],        # the data version's tables
                as_of_dates: Iterable,                   # observation dates (naive = UTC)
                declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
@@ -276,6 +279,7 @@ def population(tables: dict[str, pd.DataFrame],        # the data version's tabl
     out = pd.DataFrame({key: np.tile(ids, len(dates))[keep], "as_of": pd.to_datetime(t[keep], utc=True).as_unit("us")})
     return out.sort_values(["as_of", key], kind="stable").reset_index(drop=True)
 
+# %% ../nbs/03_features.ipynb #fe688e47
 def label_frame(tables: dict[str, pd.DataFrame],        # the data version's tables
                 as_of_dates: Iterable,                   # observation dates
                 horizon_days: float | None = None,       # label window in days; default: the declaration's
@@ -447,7 +451,7 @@ def compute_features(tables: dict[str, pd.DataFrame],        # the data version'
         parts.append(_compute_features({k: inside(v) for k, v in tables.items()}, inside(grid), decl))
     return pd.concat(parts).loc[grid.index]
 
-# %% ../nbs/03_features.ipynb #eacf070a
+# %% ../nbs/03_features.ipynb #860d09ad
 FEATURE_COLUMNS: list[str] = feature_columns(_world())        # the simulator's world's, for callers that pass no declaration
 NUMERIC_COLUMNS: list[str] = numeric_columns(_world())
 CATEGORICAL_COLUMNS: list[str] = categorical_columns(_world())
@@ -476,6 +480,7 @@ def _per_bucket(tables, as_of_dates, horizon_days, decl: Declaration, labels: bo
     out = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     return out.sort_values(["as_of", decl.entity.key], kind="stable", ignore_index=True)
 
+# %% ../nbs/03_features.ipynb #04c1d54a
 def build_features(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables, or a stored build (`data.open_build`)
                    as_of_dates: Iterable,                   # observation dates (naive = UTC)
                    declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
@@ -514,7 +519,7 @@ def make_preprocessor(numeric: Sequence[str] | None = None,      # numeric colum
                     ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
     return ColumnTransformer([("num", num, numeric), ("cat", cat, categorical)], remainder="drop", verbose_feature_names_out=True)
 
-# %% ../nbs/03_features.ipynb #2c105b87
+# %% ../nbs/03_features.ipynb #d28ffb1e
 import hashlib
 import json
 import os
@@ -523,7 +528,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-def frame_hash(df: pd.DataFrame) -> str:
+def frame_hash(df: pd.DataFrame,  # the frame whose content is hashed
+              ) -> str:
     "Hash of a frame's logical content (columns, dtypes, values in row order), not of its file bytes."
     h = hashlib.sha256(json.dumps([list(map(str, df.columns)), [str(t) for t in df.dtypes]]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
@@ -548,6 +554,7 @@ def write_frame_version(df: pd.DataFrame,        # the frame to store
         shutil.rmtree(tmp, ignore_errors=True)           # a concurrent writer produced the same content
     return dest
 
+# %% ../nbs/03_features.ipynb #aada0c40
 def data_end(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables (or a stored build)
              declaration: Declaration | None = None,  # default: `simulate.world_declaration()`
             ) -> pd.Timestamp:
@@ -569,6 +576,7 @@ def _first_since(tables, decl: Declaration) -> pd.Timestamp | None:
     b = _time_bounds(tables, decl.population.table, decl.population.since)
     return None if b is None else pd.Timestamp(b[0], tz="UTC")
 
+# %% ../nbs/03_features.ipynb #48039100
 def default_as_of_dates(tables: dict[str, pd.DataFrame] | StoredBuild,  # the data version's tables (or a stored build)
                         horizon_days: float | None = None,        # label horizon: dates stop where labels would be censored; None: up to the data end
                         warmup_days: float = 90,                  # history needed before the first date (the longest window)
@@ -583,9 +591,9 @@ def default_as_of_dates(tables: dict[str, pd.DataFrame] | StoredBuild,  # the da
 
 # %% ../nbs/03_features.ipynb #c2ca8c46
 def _features_build(args) -> int:
-    from churnops.config import Paths, load_config
-    horizon = args.horizon or load_config(home=args.home).problem.label_horizon_days
+    from churnops.config import Paths
     decl = load_declaration(args.home)
+    horizon = float(decl.label.horizon_days if args.horizon is None else args.horizon)   # the declaration's, unless overridden
     tables = open_build(args.home, args.build_id)           # each task reads its own bucket
     default = lambda: default_as_of_dates(tables, horizon, declaration=decl)
     dates = monthly_as_of_dates(args.start or default()[0], args.end or default()[-1]) if args.start or args.end else default()
@@ -597,7 +605,9 @@ def _features_build(args) -> int:
                       "churn_rate": round(float(ts["is_churned"].mean()), 4) if len(ts) else None}))
     return 0
 
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the CLI's subparsers
+                 parent,  # the parser giving --home and --quiet
+                ) -> None:
     "Add `churnops features ...` to the CLI."
     p = sub.add_parser("features", parents=[parent], help="as-of-date features and training sets")
     fsub = p.add_subparsers(dest="features_command", metavar="ACTION")
@@ -605,6 +615,6 @@ def add_commands(sub, parent) -> None:
     b.add_argument("--build-id", default=None, help="data build id (default: latest)")
     b.add_argument("--start", default=None, help="first observation date (default: 90 days after the first activity event)")
     b.add_argument("--end", default=None, help="last observation date (default: data end minus the horizon)")
-    b.add_argument("--horizon", type=float, default=None, help="label horizon in days (default: config problem.label_horizon_days)")
+    b.add_argument("--horizon", type=float, default=None, help="label horizon in days (default: the declaration's label.horizon_days)")
     b.set_defaults(func=_features_build)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -37,7 +37,10 @@ def atomic_path(path: str | os.PathLike,  # the file to (re)write
         tmp.unlink(missing_ok=True)
 
 # %% ../nbs/00a_files.ipynb #5e0b73c8
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, private: bool = False) -> Path:
+def write_bytes_atomic(path: str | os.PathLike,  # the file to (re)place
+                       data: bytes,              # its new content
+                       private: bool = False,    # mode 0600 (tokens, credentials)
+                      ) -> Path:
     "Write `data` to `path` atomically (0600 when `private`)."
     with atomic_path(path, private) as tmp: tmp.write_bytes(data)
     return Path(path)
@@ -49,7 +52,11 @@ def write_text_atomic(path: str | os.PathLike,  # the file to (re)write
     "Write `text` (UTF-8) to `path` atomically: readers see the old file or the new one, never half."
     return write_bytes_atomic(path, text.encode("utf-8"), private)
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, private: bool = False, indent: int | None = 2) -> Path:
+def write_json_atomic(path: str | os.PathLike,  # the file to (re)place
+                      obj: Any,                 # anything JSON can hold (other values as text)
+                      private: bool = False,    # mode 0600
+                      indent: int | None = 2,   # as in `json.dumps`; None: one line
+                     ) -> Path:
     "Write `obj` as JSON atomically; values JSON does not know (dates, paths, numpy scalars) are written as text."
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=str), private)
 
@@ -68,7 +75,8 @@ class TableError(ValueError):
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_table(path: str | os.PathLike,  # a .parquet/.pq, .tsv or CSV file
+              ) -> pd.DataFrame:
     "Read a parquet (`.parquet`, `.pq`) or CSV file (`.tsv`: tab-separated; anything else: comma); errors name the file."
     p = Path(path)
     if not p.exists(): raise FileNotFoundError(f"{p}: data file not found")
@@ -90,7 +98,8 @@ def to_utc(values,  # a scalar (str, datetime, Timestamp), or a Series/array/lis
     ts = pd.Timestamp(values)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
-def utc_ns(values) -> np.ndarray:
+def utc_ns(values,  # timestamps: a Series, array or list (naive = UTC)
+          ) -> np.ndarray:
     "Timestamps (naive = UTC) as int64 nanoseconds since the epoch; NaT becomes the int64 minimum."
     return to_utc(values).dt.tz_localize(None).dt.as_unit("ns").to_numpy().view("int64")
 

@@ -39,7 +39,7 @@ def infer_column_kind(s: pd.Series,  # a column
         if len(non_null) and all(isinstance(v, str) for v in (non_null.iloc[0], non_null.iloc[-1])): return CATEGORICAL
     raise ValueError(f"column {s.name!r}: cannot monitor dtype {dt} (expected numbers, strings, booleans or categories)")
 
-# %% ../nbs/00h_profile.ipynb #90d4619d
+# %% ../nbs/00h_profile.ipynb #2eb4d9be
 @dataclass
 class PreparedColumn:
     "Sufficient statistics of one column's sample for every drift method."
@@ -80,6 +80,7 @@ class PreparedColumn:
     @property
     def hi(self) -> float: return self.full_max if self.full_max is not None else float(self.values[-1] if self.is_sorted else self.values.max())
 
+# %% ../nbs/00h_profile.ipynb #d5a97d5e
 def prepare_column(s: pd.Series | np.ndarray,  # the raw column
                    kind: str | None = None,      # numerical | categorical; inferred when None
                    name: str | None = None,      # column name for messages
@@ -106,13 +107,16 @@ def prepare_column(s: pd.Series | np.ndarray,  # the raw column
     if counts.empty: raise ValueError(f"column {name!r}: no values in the {side} data (empty or all missing)")
     return PreparedColumn(name, CATEGORICAL, int(counts.sum()), int(len(counts)), counts=counts)
 
-def histogram_sorted(sv: np.ndarray, edges: np.ndarray) -> np.ndarray:
+# %% ../nbs/00h_profile.ipynb #fbc4bb7a
+def histogram_sorted(sv: np.ndarray,     # the values, sorted ascending
+                     edges: np.ndarray,  # bin edges, ascending
+                    ) -> np.ndarray:
     "Counts per bin of sorted values `sv` (bins half-open, the last one closed), as `np.histogram` counts them."
     left = np.searchsorted(sv, edges[:-1], side="left")
     right = np.append(left[1:], np.searchsorted(sv, edges[-1:], side="right"))
     return right - left
 
-# %% ../nbs/00h_profile.ipynb #15900ee3
+# %% ../nbs/00h_profile.ipynb #e71318a7
 PROFILE_FORMAT = "churnops.reference_profile/1"
 PROFILE_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 PROFILE_ARTIFACT = "reference_profile.json"   # the artifact name on a model's MLflow run
@@ -145,6 +149,7 @@ def _kind_or_none(s: pd.Series) -> str | None:
     if s.dropna().empty: return None
     return infer_column_kind(s)
 
+# %% ../nbs/00h_profile.ipynb #c46bfd09
 def reference_profile(df: pd.DataFrame,                     # the reference (training) features
                       columns: Sequence[str] | None = None,  # columns to profile; default all
                       kinds: dict[str, str] | None = None,   # {column: numerical|categorical}; inferred when missing
@@ -171,7 +176,7 @@ def reference_profile(df: pd.DataFrame,                     # the reference (tra
     if calibrated_thresholds is not None: prof["calibrated_thresholds"] = calibrated_thresholds
     return prof
 
-# %% ../nbs/00h_profile.ipynb #5eccf709
+# %% ../nbs/00h_profile.ipynb #6523c7e8
 def prepared_from_profile(col: dict,   # one entry of `profile["columns"]`
                           name: str,   # the column name
                          ) -> PreparedColumn:
@@ -186,11 +191,15 @@ def prepared_from_profile(col: dict,   # one entry of `profile["columns"]`
     return PreparedColumn(name, NUMERICAL, int(sv.size), col["nunique"], values=sv, is_sorted=True, integer=col["integer"],
                           std=col["std"], exact=False, full_n=col["n"], full_min=col["min"], full_max=col["max"])
 
-def save_profile(profile: dict, path: str | os.PathLike) -> Path:
+# %% ../nbs/00h_profile.ipynb #76e12240
+def save_profile(profile: dict,            # a profile from `reference_profile`
+                 path: str | os.PathLike,  # the JSON file to write
+                ) -> Path:
     "Write a profile as JSON atomically."
     return write_json_atomic(path, profile, indent=None)
 
-def load_profile(path: str | os.PathLike) -> dict:
+def load_profile(path: str | os.PathLike,  # a JSON file written by `save_profile`
+                ) -> dict:
     "Read a profile written by `save_profile`, checking its format."
     prof = json.loads(Path(path).read_text())
     if prof.get("format") != PROFILE_FORMAT: raise ValueError(f"{path}: not a churnops reference profile (format {prof.get('format')!r})")

@@ -21,7 +21,8 @@ __all__ = ['VERDICT_TAG', 'HIDDEN_TAGS', 'NOISE', 'WIDGET', 'JOB_ENV', 'job_note
            'notebook_html', 'job_kernel_manager', 'JobFailed', 'execute_job', 'run_job']
 
 # %% ../nbs/00e_runner.ipynb #047a28a4
-def job_notebook(name: str = "train") -> Path:
+def job_notebook(name: str = "train",  # the job: train, evaluate, monitor, ...
+                ) -> Path:
     "Path of job notebook `name`: `churnops/jobs/NAME.ipynb` (installed) or the checkout's `nbs/jobs/NAME.ipynb`."
     import churnops
     pkg = Path(churnops.__file__).resolve().parent
@@ -36,7 +37,8 @@ HIDDEN_TAGS = {"parameters", "injected-parameters"}      # cells left out of the
 NOISE = re.compile(r"IProgress not found|Downloading artifacts|Uploading artifacts|\d+%\|")   # progress bars and their warnings
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
-def report_output(output: dict) -> dict | None:
+def report_output(output: dict,  # one output of an executed cell (nbformat dict)
+                 ) -> dict | None:
     "`output` as the report shows it: None for stderr, widgets and progress bars; streams lose their progress-bar lines."
     kind = output.get("output_type")
     if kind == "stream":

@@ -66,7 +66,7 @@ def _compile_scaler(t) -> callable:
         return X
     return scale_fn
 
-# %% ../nbs/08a_scorer.ipynb #a0eab4c8
+# %% ../nbs/08a_scorer.ipynb #c938ad9f
 def _codes(col: np.ndarray, cats: np.ndarray) -> np.ndarray:
     "Position of each value among the fitted categories (-1 unknown); a missing value finds a missing category."
     codes, uniques = pd.factorize(col)                      # one hash pass; missing values get -1
@@ -74,6 +74,7 @@ def _codes(col: np.ndarray, cats: np.ndarray) -> np.ndarray:
     missing = [i for i, c in enumerate(cats) if _is_missing(c)]
     return np.append(at, missing[0] if missing else -1)[codes]   # code -1 picks the appended missing entry
 
+# %% ../nbs/08a_scorer.ipynb #46dedbdd
 def _compile_onehot(t) -> callable:
     "A fitted `OneHotEncoder` (no `drop`; infrequent categories grouped as sklearn does) as a function over a 2-D block."
     if t.drop_idx_ is not None: raise _Unsupported("OneHotEncoder drop")
@@ -93,6 +94,7 @@ def _compile_onehot(t) -> callable:
         return out
     return onehot
 
+# %% ../nbs/08a_scorer.ipynb #84fd3b12
 def _compile_ordinal(t) -> callable:
     "A fitted `OrdinalEncoder` (no infrequent categories) as a function over a 2-D block."
     if getattr(t, "_infrequent_enabled", False): raise _Unsupported("OrdinalEncoder infrequent categories")
@@ -145,7 +147,7 @@ def compile_column_transformer(ct,  # a fitted sklearn ColumnTransformer (fitted
         return np.hstack(blocks) if blocks else np.empty((len(rows), 0))
     return columns, encode
 
-# %% ../nbs/08a_scorer.ipynb #621da6ba
+# %% ../nbs/08a_scorer.ipynb #9879049f
 def _hgb_trees(hgb) -> list[dict]:
     "The trees of a binary HistGradientBoostingClassifier as node arrays (local child indices)."
     if getattr(hgb, "_preprocessor", None) is not None: raise _Unsupported("HGB native categorical features")
@@ -169,6 +171,7 @@ def _forest_trees(rf) -> list[dict]:
                         depth=t.max_depth))
     return out
 
+# %% ../nbs/08a_scorer.ipynb #dcc8447c
 class _FlatForest:
     "A fitted binary HistGradientBoosting or random-forest classifier's trees as flat arrays; probabilities identical to sklearn's."
     def __init__(self, est):
@@ -233,7 +236,7 @@ def _proba(self: _FlatForest, X: np.ndarray) -> np.ndarray:
 
 _FlatForest.leaf_values, _FlatForest.raw_flat, _FlatForest.raw_trees, _FlatForest.proba = _leaf_values, _raw_flat, _raw_trees, _proba
 
-# %% ../nbs/08a_scorer.ipynb #60a9e4c3
+# %% ../nbs/08a_scorer.ipynb #dc08741b
 def _linear_proba(est) -> callable:
     "A fitted binary `LogisticRegression` as `encoded matrix -> P(class 1)`: sklearn's decision function and sigmoid."
     from scipy.special import expit
@@ -252,6 +255,7 @@ def _compile_model(est) -> callable:
     if isinstance(est, LogisticRegression): return _linear_proba(est)
     raise _Unsupported(f"estimator {type(est).__name__}")
 
+# %% ../nbs/08a_scorer.ipynb #48261b30
 class FastScorer:
     "Score rows with a fitted sklearn Pipeline through a compiled numpy path (or the pipeline itself as fallback)."
     def __init__(self, pipeline,                   # fitted Pipeline(preprocess=ColumnTransformer, model=estimator)

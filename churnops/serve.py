@@ -269,7 +269,8 @@ class MicroBatcher:
             i += len(rows)
 
 # %% ../nbs/08b_service.ipynb #f0b87dc8
-def log_row(**fields) -> tuple:
+def log_row(**fields,  # LOG_COLUMNS names and their values
+           ) -> tuple:
     "A prediction-log row in `LOG_COLUMNS` order from named fields (absent ones are None)."
     return tuple(fields.get(c) for c in LOG_COLUMNS)
 
@@ -425,10 +426,10 @@ def _table_rows(self: Service, records: list, single: bool, champ: ServedModel) 
 Service._table_rows = _table_rows
 
 # %% ../nbs/08b_service.ipynb #0e0f38ae
-def _online_features(home, key: str, ids: list, columns: list[str]) -> list[dict | None]:
-    "Feature dicts for entity ids from the online store (`store.get_online_features`); None for an id it does not know."
+def _online_features(home, ids: list, columns: list[str]) -> list[dict | None]:
+    "Feature dicts for entity ids from `store.online_features_by_id` (the store's one lookup by id); None for an id it does not know."
     from churnops import store
-    res = store.get_online_features(columns, [{key: c} for c in ids], home=home)
+    res = store.online_features_by_id(ids, columns, home=home)
     status = res.get("_status", ["PRESENT"] * len(ids))
     def value(v): return None if _is_missing(v := v.item() if isinstance(v, np.generic) else v) else v
     return [None if s != "PRESENT" else {c: value(res[c][i]) for c in columns} for i, s in enumerate(status)]
@@ -438,7 +439,9 @@ async def _lookup(self: Service, records: list, rows: list, champ: ServedModel) 
     todo = [i for i, r in enumerate(rows) if r is None]
     if not todo: return
     ids = [records[i][self.key] for i in todo]
-    try: feats = await asyncio.to_thread(_online_features, self.home, self.key, ids, list(champ.columns))
+    from churnops import store
+    try: feats = await asyncio.to_thread(_online_features, self.home, ids, list(champ.columns))
+    except store.EntityIdError as e: raise _Reject(422, [{"loc": ["body", self.key], "field": self.key, "msg": f"{self.key}: {e}", "type": "type_error"}], records) from None
     except Exception as e: raise _Reject(503, f"online feature store lookup failed: {type(e).__name__}: {e}", records) from None
     if missing := [cid for cid, f in zip(ids, feats) if f is None]:
         raise _Reject(404, f"{self.key} {missing[0]} not found in the online feature store", records, **{self.key: missing[0]}, missing=missing)
@@ -617,11 +620,11 @@ def _operation(summary: str, body: str, answer: dict, errors: dict) -> dict:
                      "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": answer}}},
                                    **{s: {"description": d} for s, d in errors.items()}}}}
 
-def openapi_schema(request_model: type[BaseModel],   # one record (the champion's)
-                   key: str = "customer_id",           # the entity key
-                   title: str = "churnops prediction service",
-                   version: str = "1",                 # the schema's version (the champion's)
-                   answer_key: str | None = None,      # the id's name in answers when not `key` (a table model's id column)
+def openapi_schema(request_model: type[BaseModel],              # one record (the champion's)
+                   key: str = "customer_id",                    # the entity key
+                   title: str = "churnops prediction service",  # the document's title
+                   version: str = "1",                          # the schema's version (the champion's)
+                   answer_key: str | None = None,               # the id's name in answers when not `key` (a table model's id column)
                   ) -> dict:
     "The OpenAPI 3.1 document of /predict and /feedback, with their request and response models."
     from pydantic.json_schema import models_json_schema
@@ -725,7 +728,8 @@ def _new_admin_token(home) -> str:
     return token
 
 # %% ../nbs/08b_service.ipynb #08725f9b
-def server_info_path(home) -> Path:
+def server_info_path(home,  # churnops home
+                    ) -> Path:
     "Where `churnops serve` records its address and admin token (0600)."
     return Paths(home).home / "serve" / "server.json"
 
@@ -734,7 +738,8 @@ def app_from_env():
     return create_app(os.environ["CHURNOPS_HOME"], os.environ.get("CHURNOPS_SERVE_MODEL", "churn"),
                       admin_token=os.environ["CHURNOPS_SERVE_TOKEN"])
 
-def metrics_dir(home) -> Path:
+def metrics_dir(home,  # churnops home
+               ) -> Path:
     "A fresh, empty directory for the workers' metric files (`PROMETHEUS_MULTIPROC_DIR`)."
     d = Paths(home).home / "serve" / "prometheus"
     shutil.rmtree(d, ignore_errors=True)
@@ -791,7 +796,9 @@ def _serve_cmd(args) -> int:
     serve(args.home, args.host, args.port, args.model, args.workers)
     return 0
 
-def add_commands(sub, parent) -> None:
+def add_commands(sub,     # the CLI's subparsers
+                 parent,  # the parser giving --home and --quiet
+                ) -> None:
     "Add `serve` to the churnops CLI."
     p = sub.add_parser("serve", parents=[parent], help="run the prediction service (FastAPI + uvicorn, 127.0.0.1)")
     p.add_argument("--host", default="127.0.0.1"); p.add_argument("--port", type=int, default=8000)

@@ -38,10 +38,10 @@ __all__ = ['log', 'FeatureType', 'CHURN_VIEW', 'Feature', 'FeatureView', 'featur
            'pit_indices_bruteforce', 'get_historical_features', 'OnlineStore', 'SQLiteOnlineStore', 'materialize',
            'get_online_features', 'OnlineStoreError', 'RedisOnlineStore', 'open_online_store', 'FeatureStore',
            'churn_feature_view', 'write_feature_snapshots', 'register_churn_features', 'registered_snapshot_dates',
-           'build_training_set_from_store', 'churn_entity', 'entity_value', 'online_features_by_id',
+           'build_training_set_from_store', 'churn_entity', 'EntityIdError', 'entity_value', 'online_features_by_id',
            'default_snapshot_dates', 'add_commands']
 
-# %% ../nbs/04_feature_store.ipynb #887a7079
+# %% ../nbs/04_feature_store.ipynb #001ce5d7
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FeatureType = Literal["float64", "int64", "string", "bool", "timestamp"]
 
@@ -57,6 +57,7 @@ class Feature(BaseModel):
         if not _IDENT.match(v): raise ValueError(f"feature name {v!r} must be an identifier (letters, digits, _)")
         return v
 
+# %% ../nbs/04_feature_store.ipynb #2f024952
 class FeatureView(BaseModel):
     "A named group of features of one entity, read from one source, valid for `ttl` after their event time."
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,13 +97,14 @@ class FeatureView(BaseModel):
     @property
     def feature_names(self) -> list[str]: return [f.name for f in self.features]
 
+# %% ../nbs/04_feature_store.ipynb #405d7a55
 def feature_set_version(views: Iterable[FeatureView],  # the views whose definitions are versioned
                        ) -> str:
     "A short hash of the view definitions (order-independent): recorded with every model for lineage."
     defs = sorted((v.model_dump(mode="json") for v in views), key=lambda d: d["name"])
     return hashlib.sha256(json.dumps(defs, sort_keys=True).encode()).hexdigest()[:16]
 
-# %% ../nbs/04_feature_store.ipynb #5737b756
+# %% ../nbs/04_feature_store.ipynb #9b94a058
 def _read_parquet(url: str, columns: list[str] | None = None) -> pd.DataFrame:
     "Read a parquet file or folder through fsspec; only `columns` when they all exist (else everything, so the caller can say what is missing)."
     import fsspec
@@ -117,6 +119,7 @@ def _read_parquet(url: str, columns: list[str] | None = None) -> pd.DataFrame:
         return pd.read_parquet(f, filesystem=fs, columns=cols)
     return pd.concat([one(f) for f in files], ignore_index=True) if len(files) > 1 else one(files[0])
 
+# %% ../nbs/04_feature_store.ipynb #eed9b62f
 def load_source(view: FeatureView,        # the view whose source to read
                 home: str | os.PathLike | None = None,  # churnops home (for `data:` sources)
                ) -> pd.DataFrame:
@@ -210,7 +213,7 @@ def _pit_general(q, ets, g, event_ts, created, avail, ttl_ns, shift) -> np.ndarr
     out[ok] = cand[ok]
     return out
 
-# %% ../nbs/04_feature_store.ipynb #c7767ccd
+# %% ../nbs/04_feature_store.ipynb #81dc52db
 def _step_back(order, gs, i, live, q, ets, event_ts, avail, ttl_ns, steps: int = 8) -> np.ndarray:
     "Move each live query's best-last position `i` back past rows created after its time (in place); the queries left after `steps`."
     act = np.flatnonzero(live)
@@ -228,6 +231,7 @@ def _step_back(order, gs, i, live, q, ets, event_ts, avail, ttl_ns, steps: int =
     else: return act
     return act[:0]
 
+# %% ../nbs/04_feature_store.ipynb #f09a4fc4
 def pit_indices(entity_keys: np.ndarray,   # entity key per entity row
                 entity_ts: np.ndarray,     # entity timestamp per row, int64 ns UTC
                 source_keys: np.ndarray,   # entity key per source row
@@ -262,7 +266,14 @@ def pit_indices(entity_keys: np.ndarray,   # entity key per entity row
     return out
 
 # %% ../nbs/04_feature_store.ipynb #ab8c91d0
-def pit_indices_bruteforce(entity_keys, entity_ts, source_keys, event_ts, created_ts, ttl_ns, backfill_guard=True) -> np.ndarray:
+def pit_indices_bruteforce(entity_keys,          # entity key per entity row
+                           entity_ts,            # entity timestamp per row, int64 ns UTC
+                           source_keys,          # entity key per source row
+                           event_ts,             # event timestamp per source row, int64 ns UTC
+                           created_ts,           # created timestamp per source row (None: no created column)
+                           ttl_ns,               # time to live in ns
+                           backfill_guard=True,  # skip rows created after the entity timestamp
+                          ) -> np.ndarray:
     "The point-in-time rule as a plain loop over entity rows and source rows: the reference for tests and benchmarks."
     created = event_ts if created_ts is None else created_ts
     out = np.full(len(entity_ts), -1, dtype=np.int64)
@@ -276,7 +287,7 @@ def pit_indices_bruteforce(entity_keys, entity_ts, source_keys, event_ts, create
         if best is not None: out[i] = best
     return out
 
-# %% ../nbs/04_feature_store.ipynb #5e2c1b25
+# %% ../nbs/04_feature_store.ipynb #f2a80760
 def _parse_refs(features: Sequence[str], views: dict[str, FeatureView]) -> dict[str, list[str]]:
     "Group feature references by view. `view:feature`, `view:*`, or a bare feature name that exactly one view declares."
     if isinstance(features, str): features = [features]
@@ -306,6 +317,8 @@ def _as_view_dict(views) -> dict[str, FeatureView]:
     if len(out) != len(list(views)): raise ValueError("two feature views share a name")
     return out
 
+
+# %% ../nbs/04_feature_store.ipynb #1879d1c5
 def _check_entity_df(entity_df: pd.DataFrame, entity: str, timestamp_column: str) -> np.ndarray:
     if not isinstance(entity_df, pd.DataFrame): raise TypeError(f"entity_df must be a pandas DataFrame, found {type(entity_df).__name__}")
     for col, what in ((entity, "entity key"), (timestamp_column, "timestamp")):
@@ -325,6 +338,20 @@ def _check_key_types(entity_keys: pd.Series, source_keys: pd.Series, view: str) 
 def _take(col: pd.Series, idx: np.ndarray) -> np.ndarray | pd.api.extensions.ExtensionArray:
     return pd.api.extensions.take(col.to_numpy() if col.dtype.kind in "biuf" else col.array, idx, allow_fill=True)
 
+
+# %% ../nbs/04_feature_store.ipynb #e4541f63
+def _view_indices(view: FeatureView, entity_df: pd.DataFrame, src: pd.DataFrame, timestamp_column: str, backfill_guard: bool) -> np.ndarray:
+    "Per entity row, the position of its point-in-time row in the view's source (-1: none)."
+    ets = _check_entity_df(entity_df, view.entity, timestamp_column)
+    _check_key_types(entity_df[view.entity], src[view.entity], view.name)
+    created = utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else None
+    evt = utc_ns(src[view.timestamp_field])
+    if created is not None and backfill_guard and (late := int((created > evt).sum())):
+        log.info("feature view %r: %d of %d rows were created after their event time; the backfill guard hides each from entity rows before its created time", view.name, late, len(src))
+    return pit_indices(entity_df[view.entity].to_numpy(), ets, src[view.entity].to_numpy(), evt, created,
+                       int(view.ttl / timedelta(microseconds=1)) * 1000, backfill_guard)
+
+# %% ../nbs/04_feature_store.ipynb #a8341e69
 def get_historical_features(entity_df: pd.DataFrame,      # entity key column + timestamp column (naive = UTC)
                             features: Sequence[str],       # "view:feature" or "view:*" references
                             views: Iterable[FeatureView] | dict[str, FeatureView],  # the registered views
@@ -344,17 +371,8 @@ def get_historical_features(entity_df: pd.DataFrame,      # entity key column + 
     out = entity_df.copy()
     names = {}
     for vname, feats in wanted.items():
-        view = views[vname]
-        ets = _check_entity_df(entity_df, view.entity, timestamp_column)
-        src = sources[vname] if sources and vname in sources else load_source(view, home)
-        _check_key_types(entity_df[view.entity], src[view.entity], vname)
-        created = utc_ns(src[view.created_timestamp_field]) if view.created_timestamp_field else None
-        evt = utc_ns(src[view.timestamp_field])
-        if created is not None and backfill_guard:
-            late = int((created > evt).sum())
-            if late: log.info("feature view %r: %d of %d rows were created after their event time; the backfill guard hides each from entity rows before its created time", vname, late, len(src))
-        idx = pit_indices(entity_df[view.entity].to_numpy(), ets, src[view.entity].to_numpy(), evt, created,
-                          int(view.ttl / timedelta(microseconds=1)) * 1000, backfill_guard)
+        src = sources[vname] if sources and vname in sources else load_source(views[vname], home)
+        idx = _view_indices(views[vname], entity_df, src, timestamp_column, backfill_guard)
         for f in feats:
             col = f"{vname}__{f}" if full_feature_names else f
             if col in names or col in entity_df.columns:
@@ -363,7 +381,7 @@ def get_historical_features(entity_df: pd.DataFrame,      # entity key column + 
             out[col] = _take(src[f], idx)
     return out
 
-# %% ../nbs/04_feature_store.ipynb #22a42ef0
+# %% ../nbs/04_feature_store.ipynb #fbfa5d39
 class OnlineStore(Protocol):
     "What the feature store needs from an online key-value store (`SQLiteOnlineStore`, `RedisOnlineStore`)."
     def write(self, view: str, keys: Sequence[str], event_ts: Sequence[int], created_ts: Sequence[int], values: Sequence[str]) -> int: ...
@@ -381,6 +399,7 @@ class _RemembersViews:
         if not views <= seen: seen |= self.materialized_views()
         return views <= seen
 
+# %% ../nbs/04_feature_store.ipynb #15ca4b2a
 class SQLiteOnlineStore(_RemembersViews):
     "Online store in one SQLite file: `online_features(view, entity_key, event_ts, created_ts, value_json)`."
     def __init__(self, path: str | os.PathLike):  # the database file (created if absent)
@@ -430,7 +449,7 @@ class SQLiteOnlineStore(_RemembersViews):
 
     def close(self): self.con.close()
 
-# %% ../nbs/04_feature_store.ipynb #ab2d6b23
+# %% ../nbs/04_feature_store.ipynb #b6bffa4f
 def _key(v) -> str:
     return json.dumps(v.item() if isinstance(v, np.generic) else v)
 
@@ -441,6 +460,7 @@ def _jsonable(v):
     if isinstance(v, float) and not np.isfinite(v): return None
     return v
 
+# %% ../nbs/04_feature_store.ipynb #60d7f90f
 def materialize(views: Iterable[FeatureView] | dict[str, FeatureView],  # views to materialise
                 start,                                   # earliest event_timestamp to consider (naive = UTC); None: no bound
                 end,                                     # latest event_timestamp to consider (inclusive); None: no bound
@@ -469,6 +489,16 @@ def materialize(views: Iterable[FeatureView] | dict[str, FeatureView],  # views 
         written[view.name] = n
     return written
 
+# %% ../nbs/04_feature_store.ipynb #dd81ea16
+def _views_and_online(views, online, home) -> tuple[dict[str, FeatureView], OnlineStore]:
+    "The views and online store given, else the home's (cached)."
+    if views is None or online is None:
+        fs = _cached_store(home)
+        views = fs.views if views is None else views
+        online = fs.online if online is None else online
+        if not views: fs._require()
+    return _as_view_dict(views), online
+
 def get_online_features(features: Sequence[str],        # "view:feature", "view:*", or bare feature names
                         entity_rows: Sequence[dict],    # e.g. [{"customer_id": 5}]
                         views: Iterable[FeatureView] | dict[str, FeatureView] | None = None,  # default: the registry under `home`
@@ -477,13 +507,13 @@ def get_online_features(features: Sequence[str],        # "view:feature", "view:
                         home: str | os.PathLike | None = None,  # churnops home (when views/online are not given)
                        ) -> dict[str, list]:
     "Latest values per entity row as a dict of columns, plus `_status` per row: 'PRESENT', or 'NOT_FOUND: view, ...' (its features null)."
-    if views is None or online is None:
-        fs = _cached_store(home)
-        views = fs.views if views is None else views
-        online = fs.online if online is None else online
-        if not views: fs._require()
-    views = _as_view_dict(views)
-    wanted = _parse_refs(features, views)
+    views, online = _views_and_online(views, online, home)
+    return _read_online(_parse_refs(features, views), entity_rows, views, online, full_feature_names)
+
+# %% ../nbs/04_feature_store.ipynb #7f29a0a7
+def _read_online(wanted: dict[str, list[str]], entity_rows: Sequence[dict], views: dict[str, FeatureView],
+                 online: OnlineStore, full_feature_names: bool = False) -> dict[str, list]:
+    "`get_online_features` after its references are resolved (`_parse_refs`)."
     ok = online.is_materialized(wanted) if hasattr(online, "is_materialized") else set(wanted) <= online.materialized_views()
     never = [] if ok else sorted(set(wanted) - online.materialized_views())
     if never: raise RuntimeError(f"the online store {online!r} has never been materialised for view(s) {never}: run `churnops store materialize` (or `materialize(...)`) first")
@@ -503,9 +533,9 @@ def get_online_features(features: Sequence[str],        # "view:feature", "view:
             col = f"{vname}__{f}" if full_feature_names else f
             if col in out: raise ValueError(f"output column {col!r} would appear twice; pass full_feature_names=True")
             out[col] = [None if v is None else v.get(f) for v in vals]
-    missing = [(out_key, s) for out_key, s in zip(range(len(entity_rows)), status) if s]
-    if missing: log.warning("online features not found for %d of %d entity row(s) (nulls returned): %s", len(missing), len(entity_rows),
-                            [(entity_rows[i], s) for i, s in missing[:5]])
+    if missing := [(i, s) for i, s in enumerate(status) if s]:
+        log.warning("online features not found for %d of %d entity row(s) (nulls returned): %s", len(missing), len(entity_rows),
+                    [(entity_rows[i], s) for i, s in missing[:5]])
     out["_status"] = ["PRESENT" if not s else "NOT_FOUND: " + ", ".join(s) for s in status]
     return out
 
@@ -653,7 +683,7 @@ def _cached_store(home: str | os.PathLike | None) -> FeatureStore:
         _STORES[key] = FeatureStore(home)
     return _STORES[key]
 
-# %% ../nbs/04_feature_store.ipynb #5e0a05b5
+# %% ../nbs/04_feature_store.ipynb #b3ddc4f7
 CHURN_VIEW = "churn_features"
 _VIEW_DTYPE = {"int": "int64", "string": "string"}
 
@@ -672,6 +702,7 @@ def churn_feature_view(source: str,                # parquet folder/URL of the s
                        owner="churnops", tags={"entity_dtype": declaration.entity.dtype},
                        description="Monthly as-of-date churn features of the declaration (features.build_features)")
 
+# %% ../nbs/04_feature_store.ipynb #1da04b3b
 def write_feature_snapshots(home: str | os.PathLike | None,   # churnops home
                             tables: dict[str, pd.DataFrame],   # the data version's tables
                             as_of_dates: Iterable,             # snapshot dates
@@ -702,7 +733,9 @@ def register_churn_features(home: str | os.PathLike | None,   # churnops home
     store.apply([churn_feature_view(dest, decl, ttl_days)])
     return store
 
-def registered_snapshot_dates(home: str | os.PathLike | None) -> list[pd.Timestamp]:
+# %% ../nbs/04_feature_store.ipynb #3e802081
+def registered_snapshot_dates(home: str | os.PathLike | None,  # churnops home
+                             ) -> list[pd.Timestamp]:
     "Snapshot dates of the registered churn view (empty when none is registered)."
     view = FeatureStore(home).views.get(CHURN_VIEW)
     mf = Path(view.source) / "manifest.json" if view is not None else None
@@ -740,27 +773,40 @@ def churn_entity(home: str | os.PathLike | None = None,  # churnops home with a 
     if view is None: raise RuntimeError(f"no {CHURN_VIEW!r} view registered under {fs.paths.home}: run `churnops store register` first")
     return view.entity, view.tags.get("entity_dtype", "int")
 
+class EntityIdError(ValueError):
+    "An entity id that cannot be the declared type (serving answers 422)."
+
 def entity_value(v: Any,                 # an id as it came (JSON number or text, CLI text)
                  dtype: str,             # the declared entity dtype: "int" or "string"
                 ) -> Any:
-    "The id in the declared type (`'5'` → 5 for int keys, 5 → `'5'` for string keys); `ValueError` when it cannot be."
-    if v is None or isinstance(v, bool): raise ValueError(f"an entity id must be an {dtype}; found {v!r}")
+    "The id in the declared type (`'5'` → 5 for int keys, 5 → `'5'` for string keys); `EntityIdError` when it cannot be."
+    if v is None or isinstance(v, bool): raise EntityIdError(f"an entity id must be an {dtype}; found {v!r}")
     if dtype == "string": return str(v)
     if isinstance(v, (int, np.integer)): return int(v)
     if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v): return int(v)
-    raise ValueError(f"an entity id must be an integer; found {v!r}")
+    raise EntityIdError(f"an entity id must be an integer; found {v!r}")
+
+
+# %% ../nbs/04_feature_store.ipynb #c9445bce
+def _view_entity(views: dict[str, FeatureView], wanted: dict[str, list[str]]) -> tuple[str, str | None]:
+    "(entity key, declared dtype or None) shared by the views `wanted` reads; `ValueError` when they differ."
+    ents = {(views[v].entity, views[v].tags.get("entity_dtype")) for v in wanted}
+    if len(ents) != 1: raise ValueError(f"the features come from views of different entities {sorted(ents, key=str)}; ask for one entity's at a time")
+    return ents.pop()
 
 def online_features_by_id(ids: Sequence,              # entity key values, e.g. ["M0001"] (typed as declared, see `entity_value`)
                           features: Sequence[str] | None = None,  # bare names or "view:feature"; default: every churn feature
                           home: str | os.PathLike | None = None,  # churnops home
                          ) -> dict[str, list]:
-    "`get_online_features` keyed by the declared entity: columns `<entity key>`, the features and `_status` per id."
-    key, dtype = churn_entity(home)
-    fs = _cached_store(home)
-    rows = [{key: entity_value(i, dtype)} for i in ids]
-    return get_online_features(features or [f"{CHURN_VIEW}:*"], rows, fs.views, fs.online)
+    "`get_online_features` keyed by the views' declared entity: columns `<entity key>`, the features and `_status` per id."
+    fs = _cached_store(home); fs._require()
+    if not features and CHURN_VIEW not in fs.views: churn_entity(home)        # names the missing view and the command
+    wanted = _parse_refs(features or [f"{CHURN_VIEW}:*"], fs.views)
+    key, dtype = _view_entity(fs.views, wanted)
+    rows = [{key: i if dtype is None else entity_value(i, dtype)} for i in ids]
+    return _read_online(wanted, rows, fs.views, fs.online)
 
-# %% ../nbs/04_feature_store.ipynb #0580e6a6
+# %% ../nbs/04_feature_store.ipynb #ecc49a1c
 def default_snapshot_dates(tables: dict[str, pd.DataFrame],          # the data version's tables
                            declaration: Declaration | None = None,   # default: the simulator's world's (as in `features`)
                           ) -> list[pd.Timestamp]:
@@ -769,6 +815,7 @@ def default_snapshot_dates(tables: dict[str, pd.DataFrame],          # the data 
     now = F.data_end(tables, declaration).normalize() + pd.Timedelta(days=1)
     return sorted(set(dates) | {now})
 
+# %% ../nbs/04_feature_store.ipynb #ba437a99
 def _store_register(args) -> int:
     from churnops import data as D
     decl = load_declaration(args.home)
@@ -794,6 +841,7 @@ def _store_materialize(args) -> int:
     print(json.dumps({"online_store": repr(store.online), "rows": written, "feature_set_version": store.version}))
     return 0
 
+# %% ../nbs/04_feature_store.ipynb #f3677440
 def _store_get(args) -> int:
     print(json.dumps(online_features_by_id(args.ids, args.features or None, home=args.home), default=str))
     return 0
@@ -805,7 +853,10 @@ def _store_views(args) -> int:
                                  "owner": v.owner, "description": v.description} for v in store.views.values()]}, indent=1))
     return 0
 
-def add_commands(sub, parent) -> None:
+# %% ../nbs/04_feature_store.ipynb #6dab9400
+def add_commands(sub,     # the CLI's subparsers
+                 parent,  # the parser giving --home and --quiet
+                ) -> None:
     "Add `churnops store ...` to the CLI."
     p = sub.add_parser("store", parents=[parent], help="feature store: register views, materialise, online lookup")
     ssub = p.add_subparsers(dest="store_command", metavar="ACTION")

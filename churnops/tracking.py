@@ -18,11 +18,13 @@ __all__ = ['EXPERIMENT_KIND_TAG', 'MODEL_TRAINING_KIND', 'TRUSTED_TYPES', 'track
            'load_model_dir', 'load_model']
 
 # %% ../nbs/00d_tracking.ipynb #c8e9a94c
-def tracking_uri(home: str | os.PathLike | None = None) -> str:
+def tracking_uri(home: str | os.PathLike | None = None,  # churnops home
+                ) -> str:
     "MLflow tracking URI: `$MLFLOW_TRACKING_URI` when set (a server, say), else SQLite under the home."
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Paths(home).mlflow_db}"
 
-def artifact_location(home: str | os.PathLike | None = None) -> str | None:
+def artifact_location(home: str | os.PathLike | None = None,  # churnops home
+                     ) -> str | None:
     "Explicit artifact root for experiments created on the embedded SQLite store; `None` with a server (it decides)."
     if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")): return None
     return Paths(home).mlartifacts.as_uri()
@@ -34,7 +36,8 @@ def telemetry_off() -> None:
     from mlflow.telemetry.client import get_telemetry_client, set_telemetry_client
     if get_telemetry_client() is not None: set_telemetry_client()   # drops the client mlflow made when it was imported
 
-def use_tracking(home: str | os.PathLike | None = None) -> str:
+def use_tracking(home: str | os.PathLike | None = None,  # churnops home
+                ) -> str:
     "Point MLflow's tracking and registry at this home's store (or the server in `$MLFLOW_TRACKING_URI`); return the URI."
     telemetry_off()
     import mlflow
