@@ -1003,7 +1003,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'churnops.train.file_hash': ('tables.html#file_hash', 'churnops/train.py'),
                                 'churnops.train.fold_design': ('tuning.html#fold_design', 'churnops/train.py'),
                                 'churnops.train.git_commit': ('training.html#git_commit', 'churnops/train.py'),
-                                'churnops.train.label_horizon': ('tuning.html#label_horizon', 'churnops/train.py'),
                                 'churnops.train.log_and_register': ('training.html#log_and_register', 'churnops/train.py'),
                                 'churnops.train.make_estimator': ('training.html#make_estimator', 'churnops/train.py'),
                                 'churnops.train.make_pipeline': ('training.html#make_pipeline', 'churnops/train.py'),

@@ -21,7 +21,7 @@ import pandas as pd
 from . import registry
 from .config import Paths, load_config
 from .files import iso_utc, write_json_atomic
-from .predlog import read_feedback, read_prediction_log
+from .predlog import label_horizon_days, read_feedback, read_prediction_log
 from .scorer import FastScorer
 from .tracking import load_model, parse_model_ref
 
@@ -505,7 +505,7 @@ def analyze_experiment(home,                       # churnops home
     "The analysis of a served experiment from the log and the feedback, and its conclusion (ended, winner, promoted)."
     name, cfg = experiment_model(ab, model), load_config(home=home)
     start, end = experiment_window(home, name, ab.experiment)
-    out, rows = experiment_outcomes(home, ab, start, end, cfg.problem.label_horizon_days)
+    out, rows = experiment_outcomes(home, ab, start, end, label_horizon_days(home, cfg))
     res = _validate().analyze_ab(out.dropna(subset=["churned"]), ab, cfg, requests=rows)
     verdict = _validate().ab_stop_verdict(res, ab, _event_days(rows))
     summary = {**verdict, "decision": res.decision, "pending_customers": int(out["churned"].isna().sum()),

@@ -13,6 +13,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -548,9 +549,16 @@ def join_labels(predictions: pd.DataFrame,          # prediction-log rows (`as_o
 # %% ../nbs/00f_predlog.ipynb #673cd7ec
 def label_horizon_days(home: str | os.PathLike | None = None,  # churnops home
                        cfg: Config | None = None,              # its config (default: `load_config(home=home)`)
+                       decl=None,                              # its declaration, when the caller has it already
                       ) -> float:
-    "The declaration's `label.horizon_days`; the config's `problem.label_horizon_days` only for a home without a declaration."
+    "The declaration's `label.horizon_days` (a warning when the config says otherwise); the config's only without a declaration."
     cfg = cfg or load_config(home=home)
-    if not cfg.declaration and not (resolve_home(home) / "declaration.yaml").exists():   # a table model's home
-        return float(cfg.problem.label_horizon_days)
-    return float(load_declaration(home).label.horizon_days)   # a declaration that is named but missing or wrong: its error
+    if decl is None:
+        if not cfg.declaration and not (resolve_home(home) / "declaration.yaml").exists():   # a table model's home
+            return float(cfg.problem.label_horizon_days)
+        decl = load_declaration(home)   # a declaration that is named but missing or wrong: its error
+    h, said = float(decl.label.horizon_days), cfg.problem.label_horizon_days
+    if "label_horizon_days" in cfg.problem.model_fields_set and float(said) != h:
+        warnings.warn(f"problem.label_horizon_days ({said:g}) differs from the declaration's label.horizon_days ({h:g}); "
+                      "the declaration's is used", stacklevel=2)
+    return h

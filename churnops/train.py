@@ -41,12 +41,13 @@ from .declaration import Declaration, load_declaration
 from .features import frame_hash
 from .files import TableError, read_table, write_table
 from .metrics import classification_metrics
+from .predlog import label_horizon_days
 from .profile import log_reference_profile, reference_profile
 from .runner import JobFailed, run_job
 from .tracking import TRUSTED_TYPES, load_model, parse_model_ref, setup_mlflow
 
 # %% auto #0
-__all__ = ['FAMILIES', 'suggest_params', 'make_estimator', 'make_table_preprocessor', 'dense_clone', 'make_pipeline', 'split_trial_params', 'git_commit', 'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register', 'time_ordered_folds', 'stratified_folds', 'tune_sample', 'study_storage', 'fold_design', 'cv_objective', 'tune', 'out_of_time_split', 'label_horizon', 'declared_training_set', 'model_frame', 'train_churn', 'run_training_job', 'TABLE_SCHEMA_FORMAT', 'TABLE_SCHEMA_ARTIFACT', 'MISSING_RULE', 'encode_target', 'text_to_number', 'TableSpec', 'coerce_like_training', 'prepare_table', 'make_telco_table', 'file_hash', 'train_table', 'column_kinds', 'model_table_schema', 'scoring_frame', 'batch_scorer', 'predict_table', 'add_commands']
+__all__ = ['FAMILIES', 'suggest_params', 'make_estimator', 'make_table_preprocessor', 'dense_clone', 'make_pipeline', 'split_trial_params', 'git_commit', 'permutation_importance_table', 'model_requirements', 'TrainResult', 'log_and_register', 'time_ordered_folds', 'stratified_folds', 'tune_sample', 'study_storage', 'fold_design', 'cv_objective', 'tune', 'out_of_time_split', 'declared_training_set', 'model_frame', 'train_churn', 'run_training_job', 'TABLE_SCHEMA_FORMAT', 'TABLE_SCHEMA_ARTIFACT', 'MISSING_RULE', 'encode_target', 'text_to_number', 'TableSpec', 'coerce_like_training', 'prepare_table', 'make_telco_table', 'file_hash', 'train_table', 'column_kinds', 'model_table_schema', 'scoring_frame', 'batch_scorer', 'predict_table', 'add_commands']
 
 # %% ../nbs/05a_training.ipynb #3bcf54af
 FAMILIES = ("logreg", "rf", "hgb")
@@ -555,16 +556,6 @@ def _window(s: pd.Series) -> tuple[str, str]:
     return (str(s.min().date()), str(s.max().date())) if len(s) else ("", "")
 
 # %% ../nbs/05b_tuning.ipynb #e27989aa
-def label_horizon(home,                # churnops home (its config)
-                  decl: Declaration,   # the declaration
-                 ) -> float:
-    "The label horizon: the declaration's `label.horizon_days` (a warning when the config's `problem.label_horizon_days` says otherwise)."
-    cfg = load_config(home=home).problem.label_horizon_days
-    if float(cfg) != float(decl.label.horizon_days):
-        warnings.warn(f"problem.label_horizon_days ({cfg:g}) differs from the declaration's label.horizon_days "
-                      f"({decl.label.horizon_days:g}); the declaration's is used", stacklevel=2)
-    return float(decl.label.horizon_days)
-
 def declared_training_set(home,                # churnops home
                           decl: Declaration,   # the declaration (entity, features, label)
                           tables: dict,        # the data build's tables
@@ -681,7 +672,7 @@ def train_churn(home: str | os.PathLike | None = None,  # churnops home with a d
     "Train, tune, log and register model `name` on the home's declared world with out-of-time splits (and the oracle AUC on the simulator's)."
     from churnops import data as D, features as F
     decl = load_declaration(home) if declaration is None else declaration
-    horizon = float(horizon_days) if horizon_days else label_horizon(home, decl)
+    horizon = float(horizon_days) if horizon_days else label_horizon_days(home, decl=decl)
     rec = D.read_build(home, build_id)
     tables = D.load_build(home, rec["build_id"])
     dates = _observation_dates(tables, horizon, decl, as_of_start, as_of_end, folds + 1 + test_dates + val_dates,
