@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -73,13 +74,12 @@ class ProjectDefinition(_Strict):
     business_objective: str = "Reduce customer churn by 30%"   # the objective in words; the A/B's number is online_metrics.churn_reduction
 
 class MLProblem(_Strict):
-    "The learning task: a binary churn label, the metric that decides, and the label horizon monitoring joins with."
+    "The learning task: a binary churn label, the metric that decides, and the label horizon of a home without a declaration."
     type: Literal["binary_classification"] = "binary_classification"   # the only task churnops solves
     target: str = "is_churned"                   # the label column of a training set
     success_metric: str = "precision_at_recall_80"   # the metric a challenger must win on
     baseline: Fraction = 0.65                    # the floor of the success metric (a promotion gate)
-    label_horizon_days: Days = 30                # churned within this many days after the observation date (monitoring, A/B)
-    entity: str = "customer_id"                  # the entity key's name in the demo world
+    label_horizon_days: Days = 30                # a flat-table home's horizon; with a declaration, its `label.horizon_days` rules
 
 # %% ../nbs/00_config.ipynb #a644daf1
 INTERPRETABILITY_ITEMS = ("feature_importance", "feature_effects")   # what an evaluation report can be required to show
@@ -138,7 +138,6 @@ class SystemMetrics(_Strict):
     "The serving SLOs monitoring checks."
     p99_latency_ms: Milliseconds = 100.0   # 99th percentile of request latency
     availability: Fraction = 0.999         # share of requests answered without a server error
-    throughput_rps: RequestsPerSecond = 1000.0   # requests per second the service must sustain
     max_cpu: Fraction = 0.80          # serving process tree's share of the machine's CPU ("80%")
     max_memory: Fraction = 0.80       # its share of the machine's memory
     max_gpu: Fraction = 0.90          # busiest GPU's utilisation
@@ -269,16 +268,18 @@ def _format_errors(err: ValidationError, source: str) -> str:
 REMOVED_KEYS = {   # key path → what replaced it
     "project.target_churn_reduction": "online_metrics.churn_reduction (the target an online A/B's churn reduction is judged against)",
     "data_requirements.feature_groups": "the declaration's `features:` list (it selects the features a model uses)",
+    "problem.entity": "the declaration's `entity.key`",
+    "system_metrics.throughput_rps": "constraints.throughput_rps (the promotion gate on sustained scoring throughput)",
 }
 
 def _removed_keys(d: dict) -> tuple[dict, list[str]]:
-    "(the mapping without removed keys, one error line per removed key found)."
+    "(the mapping without removed keys, one line per removed key found)."
     d, lines = dict(d), []
     for path, instead in REMOVED_KEYS.items():
         section, key = path.split(".")
         if isinstance(d.get(section), dict) and key in d[section]:
             d[section] = {k: v for k, v in d[section].items() if k != key}
-            lines.append(f"  {path}: removed (it acted on nothing); use {instead}")
+            lines.append(f"  {path}: removed (it acted on nothing; ignored); use {instead}")
     return d, lines
 
 # %% ../nbs/00_config.ipynb #4a94b933
@@ -287,15 +288,15 @@ DEFAULT_CONFIG_NAME = "churnops.yaml"
 def config_from_dict(d: dict | None,   # the parsed YAML (may be partial: missing keys take defaults)
                      source: str = "<dict>",  # where it came from, for error messages
                     ) -> Config:
-    "Validate a mapping into a `Config`, raising `ConfigError` with one line per bad key."
+    "Validate a mapping into a `Config`, raising `ConfigError` with one line per bad key; removed keys draw a warning."
     if d is None: d = {}
     if not isinstance(d, dict): raise ConfigError(f"{source}: expected a mapping at the top level, found {type(d).__name__}")
     d, removed = _removed_keys(d)
     try: cfg = Config.model_validate(d)
     except ValidationError as e:
         lines = _format_errors(e, source).splitlines()
-        raise ConfigError("\n".join([f"{source}: {e.error_count() + len(removed)} invalid setting(s)", *removed, *lines[1:]])) from None
-    if removed: raise ConfigError("\n".join([f"{source}: {len(removed)} invalid setting(s)", *removed]))
+        raise ConfigError("\n".join([f"{source}: {e.error_count()} invalid setting(s)", *lines[1:], *removed])) from None
+    if removed: warnings.warn("\n".join([f"{source}: {len(removed)} removed setting(s)", *removed]), stacklevel=2)
     return cfg
 
 def load_config(path: str | os.PathLike | None = None,  # a churnops.yaml; default: $CHURNOPS_CONFIG, else HOME/churnops.yaml if present

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from .config import Paths, load_config, resolve_home
+from .predlog import label_horizon_days
 from .files import utc_now
 
 # %% auto #0
@@ -183,7 +184,7 @@ def _traffic_after_drift(h: Path, url: str, drift_start: dt.date, drift_days: in
     from churnops import data, features
     newer = data.build(h, quiet=True)           # a new data version with the post-drift days (a new hash)
     all_tables = data.load_build(h, newer.build_id)
-    horizon = load_config(home=h).problem.label_horizon_days
+    horizon = label_horizon_days(h)             # the declaration's
     days_cur = [drift_start + dt.timedelta(days=drift_days // 2 - 6 + k) for k in range(7)]   # a week, labels inside the world
     cur = features.build_training_set(all_tables, days_cur, horizon_days=horizon)
     cur = cur.sample(min(traffic, len(cur)), random_state=seed)
