@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import Paths, load_config, resolve_home
+from .config import Paths, resolve_home
 from .predlog import label_horizon_days
 from .files import utc_now
 
