@@ -175,3 +175,15 @@ def tracking_env(monkeypatch):
     def set_uri(uri: str):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return set_uri
+
+
+# Files that take minutes (a real loop, servers under load, training): collected first, so that with `pytest -n 2
+# --dist loadfile` they start at once and the short files fill in around them, instead of one long file running alone
+# at the end. Order within a file is kept; a file not listed keeps its place after these.
+LONG_FILES = ["test_demo.py", "test_s3.py", "test_serve_deploy.py", "test_own_data_loop.py", "test_registry_server.py",
+              "test_train_scale.py", "test_store_redis.py", "test_serve_table.py", "test_ab_online.py", "test_predlog.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))

@@ -13,5 +13,6 @@ python tools/readme.py --check   # README.md is rendered from nbs/index.ipynb
 bash tools/docs.sh               # the docs site into _docs/, broken links are errors
 nbdev-test --n-workers 2
 # two processes, each test file whole in one of them (module fixtures built once); every server a test starts
-# listens on a free port in a temp dir, so the two never meet
-python -m pytest -n 2 --dist loadfile tests
+# listens on a free port in a temp dir, so the two never meet. Files go out in collection order, which puts the
+# long ones first (tests/conftest.py LONG_FILES), not xdist's default of most tests first.
+python -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests
