@@ -141,7 +141,7 @@ class Server:
 
 
 @contextmanager
-def running_server(home, port, extra_env=None, timeout=90, workers=1, args=()):
+def running_server(home, port, extra_env=None, timeout=180, workers=1, args=()):
     "A real `churnops serve` process (`workers` worker processes, more `args`) on 127.0.0.1; waits until /ready; stops it with SIGTERM."
     log = Path(home) / "server.log"
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1", **(extra_env or {}))

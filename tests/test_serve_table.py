@@ -50,7 +50,7 @@ def table_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(table_home):
-    with running_server(table_home[0], free_port_number(), timeout=120, args=("--model", NAME)) as srv:
+    with running_server(table_home[0], free_port_number(), args=("--model", NAME)) as srv:
         yield srv.url, srv.proc
 
 
