@@ -2,7 +2,6 @@
 built there are identical to the in-process run, and the work ran on the cluster's workers."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import warnings
@@ -19,11 +18,9 @@ import conftest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _start(args, log):
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}   # workers import this churnops
-    env.pop(compute.SCHEDULER_ENV, None)
-    return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def _dask(*args: str) -> list[str]:
+    "The `dask scheduler` / `dask worker` command line."
+    return [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]]
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +28,22 @@ def cluster(tmp_path_factory):
     "A scheduler and two single-threaded workers, stopped at teardown."
     port, logs = conftest.free_port_number(), tmp_path_factory.mktemp("dask_logs")
     address = f"tcp://127.0.0.1:{port}"
-    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], open(logs / "scheduler.log", "w"))]
-    try:
-        conftest.wait_for_port(port, proc=procs[0])
-        procs += [_start(["worker", address, "--nthreads", "1", "--no-dashboard"], open(logs / f"worker{i}.log", "w")) for i in range(2)]
-        from distributed import Client
-        with Client(address, timeout=30) as c: c.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        compute.close_clients()
-        for p in procs:
-            if p.poll() is None: os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try: p.wait(timeout=20)
-            except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}   # workers import this churnops
+    env.pop(compute.SCHEDULER_ENV, None)
+    with conftest.server_process(_dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"), port,
+                                 logs / "scheduler.log", env=env):
+        workers = []
+        try:
+            for i in range(2):
+                with open(logs / f"worker{i}.log", "w") as log:
+                    workers.append(subprocess.Popen(_dask("worker", address, "--nthreads", "1", "--no-dashboard"), env=env,
+                                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            from distributed import Client
+            with Client(address, timeout=30) as c: c.wait_for_workers(2, timeout=60)
+            yield address
+        finally:
+            compute.close_clients()
+            for p in workers: conftest.stop_process_group(p)
 
 
 def _home(path: Path, sources: Path) -> Path:

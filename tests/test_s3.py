@@ -20,7 +20,7 @@ from churnops.cli import main
 from churnops.config import Paths
 from churnops.simulate import simulate_world
 
-from conftest import free_port_number, wait_for_port
+from conftest import free_port_number, serve_mlflow, server_process
 
 pytestmark = pytest.mark.server
 
@@ -34,15 +34,8 @@ def s3_server(tmp_path_factory):
     port = free_port_number()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_for_port(port, timeout=60, proc=proc)
+    with server_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, log, env=env):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try: proc.wait(10)
-        except subprocess.TimeoutExpired: proc.kill()
 
 
 @pytest.fixture
@@ -150,21 +143,6 @@ def test_unreachable_s3_endpoint_is_named(s3, tmp_path, monkeypatch):
 
 # 2. MLflow's artifact root -------------------------------------------------------------------------------------------
 
-def _mlflow_server(args: list[str], d: Path) -> tuple[subprocess.Popen, str]:
-    "An `mlflow server` on SQLite with extra `args`, inheriting this test's environment; (process, URL)."
-    port = free_port_number()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *args]
-    log = d / "server.log"
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
-    try: wait_for_port(port, timeout=120, proc=proc)
-    except Exception:
-        proc.kill()
-        raise RuntimeError(f"mlflow server did not start: {log.read_text()[-3000:]}")
-    return proc, f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.parametrize("mode", ["direct", "proxied"])
 def test_mlflow_artifacts_on_s3(mode, s3, tmp_path, monkeypatch):
     """direct: `--default-artifact-root s3://… --no-serve-artifacts`, the client writes to the bucket itself;
@@ -175,8 +153,7 @@ def test_mlflow_artifacts_on_s3(mode, s3, tmp_path, monkeypatch):
     args = (["--default-artifact-root", root, "--no-serve-artifacts"] if mode == "direct"
             else ["--artifacts-destination", root, "--serve-artifacts"])
     (tmp_path / "srv").mkdir()
-    proc, url = _mlflow_server(args, tmp_path / "srv")
-    try:
+    with serve_mlflow(f"sqlite:///{tmp_path}/srv/mlflow.db", tmp_path / "srv", *args) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         if mode == "proxied":                       # the client needs no S3 access at all: take it away
             for k in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -203,10 +180,6 @@ def test_mlflow_artifacts_on_s3(mode, s3, tmp_path, monkeypatch):
         skops_key = next(k for k in stored if k.endswith(".skops"))
         obj = client.get_object(Bucket=bucket, Key=skops_key)["Body"].read()
         assert (got / Path(skops_key).name).read_bytes() == obj
-    finally:
-        proc.terminate()
-        try: proc.wait(10)
-        except subprocess.TimeoutExpired: proc.kill()
 
 
 # 3. the DVC remote ---------------------------------------------------------------------------------------------------

@@ -141,13 +141,13 @@ class Server:
 
 
 @contextmanager
-def running_server(home, port, extra_env=None, timeout=90, workers=1):
-    "A real `churnops serve` process (`workers` worker processes) on 127.0.0.1; waits until /ready; stops it with SIGTERM."
+def running_server(home, port, extra_env=None, timeout=180, workers=1, args=()):
+    "A real `churnops serve` process (`workers` worker processes, more `args`) on 127.0.0.1; waits until /ready; stops it with SIGTERM."
     log = Path(home) / "server.log"
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1", **(extra_env or {}))
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from churnops.cli import main; sys.exit(main())",
-                             "serve", "--home", str(home), "--port", str(port), "--workers", str(workers)], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+                             "serve", "--home", str(home), "--port", str(port), "--workers", str(workers), *args], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
     srv = Server(proc, port, home, log)
     try:
         deadline = time.monotonic() + timeout
@@ -158,7 +158,7 @@ def running_server(home, port, extra_env=None, timeout=90, workers=1):
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline: raise TimeoutError(f"server not ready: {log.read_text()[-3000:]}")
-            time.sleep(0.1)
+            time.sleep(0.05)
         yield srv
     finally:
         if proc.poll() is None:

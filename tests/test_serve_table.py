@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -17,6 +16,7 @@ from churnops import tracking, train
 from churnops.cli import main
 from churnops.predlog import read_prediction_log
 from conftest import free_port_number
+from test_serve_helpers import running_server
 
 pytestmark = pytest.mark.server
 NAME = "telcoflat"
@@ -50,29 +50,8 @@ def table_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(table_home):
-    home, _ = table_home
-    port, log = free_port_number(), home / "server.log"
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from churnops.cli import main; sys.exit(main())",
-                             "serve", "--home", str(home), "--port", str(port), "--model", NAME],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None: raise RuntimeError(f"server exited {proc.returncode}: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200: break
-            except httpx.TransportError: pass
-            if time.monotonic() > deadline: raise TimeoutError(f"server not ready: {log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try: proc.wait(30)
-            except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+    with running_server(table_home[0], free_port_number(), args=("--model", NAME)) as srv:
+        yield srv.url, srv.proc
 
 
 def test_table_rows_served_like_training_and_monitored(table_home, server):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import free_port_number, wait_for_port
+from conftest import free_port_number, server_process
 from churnops import data as D
 from churnops import features as F
 from churnops import simulate
@@ -33,15 +33,9 @@ def redis_url(tmp_path_factory):
         pytest.fail("redis-server not found: .ci/run installs Debian's redis-server package")
     port = free_port_number()
     d = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(d)],
-                            stdout=open(d / "redis.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, timeout=30, proc=proc)
+    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(d)]
+    with server_process(cmd, port, d / "redis.log", timeout=30):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try: proc.wait(10)
-        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
 
 
 @pytest.fixture

@@ -12,4 +12,7 @@ git diff --exit-code -- nbs || { echo "nbdev-clean changed nbs/: commit cleaned 
 python tools/readme.py --check   # README.md is rendered from nbs/index.ipynb
 bash tools/docs.sh               # the docs site into _docs/, broken links are errors
 nbdev-test --n-workers 2
-python -m pytest tests
+# two processes, each test file whole in one of them (module fixtures built once); every server a test starts
+# listens on a free port in a temp dir, so the two never meet. Files go out in collection order, which puts the
+# long ones first (tests/conftest.py LONG_FILES), not xdist's default of most tests first.
+python -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests
