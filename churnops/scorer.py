@@ -160,19 +160,27 @@ def _selected_columns(name: str, cols, columns: list[str]) -> list[str]:
 
 _DISTINCT_MIN_ROWS = 256   # from this many rows a frame's text columns are encoded through their distinct values
 
-def _encode_part(rows, cols: list[str], fn: callable, widths: list[int]) -> np.ndarray:
-    "One part of the column transformer: a large frame's text columns through their distinct values, else one block."
+def _unreadable(rows, cols: list[str]) -> list[str]:
+    "The columns of `rows` holding values that are not numbers (to name them in an error)."
+    def ok(c):
+        try: _floats(_block(rows, [c])); return True
+        except (TypeError, ValueError): return False
+    return [c for c in cols if not ok(c)]
+
+def _encode_part(rows, cols: list[str], fn: callable, widths: list[int],
+                 out: np.ndarray) -> None:  # where the part's encoded columns go
+    "One part of the column transformer into `out`: a large frame's text columns through their distinct values, else one block."
     if (not isinstance(rows, pd.DataFrame) or len(rows) < _DISTINCT_MIN_ROWS
             or {rows[c].dtype.kind for c in cols} <= set("fiub")):
-        return _floats(np.asarray(fn(_block(rows, cols))))
+        try: out[:] = _floats(np.asarray(fn(_block(rows, cols)))); return
+        except (TypeError, ValueError) as e: raise ValueError(f"columns {_unreadable(rows, cols) or cols}: {e}") from None
     coded = [_distinct(rows[c]) for c in cols]
     k = max(len(v) for _, v in coded)
     U = np.empty((k, len(cols)), dtype=object)                 # every column's distinct values, the last repeated
     for j, (_, v) in enumerate(coded): U[:, j] = v[np.minimum(np.arange(k), len(v) - 1)]
     E, edges = _floats(np.asarray(fn(U))), np.cumsum([0] + widths)
-    out = np.empty((len(rows), edges[-1]))
-    for j, (codes, _) in enumerate(coded): out[:, edges[j]:edges[j + 1]] = E[codes, edges[j]:edges[j + 1]]
-    return out
+    for j, (codes, _) in enumerate(coded):
+        out[:, edges[j]:edges[j + 1]] = np.take(np.ascontiguousarray(E[:, edges[j]:edges[j + 1]]), codes, axis=0)
 
 def compile_column_transformer(ct,  # a fitted sklearn ColumnTransformer (fitted on a DataFrame)
                               ) -> tuple[list[str], callable]:
@@ -181,9 +189,11 @@ def compile_column_transformer(ct,  # a fitted sklearn ColumnTransformer (fitted
     columns = [str(c) for c in ct.feature_names_in_]
     parts = [(cols, _compile_transformer(t), _output_widths(t, len(cols))) for name, t, sel in ct.transformers_
              if t != "drop" for cols in [_selected_columns(name, sel, columns)] if cols]
+    starts = np.cumsum([0] + [sum(w) for _, _, w in parts])
     def encode(rows) -> np.ndarray:
-        blocks = [_encode_part(rows, cols, fn, widths) for cols, fn, widths in parts]
-        return np.hstack(blocks) if blocks else np.empty((len(rows), 0))
+        out = np.empty((len(rows), starts[-1]))
+        for (cols, fn, widths), a, b in zip(parts, starts, starts[1:]): _encode_part(rows, cols, fn, widths, out[:, a:b])
+        return out
     return columns, encode
 
 # %% ../nbs/08a_scorer.ipynb #9879049f
