@@ -74,13 +74,28 @@ def _codes(col: np.ndarray, cats: np.ndarray) -> np.ndarray:
     missing = [i for i, c in enumerate(cats) if _is_missing(c)]
     return np.append(at, missing[0] if missing else -1)[codes]   # code -1 picks the appended missing entry
 
+def _distinct(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    "A column as `(codes, values)` with `values[codes]` its values as objects: one hash pass; missing kept as NaN (None where None)."
+    codes, uniques = pd.factorize(col)                       # text, pandas strings, categoricals alike; missing → -1
+    values = np.append(np.asarray(uniques, dtype=object), np.array([np.nan, None], dtype=object))
+    miss = codes < 0
+    if miss.any():
+        codes = np.where(miss, len(uniques), codes)
+        if col.dtype == object: codes[miss & np.equal(col.to_numpy(), None)] = len(uniques) + 1
+    return codes, values
+
 # %% ../nbs/08a_scorer.ipynb #46dedbdd
+def _onehot_widths(t) -> list[int]:
+    "Encoded columns of each input column of a fitted `OneHotEncoder` (infrequent categories share one)."
+    maps = getattr(t, "_default_to_infrequent_mappings", None) or [None] * len(t.categories_)
+    return [len(c) if m is None else int(m.max()) + 1 for c, m in zip(t.categories_, maps)]
+
 def _compile_onehot(t) -> callable:
     "A fitted `OneHotEncoder` (no `drop`; infrequent categories grouped as sklearn does) as a function over a 2-D block."
     if t.drop_idx_ is not None: raise _Unsupported("OneHotEncoder drop")
     maps = getattr(t, "_default_to_infrequent_mappings", None) or [None] * len(t.categories_)
     infreq = getattr(t, "_infrequent_indices", None) or [None] * len(t.categories_)
-    widths = [len(c) if m is None else int(m.max()) + 1 for c, m in zip(t.categories_, maps)]
+    widths = _onehot_widths(t)
     grouped = t.handle_unknown in ("infrequent_if_exist", "warn")
     def onehot(B):
         out = np.zeros((B.shape[0], sum(widths)))
@@ -127,6 +142,14 @@ def _compile_transformer(t) -> callable:
         if isinstance(t, kind): return compile_fn(t)
     raise _Unsupported(f"transformer {type(t).__name__}")
 
+def _output_widths(t, k: int) -> list[int]:
+    "Encoded columns of each of the `k` input columns of a compiled transformer (each works column by column)."
+    from sklearn.preprocessing import OneHotEncoder
+    widths = [1] * k
+    for s in ([s for _, s in t.steps] if hasattr(t, "steps") else [t]):
+        if isinstance(s, OneHotEncoder): widths = _onehot_widths(s)
+    return widths
+
 # %% ../nbs/08a_scorer.ipynb #86816043
 def _selected_columns(name: str, cols, columns: list[str]) -> list[str]:
     "A ColumnTransformer part's selector as column names."
@@ -135,16 +158,42 @@ def _selected_columns(name: str, cols, columns: list[str]) -> list[str]:
     if cols and all(isinstance(c, (bool, np.bool_)) for c in cols): cols = [columns[i] for i, b in enumerate(cols) if b]
     return [columns[c] if isinstance(c, (int, np.integer)) else str(c) for c in cols]
 
+_DISTINCT_MIN_ROWS = 256   # from this many rows a frame's text columns are encoded through their distinct values
+
+def _unreadable(rows, cols: list[str]) -> list[str]:
+    "The columns of `rows` holding values that are not numbers (to name them in an error)."
+    def ok(c):
+        try: _floats(_block(rows, [c])); return True
+        except (TypeError, ValueError): return False
+    return [c for c in cols if not ok(c)]
+
+def _encode_part(rows, cols: list[str], fn: callable, widths: list[int],
+                 out: np.ndarray) -> None:  # where the part's encoded columns go
+    "One part of the column transformer into `out`: a large frame's text columns through their distinct values, else one block."
+    if (not isinstance(rows, pd.DataFrame) or len(rows) < _DISTINCT_MIN_ROWS
+            or {rows[c].dtype.kind for c in cols} <= set("fiub")):
+        try: out[:] = _floats(np.asarray(fn(_block(rows, cols)))); return
+        except (TypeError, ValueError) as e: raise ValueError(f"columns {_unreadable(rows, cols) or cols}: {e}") from None
+    coded = [_distinct(rows[c]) for c in cols]
+    k = max(len(v) for _, v in coded)
+    U = np.empty((k, len(cols)), dtype=object)                 # every column's distinct values, the last repeated
+    for j, (_, v) in enumerate(coded): U[:, j] = v[np.minimum(np.arange(k), len(v) - 1)]
+    E, edges = _floats(np.asarray(fn(U))), np.cumsum([0] + widths)
+    for j, (codes, _) in enumerate(coded):
+        out[:, edges[j]:edges[j + 1]] = np.take(np.ascontiguousarray(E[:, edges[j]:edges[j + 1]]), codes, axis=0)
+
 def compile_column_transformer(ct,  # a fitted sklearn ColumnTransformer (fitted on a DataFrame)
                               ) -> tuple[list[str], callable]:
     "Compile `ct` into `(input_columns, encode)`; `encode(rows)` (a DataFrame or a list of dicts) equals `ct.transform`."
     if not hasattr(ct, "feature_names_in_"): raise _Unsupported("ColumnTransformer fitted without column names")
     columns = [str(c) for c in ct.feature_names_in_]
-    parts = [(cols, _compile_transformer(t)) for name, t, sel in ct.transformers_ if t != "drop"
-             for cols in [_selected_columns(name, sel, columns)] if cols]
+    parts = [(cols, _compile_transformer(t), _output_widths(t, len(cols))) for name, t, sel in ct.transformers_
+             if t != "drop" for cols in [_selected_columns(name, sel, columns)] if cols]
+    starts = np.cumsum([0] + [sum(w) for _, _, w in parts])
     def encode(rows) -> np.ndarray:
-        blocks = [_floats(np.asarray(fn(_block(rows, cols)))) for cols, fn in parts]
-        return np.hstack(blocks) if blocks else np.empty((len(rows), 0))
+        out = np.empty((len(rows), starts[-1]))
+        for (cols, fn, widths), a, b in zip(parts, starts, starts[1:]): _encode_part(rows, cols, fn, widths, out[:, a:b])
+        return out
     return columns, encode
 
 # %% ../nbs/08a_scorer.ipynb #9879049f
@@ -191,7 +240,7 @@ class _FlatForest:
         self.n_features = est.n_features_in_
         if self.is_hgb:
             self.baseline = float(np.ravel(est._baseline_prediction)[0])
-            self.kb, self.fmap = est._bin_mapper.make_known_categories_bitsets()
+            self.bin_thr, self.missing_bin = est._bin_mapper.bin_thresholds_, est._bin_mapper.missing_values_bin_idx_
 
 # %% ../nbs/08a_scorer.ipynb #2cdf66ec
 def _leaf_values(self: _FlatForest, X: np.ndarray) -> np.ndarray:
@@ -212,19 +261,33 @@ def _raw_flat(self: _FlatForest, X: np.ndarray) -> np.ndarray:
     if self.is_hgb: v = np.concatenate([np.full((X.shape[0], 1), self.baseline), v], axis=1)
     return np.cumsum(v, axis=1)[:, -1:]   # a sequential sum: sklearn's order, bit-identical
 
-def _raw_trees(self: _FlatForest, X: np.ndarray) -> np.ndarray:
-    "Summed leaf values through sklearn's compiled per-tree code (fast for many rows), in sklearn's order."
-    n_threads = _threads()
-    if self.is_hgb:
-        raw = np.zeros((X.shape[0], 1), order="F"); raw += self.est._baseline_prediction
-        for it in self.est._predictors: raw[:, 0] += it[0].predict(X, self.kb, self.fmap, n_threads)
-        return raw
-    vals = self.value
-    leaf_value = lambda o, e: vals[o + e.tree_.apply(X)]
+def _bins(self: _FlatForest, X: np.ndarray) -> np.ndarray:
+    "Rows binned as boosting binned its training rows: a value's bin counts the thresholds below it; NaN → the missing bin."
+    B = np.empty(X.shape, dtype=np.uint8)
+    for j, thr in enumerate(self.bin_thr):
+        b = np.searchsorted(thr, X[:, j], side="left")
+        b[np.isnan(X[:, j])] = self.missing_bin
+        B[:, j] = b
+    return B
+
+def _raw_block(self: _FlatForest, X: np.ndarray) -> np.ndarray:
+    "Summed leaf values of a block of rows through sklearn's compiled per-tree code, in sklearn's order (HGB: binned)."
     raw = np.zeros((X.shape[0], 1))
-    with ThreadPoolExecutor(n_threads) as pool:              # tree_.apply releases the GIL; sums stay in tree order
-        for v in pool.map(leaf_value, self.roots, self.est.estimators_): raw[:, 0] += v
+    if self.is_hgb:
+        raw += self.est._baseline_prediction
+        B = self.bins(X)                                     # x <= threshold exactly when bin(x) <= bin threshold
+        for it in self.est._predictors: raw[:, 0] += it[0].predict_binned(B, self.missing_bin, 1)
+        return raw
+    for o, e in zip(self.roots, self.est.estimators_): raw[:, 0] += self.value[o + e.tree_.apply(X)]
     return raw
+
+_BLOCK_ROWS = 16_384   # rows walked through every tree together: the block stays in cache
+
+def _raw_trees(self: _FlatForest, X: np.ndarray) -> np.ndarray:
+    "Summed leaf values for many rows: blocks of rows on threads (sklearn's tree code releases the GIL)."
+    blocks, n_threads = [X[i:i + _BLOCK_ROWS] for i in range(0, X.shape[0], _BLOCK_ROWS)], _threads()
+    if len(blocks) == 1 or n_threads == 1: return np.concatenate([self.raw_block(b) for b in blocks])
+    with ThreadPoolExecutor(n_threads) as pool: return np.concatenate(list(pool.map(self.raw_block, blocks)))
 
 def _proba(self: _FlatForest, X: np.ndarray) -> np.ndarray:
     "P(class 1) for each row of the encoded matrix `X`."
@@ -234,7 +297,8 @@ def _proba(self: _FlatForest, X: np.ndarray) -> np.ndarray:
     if self.is_hgb: return self.est._loss.predict_proba(np.asfortranarray(raw))[:, 1]
     return raw[:, 0] / len(self.est.estimators_)
 
-_FlatForest.leaf_values, _FlatForest.raw_flat, _FlatForest.raw_trees, _FlatForest.proba = _leaf_values, _raw_flat, _raw_trees, _proba
+_FlatForest.leaf_values, _FlatForest.raw_flat, _FlatForest.proba = _leaf_values, _raw_flat, _proba
+_FlatForest.bins, _FlatForest.raw_block, _FlatForest.raw_trees = _bins, _raw_block, _raw_trees
 
 # %% ../nbs/08a_scorer.ipynb #dc08741b
 def _linear_proba(est) -> callable:

@@ -802,9 +802,16 @@ class TableSpec:
                 "target_mapping": self.report.get("target_mapping"), "dropped_columns": self.report.get("dropped_columns", {})}
 
 # %% ../nbs/05c_tables.ipynb #2edb43bd
+def _text_categories(col: pd.Series) -> pd.Series:
+    "A text column typed by `_text_values` as a pandas categorical: the rule runs on the distinct values (one hash pass)."
+    codes, uniques = pd.factorize(col)
+    at, cats = pd.factorize(_text_values(pd.Series(np.asarray(uniques, dtype=object), dtype=object)).to_numpy())
+    return pd.Series(pd.Categorical.from_codes(np.append(at, -1)[codes], categories=cats), index=col.index, name=col.name)
+
 def coerce_like_training(records: pd.DataFrame,  # raw rows (a table, or serving's records), extra columns ignored
                          schema: dict | TableSpec,  # `TableSpec.schema()` or the logged `table_schema.json`
                          source: str = "records",   # for messages
+                         categorical: bool = False, # text as pandas categoricals (`_text_categories`; the compiled scorer)
                         ) -> pd.DataFrame:
     "The model's input frame from raw rows, by exactly the rules training applied: numeric columns to float, text stripped, missing as NaN."
     s = schema.schema() if isinstance(schema, TableSpec) else schema
@@ -813,7 +820,8 @@ def coerce_like_training(records: pd.DataFrame,  # raw rows (a table, or serving
     if missing: raise TableError(f"{source}: column(s) {missing} needed by the model are missing")
     X = records[s["features"]].copy()
     for c in s["numeric"]: X[c] = _number_values(X[c])
-    for c in s["categorical"]: X[c] = _text_values(X[c])
+    text = _text_categories if categorical else _text_values
+    for c in s["categorical"]: X[c] = text(X[c])
     return X.reset_index(drop=True)
 
 # %% ../nbs/05c_tables.ipynb #ef2a5dd9
@@ -1033,16 +1041,18 @@ def scoring_frame(df: pd.DataFrame,            # raw rows (extra columns ignored
                   pipeline: Pipeline,          # the fitted model
                   source: str = "data",        # for messages (the file name)
                   schema: dict | None = None,  # a table model's schema: rows are typed by `coerce_like_training`
+                  categorical: bool = False,   # text as pandas categoricals (`_text_categories`; the compiled scorer)
                  ) -> pd.DataFrame:
     "The columns `pipeline` needs, typed as in training (numbers as float, text by `_text_values`); error naming missing columns."
-    if schema is not None: return coerce_like_training(df, schema, source)
+    if schema is not None: return coerce_like_training(df, schema, source, categorical)
     needed = list(pipeline.feature_names_in_)
     missing = [c for c in needed if c not in df.columns]
     if missing: raise TableError(f"{source}: column(s) {missing} needed by the model are missing")
-    numeric, categorical = column_kinds(pipeline)
+    categorical_text, (numeric, categorical) = categorical, column_kinds(pipeline)
     X = df[needed]
     typed = {c: _number_values(X[c]) for c in numeric}
-    typed.update({c: _text_values(X[c]) for c in categorical if not pd.api.types.is_numeric_dtype(X[c])})
+    text = _text_categories if categorical_text else _text_values
+    typed.update({c: text(X[c]) for c in categorical if not pd.api.types.is_numeric_dtype(X[c])})
     return X.assign(**typed)
 
 # %% ../nbs/05c_tables.ipynb #6186be99
@@ -1112,8 +1122,9 @@ def predict_table(home: str | os.PathLike | None,  # churnops home
     parts, seconds, scorer = [], 0.0, None
     with _prediction_writer(out) as write, tqdm(total=n, unit="rows", disable=quiet or n <= chunk_rows, desc="predict") as bar:
         for df in chunks:
-            X = scoring_frame(df, pipeline, source, schema=schema)
-            if scorer is None: scorer = batch_scorer(pipeline, X.head(2000), f"model {name}/{mv.version}")
+            if scorer is None:
+                scorer = batch_scorer(pipeline, scoring_frame(df.head(2000), pipeline, source, schema), f"model {name}/{mv.version}")
+            X = scoring_frame(df, pipeline, source, schema=schema, categorical=scorer.fast)
             t0 = time.perf_counter(); proba = scorer.predict_proba(X); seconds += time.perf_counter() - t0
             cols = {id_column: df[id_column].to_numpy()} if id_column and id_column in df.columns else {}
             parts.append(pd.DataFrame({**cols, "churn_probability": proba, "churn_predicted": (proba >= threshold).astype(int)}))
