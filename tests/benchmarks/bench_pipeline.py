@@ -1,6 +1,6 @@
 """Benchmark: the full training pipeline at scale — wall time per stage and peak memory.
 
-    python tests/benchmarks/bench_pipeline.py [--customers 100000] [--days 730] [--trials 4] [--home DIR]
+    python tests/benchmarks/bench_pipeline.py [--customers 100000] [--days 730] [--trials 4] [--home DIR] [--json PATH]
 
 Simulates a world, makes a workspace, runs `churnops pipeline run` (data → features → train → evaluate → promote) and prints,
 per stage, the wall time DVC's stage took and the peak resident memory of the process tree that ran it (sampled with
@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from _results import add_json_option, write_results
 
 
 def _stage_of(procs: list) -> str | None:
@@ -70,6 +72,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--families", default="logreg,hgb")
     ap.add_argument("--home", default=None)
+    add_json_option(ap, "pipeline")
     a = ap.parse_args()
     home = Path(a.home or tempfile.mkdtemp(prefix="churnops-bench-pipeline-"))
     if home.exists(): shutil.rmtree(home)
@@ -100,6 +103,12 @@ def main() -> None:
     print(f"{'pipeline run':<22}{t_run:>10.1f}   peak RSS {m_run / gb:.2f} GB (process tree)")
     print(f"{'no-op pipeline run':<22}{t_noop:>10.1f}   ratio to the first run {t_noop / t_run:.3f}")
     print(f"goal: pipeline ≤ 300 s → {t_run / 300:.2f}× the budget; peak RSS ≤ 3 GB → {m_run / (3 * gb):.2f}× the budget")
+    write_results(a.json, {"customers": a.customers, "days": a.days, "trials": a.trials, "families": a.families,
+                           "init_s": t_init, "simulate_s": t_sim, "simulate_peak_rss_gb": m_sim / gb,
+                           "stages": [{"stage": s, "seconds": sec, "peak_rss_gb": stage_rss[s] / gb if s in stage_rss else None}
+                                      for s, sec in stages.items()],
+                           "pipeline_s": t_run, "pipeline_peak_rss_gb": m_run / gb, "noop_s": t_noop,
+                           "goal_seconds": 300, "goal_peak_rss_gb": 3})
 
 
 if __name__ == "__main__":
