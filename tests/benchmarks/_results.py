@@ -1,7 +1,7 @@
 """Where a benchmark's figures go: one small JSON file per benchmark, read by `nbs/95_benchmarks.ipynb`.
 
 Every script calls `add_json_option(parser, name)` and, at the end, `write_results(path, figures)`. The file holds the
-figures and how they were measured: the UTC date, the git commit (and whether the worktree had changes), the load average
+figures and how they were measured: the UTC date, the git commit (and the tracked files changed since it), the load average
 when the script started and when it wrote, the CPU count and the command line. It is written atomically (a temporary file
 in the same folder, then a rename), so the chapter never reads half a file."""
 import json
@@ -31,7 +31,7 @@ def _git(*args: str) -> str:
 def run_info() -> dict:
     "How and where this run measured: date, commit, load average before and now, CPU count, command line."
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _git("rev-parse", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            "changed": [l[3:] for l in _git("status", "--porcelain", "--untracked-files=no").splitlines()][:20],
             "loadavg_start": [round(x, 2) for x in LOAD_AT_START], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "cpu_count": os.cpu_count(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
 
