@@ -24,13 +24,13 @@ def add_json_option(parser, name: str) -> None:
 
 
 def _git(*args: str) -> str:
-    try: return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    try: return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired): return ""
 
 
 def run_info() -> dict:
     "How and where this run measured: date, commit, load average before and now, CPU count, command line."
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _git("rev-parse", "HEAD"),
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _git("rev-parse", "HEAD").strip(),
             "changed": [l[3:] for l in _git("status", "--porcelain", "--untracked-files=no").splitlines()][:20],
             "loadavg_start": [round(x, 2) for x in LOAD_AT_START], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "cpu_count": os.cpu_count(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
