@@ -4,7 +4,7 @@ on the same rows in the same run, for each family the tuner may pick (logreg, a 
 Prints rows/s, the ratio and the max |difference| of the probabilities (goal: ratio >= 1, diff <= 1e-9, >= 500k rows/s
 for gradient boosting).
 
-    PYTHONPATH=. python tests/benchmarks/bench_batch.py [--rows 1000000]
+    PYTHONPATH=. python tests/benchmarks/bench_batch.py [--rows 1000000] [--json PATH]
 """
 import argparse
 import os
@@ -18,6 +18,7 @@ import pandas as pd
 
 from churnops import train
 from churnops.tracking import TRUSTED_TYPES, setup_mlflow
+from _results import add_json_option, write_results
 
 FAMILIES = {"logreg": {"C": 1.0}, "rf": {"n_estimators": 100, "max_depth": 10},
             "hgb": {"max_iter": 200, "max_leaf_nodes": 31, "learning_rate": 0.05}}
@@ -33,7 +34,7 @@ def register(home: str, name: str, pipe, X: pd.DataFrame) -> None:
                                  registered_model_name=name, input_example=X.head(2))
 
 
-def main(rows: int) -> None:
+def main(rows: int, json_path: str | None = None) -> None:
     warnings.simplefilter("ignore")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     raw_small = train.make_telco_table(5000, seed=1)
@@ -44,6 +45,7 @@ def main(rows: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "rows.parquet"; big.to_parquet(src, index=False)
         print(f"{rows:,} rows, {big.shape[1]} columns; load average {os.getloadavg()}")
+        figures = []
         for family, params in FAMILIES.items():
             pipe = train.make_pipeline(pre, family, params).fit(X, y)
             register(d, f"bench-{family}", pipe, X)
@@ -58,10 +60,16 @@ def main(rows: int) -> None:
             print(f"{family:6s} sklearn predict_proba (in memory) {rows / t_sk:>10,.0f} rows/s | churnops predict "
                   f"(parquet in, parquet out) {rows / t_cli:>10,.0f} rows/s = {t_sk / t_cli:.2f}x sklearn | scoring alone "
                   f"{info['rows_per_second']:>10,.0f} rows/s | compiled {info['compiled']} | max |diff| {diff:.1e}")
+            figures.append({"family": family, "sklearn_rows_per_s": rows / t_sk, "churnops_rows_per_s": rows / t_cli,
+                            "ratio": t_sk / t_cli, "scoring_rows_per_s": info["rows_per_second"], "compiled": info["compiled"],
+                            "max_abs_diff": diff})
         print(f"load average {os.getloadavg()}")
+    write_results(json_path, {"rows": rows, "columns": big.shape[1], "families": figures})
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    main(ap.parse_args().rows)
+    add_json_option(ap, "batch")
+    a = ap.parse_args()
+    main(a.rows, a.json)

@@ -4,7 +4,7 @@ Evidently needs pandas < 3, so it runs in its own virtualenv (/tmp/evvenv, creat
 same parquet files. Prints both wall times and their ratio, both CPU times (process time, all threads) and their ratio —
 the figure that a busy machine disturbs least — the load average, and the largest difference between the two sets of values.
 
-    python tests/benchmarks/bench_drift.py [--rows 500000] [--venv /tmp/evvenv]
+    python tests/benchmarks/bench_drift.py [--rows 500000] [--venv /tmp/evvenv] [--json PATH]
 """
 import argparse
 import json
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from _results import add_json_option, write_results
 
 NUMERICAL = [f"num_{i}" for i in range(18)]          # 15 continuous (3 with NaN/inf), 3 integers with few values
 CATEGORICAL = [f"cat_{i}" for i in range(7)]
@@ -84,6 +86,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=500_000)
     ap.add_argument("--venv", default="/tmp/evvenv")
     ap.add_argument("--repeat", type=int, default=3)
+    add_json_option(ap, "drift")
     a = ap.parse_args()
     from churnops.monitor import drift_report
     py = ensure_venv(Path(a.venv))
@@ -130,6 +133,13 @@ def main() -> int:
     print(f"largest absolute difference of values: {diffs[worst]:.3g} (column {worst}, {ours_m[worst]}); "
           f"largest relative: {max(rel.values()):.3g}; identical bits in {sum(v == 0 for v in diffs.values())}/{len(diffs)} columns")
     print(f"same methods chosen: {same_methods}; drifted share ours {rep.share:.2f} vs Evidently {ev['share']['share']:.2f}")
+    write_results(a.json, {"rows": a.rows, "columns": ref.shape[1], "methods": pd.Series(ours_m).value_counts().to_dict(),
+                           "evidently_s": ev["elapsed"], "churnops_s": best, "churnops_single_thread_s": single,
+                           "speedup": ev["elapsed"] / best, "speedup_single_thread": ev["elapsed"] / single,
+                           "evidently_cpu_s": ev["cpu"], "churnops_cpu_s": cpu, "cpu_ratio": ev["cpu"] / cpu,
+                           "max_abs_difference": diffs[worst], "max_rel_difference": max(rel.values()),
+                           "identical_columns": sum(v == 0 for v in diffs.values()), "same_methods": same_methods,
+                           "drifted_share_churnops": rep.share, "drifted_share_evidently": ev["share"]["share"]})
     return 0
 
 

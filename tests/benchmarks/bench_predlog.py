@@ -1,6 +1,6 @@
 """Prediction-log benchmark (run by hand, not collected by pytest):
 
-    python tests/benchmarks/bench_predlog.py --log-cost [--rows 200000] [--threads 1]
+    python tests/benchmarks/bench_predlog.py --log-cost [--rows 200000] [--threads 1] [--json PATH]
 
 Serving has no switch that turns the log off, so this measures the writer alone, in process, with rows shaped like the
 service's (a 12-feature `features_json`):
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from churnops.config import Paths
 from churnops.predlog import PredictionLog, files_for_window, read_prediction_log
+from _results import add_json_option, write_results
 
 FEATURES = json.dumps({"tenure_days": 412, "age": 37, "monthly_charges": 49.9, "tickets_30d": 1, "sessions_7d": 5,
                        "sessions_30d": 21, "minutes_30d": 61.2, "spend_30d": 80.4, "resolution_hours_mean": 9.5,
@@ -46,7 +47,7 @@ def appends_per_second(append, batch, threads):
     return len(batch) / (time.perf_counter() - t0)
 
 
-def log_cost(n, threads):
+def log_cost(n, threads, json_path=None):
     start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     batch = rows(n, start, spread_hours=3)
     buffered = deque()
@@ -68,9 +69,15 @@ def log_cost(n, threads):
               f"(per row: {1e6 / rate_dur:.2f} us vs {1e6 / rate_buf:.2f} us)")
         print(f"  close (last segment to parquet, hours compacted): {t_close:.2f} s")
         hour = (start + timedelta(hours=1), start + timedelta(hours=2))
+        reads = []
         for label, window in [("one hour", hour), ("everything", (None, None))]:
             t0 = time.perf_counter(); df = read_prediction_log(home, *window); dt = time.perf_counter() - t0
-            print(f"  read {label:10s}: {len(files_for_window(home, *window))} file(s), {len(df):,} rows, {dt:.2f} s")
+            files = len(files_for_window(home, *window))
+            print(f"  read {label:10s}: {files} file(s), {len(df):,} rows, {dt:.2f} s")
+            reads.append({"window": label, "files": files, "rows": len(df), "seconds": dt})
+    write_results(json_path, {"rows": n, "threads": threads, "buffered_per_s": rate_buf, "durable_per_s": rate_dur,
+                              "fsync_rows": len(small), "fsync_per_s": rate_sync, "durable_over_buffered": rate_dur / rate_buf,
+                              "close_s": t_close, "reads": reads})
 
 
 if __name__ == "__main__":
@@ -78,6 +85,7 @@ if __name__ == "__main__":
     ap.add_argument("--log-cost", action="store_true", help="append throughput durable vs buffered, and window reads")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--threads", type=int, default=1)
+    add_json_option(ap, "predlog")
     a = ap.parse_args()
     if not a.log_cost: ap.error("nothing to do: pass --log-cost")
-    log_cost(a.rows, a.threads)
+    log_cost(a.rows, a.threads, a.json)

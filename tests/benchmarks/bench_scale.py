@@ -1,6 +1,6 @@
 """Benchmark: memory of the data build and of the features stage as the data grows (the goal: flat in data size).
 
-Run by hand: `python tests/benchmarks/bench_scale.py [--small 25000] [--large 200000] [--days 365]`.
+Run by hand: `python tests/benchmarks/bench_scale.py [--small 25000] [--large 200000] [--days 365] [--json PATH]`.
 For each size a world is simulated (not measured), then `churnops data build` and `churnops features build` each run in a
 fresh process; the peak RSS of that process and all its children (psutil, sampled every 50 ms) is its stage's figure.
 Prints wall time and peak RSS per stage and size, and the large/small ratio of peak RSS (goal: at most 1.5x).
@@ -13,6 +13,8 @@ import tempfile
 import time
 
 import psutil
+
+from _results import add_json_option, write_results
 
 CLI = "import sys; from churnops.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -52,6 +54,7 @@ def main():
     ap.add_argument("--small", type=int, default=25_000)
     ap.add_argument("--large", type=int, default=200_000)
     ap.add_argument("--days", type=int, default=365)
+    add_json_option(ap, "scale")
     a = ap.parse_args()
     print(f"{os.cpu_count()} cores; {a.days} days; in-process Dask unless $CHURNOPS_DASK_SCHEDULER is set", flush=True)
     res = {}
@@ -61,6 +64,9 @@ def main():
     for stage in res[a.small]:
         r = res[a.large][stage][1] / res[a.small][stage][1]
         print(f"{stage:11s} peak RSS {a.large:,} / {a.small:,} customers: {r:.2f}x (goal <= 1.5x)")
+    write_results(a.json, {"days": a.days, "goal_rss_ratio": 1.5,
+                           "rows": [{"customers": n, "stage": stage, "seconds": s, "peak_rss_mb": mb}
+                                    for n, r in res.items() for stage, (s, mb) in r.items()]})
 
 
 if __name__ == "__main__":

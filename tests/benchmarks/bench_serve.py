@@ -1,11 +1,13 @@
 """Serving benchmark (run by hand, not collected by pytest):
 
-    python tests/benchmarks/bench_serve.py [--seconds 10] [--connections 1,8,32] [--workers 1]
+    python tests/benchmarks/bench_serve.py [--seconds 10] [--connections 1,8,32] [--workers 1] [--json PATH]
 
 1. In-process single-row scoring: `Pipeline.predict_proba` on a 1-row DataFrame vs `serve.FastScorer` on one record
    (same registered model); p50/p99 and the ratio; probabilities checked identical on 2000 rows.
-2. HTTP: `churnops serve` and `mlflow models serve --env-manager local` on the same registered model, both on 127.0.0.1,
-   loaded by `wrk` (POST bodies from a Lua script) for the same time at the same concurrencies; req/s, p50, p99, ratio.
+2. HTTP: `churnops serve` and `mlflow models serve --env-manager local` on the same registered model, and a bare endpoint
+   (the framework's ceiling: a FastAPI app on the same uvicorn settings and worker count whose one route parses the same
+   JSON body and returns a fixed answer the size of churnops'), all on 127.0.0.1, loaded by `wrk` (POST bodies from a Lua
+   script) for the same time at the same concurrencies; req/s, p50, p99, the ratios to mlflow and to the bare endpoint.
 Figures are printed as measured in this run; nothing is asserted."""
 import argparse
 import json
@@ -27,6 +29,7 @@ import httpx
 import numpy as np
 import pandas as pd
 from churnops import tracking
+from _results import add_json_option, write_results
 
 
 def bench_frame(n=5000, seed=0):
@@ -107,7 +110,12 @@ def in_process(home, df):
     print(f"{'validate + FastScorer':38s}{pct(t_req, 50):10.3f}{pct(t_req, 99):10.3f}")
     print(f"speed-up p50: {pct(t_pipe, 50) / pct(t_fast, 50):.1f}x   p99: {pct(t_pipe, 99) / pct(t_fast, 99):.1f}x   "
           f"cpu p50: {pct(c_pipe, 50) / pct(c_fast, 50):.1f}x   cpu p99: {pct(c_pipe, 99) / pct(c_fast, 99):.1f}x")
-    return recs
+    figures = {"fast_path_compiled": bool(m.scorer.fast), "identical_batch": identical, "identical_single": identical_single,
+               "rows": [{"path": name, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "cpu_p50_ms": pct(c, 50) if c else None,
+                         "cpu_p99_ms": pct(c, 99) if c else None}
+                        for name, t, c in [("Pipeline.predict_proba(1-row DataFrame)", t_pipe, c_pipe),
+                                           ("FastScorer.predict_proba([record])", t_fast, c_fast), ("validate + FastScorer", t_req, None)]]}
+    return recs, figures
 
 
 LUA_OURS = """
@@ -118,6 +126,22 @@ request = function()
   local body = '{"customer_id": ' .. (counter %% 5000) .. ', ' .. base
   return wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, body)
 end
+"""
+BARE_APP = """
+import json, pathlib
+from fastapi import FastAPI
+from starlette.responses import Response
+ANSWER = pathlib.Path(__file__).with_name("bare_answer.json").read_bytes()
+
+
+async def predict(request):
+    json.loads(await request.body())          # parse the body as the service does, answer a constant
+    return Response(ANSWER, media_type="application/json")
+
+
+app = FastAPI()
+app.add_route("/predict", predict, methods=["POST"])
+app.add_route("/ready", lambda request: Response(b"{}", media_type="application/json"), methods=["GET"])
 """
 LUA_STATIC = """
 wrk.method = "POST"
@@ -164,6 +188,7 @@ def main():
     ap.add_argument("--connections", default="1,8,32")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--in-process-only", action="store_true", help="only the single-row scoring comparison")
+    add_json_option(ap, "serve")
     args = ap.parse_args()
     if not shutil.which("wrk"): sys.exit("wrk is not installed: apt-get install -y wrk")
     home = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -172,8 +197,9 @@ def main():
     try:
         df, y = bench_frame()
         register(home, bench_pipeline(df, y), df)
-        recs = in_process(home, df)
-        if args.in_process_only: return
+        recs, figures = in_process(home, df)
+        figures = {"in_process": figures, "workers": args.workers, "seconds": args.seconds}
+        if args.in_process_only: write_results(args.json, figures); return
         rec = recs[0]
         body_ours = json.dumps(rec)
         body_mlflow = json.dumps({"dataframe_records": [rec]})
@@ -191,6 +217,17 @@ def main():
         procs.append(ml)
         u1, u2 = f"http://127.0.0.1:{p1}", f"http://127.0.0.1:{p2}"
         wait_ready(u1, "/ready", ours); wait_ready(u2, "/ping", ml)
+        (home / "bare_answer.json").write_bytes(httpx.post(u1 + "/predict", content=body_ours,   # churnops' own answer's bytes
+                                                           headers={"content-type": "application/json"}).content)
+        (home / "bare_app.py").write_text(BARE_APP)
+        p3 = free_port()
+        bare = subprocess.Popen([sys.executable, "-c", "import sys, uvicorn; uvicorn.run('bare_app:app', app_dir=sys.argv[1], "
+                                 "host='127.0.0.1', port=int(sys.argv[2]), workers=int(sys.argv[3]), log_level='warning', access_log=False)",
+                                 str(home), str(p3), str(args.workers)], env=env, stdout=open(home / "bare.log", "w"),
+                                stderr=subprocess.STDOUT)
+        procs.insert(0, bare)
+        u3 = f"http://127.0.0.1:{p3}"
+        wait_ready(u3, "/ready", bare)
         ok, deadline = 0, time.monotonic() + 120          # every worker process ready (each answers /ready for itself)
         while ok < 20 * args.workers and time.monotonic() < deadline:
             code = httpx.post(u1 + "/predict", content=body_ours, headers={"content-type": "application/json"}).status_code
@@ -199,22 +236,33 @@ def main():
         a = httpx.post(u1 + "/predict", content=body_ours, headers={"content-type": "application/json"}).json()
         b = httpx.post(u2 + "/invocations", content=body_mlflow, headers={"content-type": "application/json"}).json()
         print(f"\nsame answer: churnops {a['churn_probability']:.12f}   mlflow {b['predictions'][0]}")
-        for u, s in ((u1, home / "ours.lua"), (u2, home / "mlflow.lua")): wrk(u, s, 2, 4)   # warm both
+        for u, s in ((u1, home / "ours.lua"), (u2, home / "mlflow.lua"), (u3, home / "ours.lua")): wrk(u, s, 2, 4)   # warm all
         print(f"\n== HTTP, wrk -t1 --latency, {args.seconds}s per run, {args.workers} worker process(es) each, {os.cpu_count()} cores ==")
-        print(f"{'conns':>5s} | {'churnops req/s':>14s} {'p50 ms':>8s} {'p99 ms':>8s} {'non2xx':>6s} | {'mlflow req/s':>12s} {'p50 ms':>8s} {'p99 ms':>8s} | {'ratio':>6s}")
+        print(f"{'conns':>5s} | {'churnops req/s':>14s} {'p50 ms':>8s} {'p99 ms':>8s} {'non2xx':>6s} | {'mlflow req/s':>12s} {'p50 ms':>8s} {'p99 ms':>8s} | {'ratio':>6s}"
+              f" | {'bare req/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} | {'of bare':>7s}")
+        http = []
         for c in [int(x) for x in args.connections.split(",")]:
             r1 = wrk(u1, home / "ours.lua", args.seconds, c)
             r2 = wrk(u2, home / "mlflow.lua", args.seconds, c)
+            r3 = wrk(u3, home / "ours.lua", args.seconds, c)
             print(f"{c:5d} | {r1['rps']:14.0f} {r1['p50']:8.2f} {r1['p99']:8.2f} {r1['non2xx']:6d} | {r2['rps']:12.0f} {r2['p50']:8.2f} {r2['p99']:8.2f} | {r1['rps'] / r2['rps']:5.1f}x"
+                  f" | {r3['rps']:10.0f} {r3['p50']:8.2f} {r3['p99']:8.2f} | {r1['rps'] / r3['rps']:6.0%}"
                   + (f"  ({r1['socket_errors']})" if r1["socket_errors"] else ""))
+            http.append({"connections": c, "churnops": r1, "mlflow": r2, "bare": r3, "over_mlflow": r1["rps"] / r2["rps"],
+                         "share_of_bare": r1["rps"] / r3["rps"]})
+        figures["http"] = http
         text = httpx.get(u1 + "/metrics").text
         batches = re.search(r"churnops_microbatch_batches_total ([\d.]+)", text); rows = re.search(r"churnops_microbatch_rows_total ([\d.]+)", text)
         if batches and rows and float(batches.group(1)):
             print(f"\nmicro-batching: {float(rows.group(1)):.0f} records scored in {float(batches.group(1)):.0f} model calls "
                   f"({float(rows.group(1)) / float(batches.group(1)):.2f} records per call)")
+            figures["microbatch"] = {"records": float(rows.group(1)), "calls": float(batches.group(1))}
         ours.send_signal(signal.SIGTERM); ours.wait(30)
         from churnops.predlog import read_prediction_log
-        print(f"prediction log after SIGTERM: {len(read_prediction_log(home))} rows")
+        logged = len(read_prediction_log(home))
+        print(f"prediction log after SIGTERM: {logged} rows")
+        figures["prediction_log_rows_after_sigterm"] = logged
+        write_results(args.json, figures)
     finally:
         for p in procs:
             if p.poll() is None:

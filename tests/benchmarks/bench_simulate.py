@@ -1,6 +1,6 @@
 """Benchmark: simulating the churn world at scale, and building a data version from it.
 
-Run by hand: `python tests/benchmarks/bench_simulate.py [--customers 100000 --days 730] [--build]`.
+Run by hand: `python tests/benchmarks/bench_simulate.py [--customers 100000 --days 730] [--build] [--json PATH]`.
 Each measurement runs in a fresh subprocess and reports wall time and its own peak RSS (ru_maxrss), so runs do not share
 memory. Figures are printed as ratios against a reference world measured in the same run (10,000 customers × the same
 days), so they say how the cost scales, independent of the machine.
@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+
+from _results import add_json_option, write_results
 
 CHILD = textwrap.dedent("""
     import json, resource, sys, time
@@ -43,6 +45,7 @@ def main():
     ap.add_argument("--days", type=int, default=730)
     ap.add_argument("--reference", type=int, default=10_000, help="customers of the reference world")
     ap.add_argument("--build", action="store_true", help="also time `data.build` on both worlds")
+    add_json_option(ap, "simulate")
     a = ap.parse_args()
     ref = run(a.reference, a.days, a.build)
     big = run(a.customers, a.days, a.build)
@@ -58,6 +61,7 @@ def main():
     if a.build:
         print(f"build time ratio {big['build_s'] / ref['build_s']:.2f}×, build peak RSS ratio {big['build_peak_rss_mb'] / ref['build_peak_rss_mb']:.2f}×")
     print(json.dumps({"reference": ref, "big": big}))
+    write_results(a.json, {"reference": ref, "big": big})
 
 
 if __name__ == "__main__":

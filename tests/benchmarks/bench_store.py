@@ -6,7 +6,8 @@
     python tests/benchmarks/bench_store.py --part redis    # online lookups, SQLite vs Redis (starts redis-server, or --redis-url)
     python tests/benchmarks/bench_store.py --part features # 100k customers x 24 monthly snapshots: time and peak memory
 
-Figures are printed as ratios against references measured in the same run.
+Figures are printed as ratios against references measured in the same run, and the parts run are written as JSON
+(`--json PATH`, default tests/benchmarks/results/store.json).
 Feast needs pandas < 3 (and pytz, undeclared), so it runs in its own virtualenv, created here if missing:
     python -m venv /tmp/feastvenv && /tmp/feastvenv/bin/pip install feast 'pandas<3' pytz
 """
@@ -28,10 +29,12 @@ import pandas as pd
 from churnops import features as F
 from churnops import store as S
 from churnops.files import utc_ns
+from _results import add_json_option, write_results
 
 FEAST_VENV = Path(os.environ.get("FEAST_VENV", "/tmp/feastvenv"))
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 HOUR = 3600 * 10**9
+FIGURES: dict = {}          # each part records its figures here; written once at the end
 
 
 def pit_data(n_rows=1_000_000, n_ent=100_000, n_keys=100_000, n_feat=5, seed=0):
@@ -136,11 +139,14 @@ def bench_pit(n_rows, n_ent, sample, with_feast, repeat=3):
     print(f"brute force on {sample} sampled entity rows (over only their keys' {len(rows):,} source rows): {t_bf:.3f} s "
           f"-> {per_row_bf * n_ent:,.1f} s extrapolated to {n_ent:,} rows; vectorised is {per_row_bf * n_ent / t_ours_guard:,.0f}x faster; "
           f"identical values on the sample: {same}")
+    pit = FIGURES["pit"] = {"feature_rows": n_rows, "entity_rows": n_ent, "features": n_feat, "ours_s": t_ours, "ours_guard_s": t_ours_guard,
+                            "bruteforce_extrapolated_s": per_row_bf * n_ent, "identical_on_sample": bool(same), "feast": []}
 
-    if not with_feast: return
+    if not with_feast: pit["feast_skipped"] = "--no-feast"; return
     why = ensure_feast()
     if why:
         print(f"Feast comparison skipped: {why}")
+        pit["feast_skipped"] = why
         return
     with tempfile.TemporaryDirectory() as d:
         repo = Path(d)
@@ -153,6 +159,7 @@ def bench_pit(n_rows, n_ent, sample, with_feast, repeat=3):
                            capture_output=True, text=True)
         if r.returncode:
             print(f"Feast run failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
+            pit["feast_skipped"] = f"Feast run failed (exit {r.returncode})"
             return
         res = json.loads(r.stdout.strip().splitlines()[-1])
         # ours again, reading the same parquet file as Feast does (the times above had the source in memory);
@@ -202,6 +209,9 @@ def bench_pit(n_rows, n_ent, sample, with_feast, repeat=3):
               f"CPU {res['cpu_guard' if guard else 'cpu']:.2f} s vs ours {cpu_file[guard]:.2f} s -> {res['cpu_guard' if guard else 'cpu'] / cpu_file[guard]:.1f}x less CPU; "
               f"values identical on the {len(common):,} rows Feast returns: {same}; Feast returned {len(fe):,} of {len(mine):,} entity rows "
               f"(the {len(dropped):,} missing ones are all rows whose key exists but has no row within ttl: {bool(d_null and d_key)})")
+        pit["feast"].append({"guard": guard, "feast_s": secs, "ours_s": mine_t, "feast_cpu_s": res["cpu_guard" if guard else "cpu"],
+                             "ours_cpu_s": cpu_file[guard], "cpu_ratio": res["cpu_guard" if guard else "cpu"] / cpu_file[guard],
+                             "identical": bool(same), "feast_rows": len(fe), "ours_rows": len(mine)})
     if "guard_error" in res: print(f"Feast has no created-timestamp cutoff: {res['guard_error']}")
 
 
@@ -244,6 +254,9 @@ def bench_online(n_keys, n_feat, lookups):
     print(f"raw SQLite SELECT   : p50 {ms(raw, 50):.3f} ms  p99 {ms(raw, 99):.3f} ms  -> API/raw x{np.percentile(lat, 50) / np.percentile(raw, 50):.1f} at p50")
     print(f"busy loop, same p50 : p50 {ms(cal, 50):.3f} ms  p99 {ms(cal, 99):.3f} ms  (no I/O at all: its p99 is scheduler noise; lookup p99 / this = "
           f"{np.percentile(lat, 99) / np.percentile(cal, 99):.2f})")
+    FIGURES.setdefault("online", []).append({"nice": os.nice(0), "entities": n_keys, "features": n_feat, "lookups": lookups,
+                                             "p50_ms": ms(lat, 50), "p99_ms": ms(lat, 99), "raw_p50_ms": ms(raw, 50),
+                                             "raw_p99_ms": ms(raw, 99), "busy_p50_ms": ms(cal, 50), "busy_p99_ms": ms(cal, 99)})
 
 
 def _start_redis():
@@ -300,6 +313,9 @@ def bench_online_redis(n_keys, n_feat, lookups, redis_url=None):
         print(f"{batch:>3} key(s) per call : SQLite p50 {ms(s, 50):.3f} ms p99 {ms(s, 99):.3f} ms | Redis p50 {ms(r, 50):.3f} ms p99 {ms(r, 99):.3f} ms "
               f"-> Redis/SQLite x{np.percentile(r, 50) / np.percentile(s, 50):.2f} at p50, x{np.percentile(r, 99) / np.percentile(s, 99):.2f} at p99 ({len(s):,} calls)")
     print(f"same answers from both stores: {same}")
+    FIGURES["redis"] = {"entities": n_keys, "features": n_feat, "materialize_s": mat, "same_answers": bool(same),
+                        "lookups": [{"keys_per_call": b, "sqlite_p50_ms": ms(g["sqlite"], 50), "sqlite_p99_ms": ms(g["sqlite"], 99),
+                                     "redis_p50_ms": ms(g["redis"], 50), "redis_p99_ms": ms(g["redis"], 99)} for b, g in lat.items()]}
 
 
 def synthetic_tables(n, days, seed=0, sessions_per_day=0.66, tx_per_day=0.07, tickets_per_day=0.035):
@@ -378,6 +394,9 @@ def bench_features(n, snapshots, sample):
     t_ref = (time.perf_counter() - t) / sample
     print(f"per-row reference : {t_ref:.3f} s/row -> {t_ref * len(ts) / 3600:,.1f} h extrapolated; vectorised is {t_ref * len(ts) / t_build:,.0f}x faster; "
           f"mismatching values on {sample} sampled rows: {mism}")
+    FIGURES["features"] = {"customers": n, "snapshots": len(dates), "rows": len(ts), "columns": len(ts.columns), "seconds": t_build,
+                           "cpu_s": cpu, "peak_rss_mb": rss1, "input_tables_mb": table_mb, "per_row_reference_s": t_ref,
+                           "mismatches": mism, "sampled_rows": sample}
 
 
 if __name__ == "__main__":
@@ -391,6 +410,7 @@ if __name__ == "__main__":
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of ours and of Feast on the parquet source (medians)")
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--snapshots", type=int, default=24)
+    add_json_option(ap, "store")
     a = ap.parse_args()
     if a.part in ("pit", "all"): bench_pit(a.rows, a.entities, a.sample, not a.no_feast, a.repeat)
     if a.part in ("online", "all"):
@@ -400,3 +420,4 @@ if __name__ == "__main__":
         except PermissionError: pass
     if a.part in ("redis", "all"): bench_online_redis(100_000, 20, 20_000, a.redis_url)
     if a.part in ("features", "all"): bench_features(a.customers, a.snapshots, 5)
+    write_results(a.json, {"part": a.part, **FIGURES})

@@ -1,12 +1,14 @@
 """Benchmark: the vectorised paired bootstrap of churnops.validate against a naive loop over sklearn's metric functions.
 
-Run: python tests/benchmarks/bench_validate.py  (prints times and the speed-up ratio; results agree on the same resamples)."""
+Run: python tests/benchmarks/bench_validate.py [--json PATH]  (prints times and the speed-up ratio; results agree on the same resamples)."""
+import argparse
 import time
 
 import numpy as np
 from sklearn import metrics as skm
 
 from churnops import validate as V
+from _results import add_json_option, write_results
 
 
 def naive(y, pa, pb, n_resamples, seed):
@@ -22,7 +24,9 @@ def naive(y, pa, pb, n_resamples, seed):
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0]); add_json_option(ap, "validate"); a = ap.parse_args()
     rng = np.random.default_rng(0)
+    rows = []
     for n, B in [(2000, 200), (10_000, 200)]:
         y = rng.binomial(1, 0.2, n)
         s = y + rng.normal(0, 1, n)
@@ -34,3 +38,6 @@ if __name__ == "__main__":
         worst = max(abs(ours.loc[m, "ci_low"] - ref[m][0]) + abs(ours.loc[m, "ci_high"] - ref[m][1]) for m in ref)
         print(f"n={n:>6} resamples={B}: sklearn loop {t_naive:6.2f} s, vectorised {t_ours:5.2f} s, "
               f"speed-up x{t_naive / t_ours:5.1f}, max CI bound difference {worst:.2e}")
+        rows.append({"rows": n, "resamples": B, "sklearn_loop_s": t_naive, "vectorised_s": t_ours,
+                     "speedup": t_naive / t_ours, "max_ci_bound_difference": float(worst)})
+    write_results(a.json, {"bootstrap": rows})
