@@ -1114,7 +1114,10 @@ def build(home=None,                       # churnops home
                                                                         cfg.data_requirements.min_samples, cfg.data_requirements.history_days)
         if shortfalls and requirements == "error": raise RequirementsNotMet(shortfalls)
     except BaseException: _discard(home, order, built); raise
-    finally: shutil.rmtree(root, ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        try: root.parent.rmdir()                  # a failed first build leaves no data folder
+        except OSError: pass
     if shortfalls: warnings.warn(str(RequirementsNotMet(shortfalls)), stacklevel=2)
     bar.set_postfix_str("load")
     b = _record_build(home, decl, built, described, params, shortfalls, n)
