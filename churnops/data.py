@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import json
 import math
 import os
@@ -32,12 +33,15 @@ from .files import safe_url, write_json_atomic, write_text_atomic
 from .declaration import Declaration, Table, load_declaration, source_url
 
 # %% auto #0
-__all__ = ['TS', 'DTYPES', 'CAP_IQR', 'PART_ROWS', 'table_dtypes', 'DataError', 'SourceError', 'sql_engine', 'extract_sql',
-           'lake_partitions', 'extract_lake', 'extract_api', 'fit_rules', 'transform', 'row_order', 'ValidationFailed',
-           'validate', 'check', 'bucket_of', 'split_buckets', 'bucket_count', 'content_hash', 'column_stats',
-           'to_arrow', 'write_version', 'DataBuild', 'RequirementsNotMet', 'source_urls', 'extract_table',
-           'check_requirements', 'build', 'latest_build', 'read_build', 'load_table', 'load_build', 'StoredBuild',
-           'open_build', 'versions', 'diff_versions', 'diff', 'format_diff', 'add_commands']
+__all__ = ['TS', 'DTYPES', 'CHUNK_ROWS', 'CAP_IQR', 'PART_ROWS', 'HASH_RANGES', 'table_dtypes', 'DataError', 'SourceError',
+           'sql_engine', 'sql_chunks', 'extract_sql', 'lake_partitions', 'extract_lake', 'lake_chunks', 'api_pages',
+           'extract_api', 'value_counts', 'rules_from_counts', 'fit_rules', 'transform', 'row_order', 'settle',
+           'ValidationFailed', 'table_checks', 'merge_checks', 'failures', 'validate', 'check', 'bucket_of',
+           'split_buckets', 'bucket_count', 'row_hashes', 'content_hash', 'spill_hashes', 'spilled_hash', 'stats_part',
+           'merge_stats', 'column_stats', 'to_arrow', 'spill', 'write_version', 'DataBuild', 'RequirementsNotMet',
+           'source_urls', 'table_chunks', 'extract_table', 'check_requirements', 'build', 'latest_build', 'read_build',
+           'load_table', 'load_build', 'StoredBuild', 'open_build', 'versions', 'diff_versions', 'diff', 'format_diff',
+           'add_commands']
 
 # %% ../nbs/02_data.ipynb #f8323309
 TS = "datetime64[us, UTC]"
@@ -77,26 +81,35 @@ def sql_engine(db_url: str,  # SQLAlchemy URL of the source database
         url = url.set(database=f"file:{p.resolve()}?mode=ro", query={"uri": "true"})
     return sa.create_engine(url)
 
-# %% ../nbs/02_data.ipynb #4e2dbd9c
-def extract_sql(db_url: str,                  # SQLAlchemy URL
-                query: str,                   # the table's query; may use :start_date and :end_date
-                start_date=None,              # bound to :start_date (default: 1900-01-01)
-                end_date=None,                # bound to :end_date (default: 9999-01-01)
-                tz: str = "UTC",              # the zone the table's naive timestamps are in
-                table: str = "query",         # the table's name, for messages
-                columns: list[str] | None = None,  # declared columns the result must have
-               ) -> pd.DataFrame:
-    "The rows of a declared SQL query, the window bound as parameters."
+# %% ../nbs/02_data.ipynb #c3865dc6
+CHUNK_ROWS = 500_000
+
+def sql_chunks(db_url: str,                  # SQLAlchemy URL
+               query: str,                   # the table's query; may use :start_date and :end_date
+               start_date=None,              # bound to :start_date (default: 1900-01-01)
+               end_date=None,                # bound to :end_date (default: 9999-01-01)
+               tz: str = "UTC",              # the zone the table's naive timestamps are in
+               table: str = "query",         # the table's name, for messages
+               columns: list[str] | None = None,  # declared columns the result must have
+               rows: int = CHUNK_ROWS,       # rows per frame
+              ):
+    "The rows of a declared SQL query as frames of at most `rows` rows, streamed from the server (`yield_per`)."
     import sqlalchemy as sa
     where = f"SQL source {safe_url(db_url)}"
     eng = sql_engine(db_url)
-    q = sa.text(query)
     params = {"start_date": _naive_in(start_date, tz, _NO_START), "end_date": _naive_in(end_date, tz, _NO_END)}
     used = {p: v for p, v in params.items() if re.search(rf":{p}\b", query)}
-    q = q.bindparams(*[sa.bindparam(p, v, type_=sa.DateTime) for p, v in used.items()])
+    q = sa.text(query).bindparams(*[sa.bindparam(p, v, type_=sa.DateTime) for p, v in used.items()])
     try:
         with eng.connect() as conn:
-            try: res = conn.execute(q); df = pd.DataFrame.from_records(res.fetchall(), columns=list(res.keys()), coerce_float=True)
+            try:
+                res = conn.execution_options(yield_per=rows).execute(q); keys = list(res.keys())
+                missing = [c for c in (columns or []) if c not in keys]
+                if missing: raise SourceError(f"{where}: table {table!r} lacks column(s) {missing} (the query gives {keys})")
+                n = 0
+                for part in res.partitions(rows):
+                    n += 1; yield pd.DataFrame.from_records(part, columns=keys, coerce_float=True)
+                if not n: yield pd.DataFrame.from_records([], columns=keys)
             except sa.exc.SQLAlchemyError as e:
                 msg = f"{where}: table {table!r}: query failed: {type(e.orig or e).__name__}: {str(e.orig or e).splitlines()[0]}"
                 try: conn.rollback(); msg += f" (tables in the database: {sa.inspect(conn).get_table_names()})"   # (PostgreSQL: after the failed statement)
@@ -105,9 +118,18 @@ def extract_sql(db_url: str,                  # SQLAlchemy URL
     except sa.exc.SQLAlchemyError as e:
         raise SourceError(f"{where}: table {table!r}: connecting failed: {type(e.orig or e).__name__}: {str(e.orig or e).splitlines()[0]}") from None
     finally: eng.dispose()
-    missing = [c for c in (columns or []) if c not in df]
-    if missing: raise SourceError(f"{where}: table {table!r} lacks column(s) {missing} (the query gives {list(df.columns)})")
-    return df
+
+# %% ../nbs/02_data.ipynb #d424d6c8
+def extract_sql(db_url: str,                  # SQLAlchemy URL
+                query: str,                   # the table's query; may use :start_date and :end_date
+                start_date=None,              # bound to :start_date (default: 1900-01-01)
+                end_date=None,                # bound to :end_date (default: 9999-01-01)
+                tz: str = "UTC",              # the zone the table's naive timestamps are in
+                table: str = "query",         # the table's name, for messages
+                columns: list[str] | None = None,  # declared columns the result must have
+               ) -> pd.DataFrame:
+    "The rows of a declared SQL query, the window bound as parameters (`sql_chunks` put together)."
+    return pd.concat(list(sql_chunks(db_url, query, start_date, end_date, tz, table, columns)), ignore_index=True)
 
 # %% ../nbs/02_data.ipynb #4535925f
 def _partition_regex(pattern: str) -> tuple[re.Pattern, list[str]]:
@@ -221,6 +243,30 @@ def extract_lake(url: str,               # fsspec URL of the folder (the source'
     "Read the files of a date range from a lake folder."
     return _read_files(url, _window_files(url, partition, fmt, start_date, end_date), fmt, columns, progress)
 
+# %% ../nbs/02_data.ipynb #ce307a8c
+def _rechunk(frames, rows: int = CHUNK_ROWS):
+    "`frames` regrouped into frames of at least `rows` rows (the last one smaller); one empty frame when there are none."
+    buf, n, given = [], 0, False
+    for f in frames:
+        buf.append(f); n += len(f)
+        if n >= rows: yield pd.concat(buf, ignore_index=True) if len(buf) > 1 else buf[0]; buf, n, given = [], 0, True
+    if buf: yield pd.concat(buf, ignore_index=True) if len(buf) > 1 else buf[0]
+    elif not given: yield pd.DataFrame()
+
+def lake_chunks(url: str,               # fsspec URL of the folder
+                partition: str | None = None,  # partition folder pattern; None: every file
+                start_date=None,        # first date (inclusive); default: the first partition
+                end_date=None,          # end (exclusive); default: after the last partition
+                columns: list[str] | None = None,  # columns to read (default all)
+                fmt: str = "parquet",   # parquet or csv
+                progress: bool = False,  # tqdm bar over partitions
+                rows: int = CHUNK_ROWS,  # rows per frame (about: whole files)
+               ):
+    "The files of a date range from a lake folder as frames of about `rows` rows, read one file at a time."
+    from tqdm.auto import tqdm
+    files = _window_files(url, partition, fmt, start_date, end_date)
+    yield from _rechunk((_read_files(url, [f], fmt, columns, False) for f in tqdm(files, desc="lake partitions", unit="file", disable=not progress)), rows)
+
 # %% ../nbs/02_data.ipynb #2d03903a
 def _get_page(client, url: str, params: dict, retries: int, backoff: float, items: str, nxt: str) -> dict:
     import httpx
@@ -240,34 +286,40 @@ def _get_page(client, url: str, params: dict, retries: int, backoff: float, item
         return body
     raise SourceError(f"API {url} page {page}: failed after {retries + 1} attempt(s): {last}")
 
-# %% ../nbs/02_data.ipynb #3f6b09fe
-def extract_api(api_url: str,            # base URL of the API, e.g. http://127.0.0.1:8765
-                path: str = "",          # the paged endpoint under it, e.g. /v1/external
-                items: str = "items",    # the key of a page's records
-                next: str = "next_page",  # the key of the next page (a number or a URL; null at the end)
-                page_size: int = 1000,   # rows per page
-                timeout: float = 5.0,    # seconds per request
-                retries: int = 3,        # extra attempts per page
-                backoff: float = 0.2,    # first retry delay in seconds, doubling each time
-                max_pages: int = 100_000,  # guard against a server that never ends
-               ) -> pd.DataFrame:
-    "All records of a paged JSON endpoint."
+# %% ../nbs/02_data.ipynb #54d57079
+def api_pages(api_url: str,            # base URL of the API, e.g. http://127.0.0.1:8765
+              path: str = "",          # the paged endpoint under it, e.g. /v1/external
+              items: str = "items",    # the key of a page's records
+              next: str = "next_page",  # the key of the next page (a number or a URL; null at the end)
+              page_size: int = 1000,   # rows per page
+              timeout: float = 5.0,    # seconds per request
+              retries: int = 3,        # extra attempts per page
+              backoff: float = 0.2,    # first retry delay in seconds, doubling each time
+              max_pages: int = 100_000,  # guard against a server that never ends
+             ):
+    "The records of a paged JSON endpoint, one page (a list of records) at a time."
     import httpx
     url = api_url.rstrip("/") + (("/" + path.lstrip("/")) if path else "")
-    rows, page, target, seen = [], 1, url, set()
+    page, target, seen = 1, url, set()
     with httpx.Client(timeout=httpx.Timeout(timeout)) as client:
         while page is not None:
             if len(seen) >= max_pages: raise SourceError(f"API {url}: more than {max_pages} pages")
             params = {"page": page, "page_size": page_size} if target == url else {}
             body = _get_page(client, target, params, retries, backoff, items, next)
-            rows.extend(body[items]); seen.add((target, page))
+            seen.add((target, page)); yield body[items]
             nxt = body[next]
             if nxt is None: page = None
             elif isinstance(nxt, str) and nxt.startswith(("http://", "https://")): target, page = nxt, nxt
             elif isinstance(nxt, int) and not isinstance(nxt, bool) and (not isinstance(page, int) or nxt > page): target, page = url, nxt
             else: raise SourceError(f"API {url} page {page}: {next} {nxt!r} does not move forward")
             if page is not None and (target, page) in seen: raise SourceError(f"API {url}: page {page} comes twice")
-    return pd.DataFrame(rows)
+
+def extract_api(api_url: str,  # base URL of the API
+                path: str = "",  # the paged endpoint under it
+                **kw,          # `api_pages`' options (items, next, page_size, timeout, retries, backoff, max_pages)
+               ) -> pd.DataFrame:
+    "All records of a paged JSON endpoint."
+    return pd.DataFrame([r for page in api_pages(api_url, path, **kw) for r in page])
 
 # %% ../nbs/02_data.ipynb #2230e947
 def _launch(spec: str):
@@ -324,41 +376,75 @@ def _convert(s: pd.Series, dtype: str, tz: str = "UTC", unit: str = "s") -> tupl
     bad = s.notna() & out.isna()
     return out, int(bad.sum()), (s[bad].iloc[0] if bad.any() else None)
 
-# %% ../nbs/02_data.ipynb #0fcbf64d
+# %% ../nbs/02_data.ipynb #328ff0c7
+def _fitted(t: Table) -> list[str]:
+    "The columns whose rules are fitted: median fills and caps."
+    return list(dict.fromkeys([*(c for c, how in t.rules.fill.items() if how == "median"), *t.rules.cap]))
+
+def value_counts(df: pd.DataFrame,      # the table's transformed rows (or a chunk of them)
+                 t: Table,              # its declaration (fill and cap rules)
+                 fit_until=None,        # count rows before this time only (None: all rows)
+                 counts: dict | None = None,  # counts of earlier chunks, added to
+                ) -> dict[str, pd.Series]:
+    "For each fitted column, how often each value occurs (what medians and quartiles are computed from; chunks add up exactly)."
+    counts = {} if counts is None else counts
+    cols = [c for c in _fitted(t) if c in df]
+    if fit_until is not None and t.time in df: df = df.loc[df[t.time] < pd.Timestamp(fit_until, tz="UTC"), cols]
+    for c in cols:
+        vc = df[c].value_counts()
+        counts[c] = vc if c not in counts else counts[c].add(vc, fill_value=0)
+    return counts
+
+# %% ../nbs/02_data.ipynb #77703695
+def _order_stats(counts: pd.Series, ranks: list[int]) -> np.ndarray:
+    "The values at 0-based `ranks` of the sorted multiset `counts` (value -> count, sorted by value)."
+    return counts.index.to_numpy()[np.searchsorted(np.cumsum(counts.to_numpy()), np.asarray(ranks), side="right")]
+
+def _quantile(counts: pd.Series, n: int, q: float) -> float:
+    "`np.quantile`'s (linear) quantile `q` of the `n` values in `counts`: numpy itself interpolating the two order statistics."
+    h = (n - 1) * q; lo = math.floor(h)
+    return float(np.quantile(_order_stats(counts, [lo, min(lo + 1, n - 1)]), h - lo))
+
+def rules_from_counts(counts: dict[str, pd.Series],  # from `value_counts`
+                      t: Table,                      # the table's declaration
+                     ) -> dict:
+    "The fill medians and outlier caps of table `t`, from its value counts."
+    rules = {"median": {}, "cap": {}}
+    s = {c: v.sort_index() for c, v in counts.items()}
+    n = {c: int(v.sum()) for c, v in s.items()}
+    for c, how in t.rules.fill.items():
+        if how == "median" and c in s:
+            rules["median"][c] = None if not n[c] else float(np.median(_order_stats(s[c], sorted({(n[c] - 1) // 2, n[c] // 2}))))
+    for c in t.rules.cap:
+        if c in s and n[c]:
+            q1, q3 = _quantile(s[c], n[c], 0.25), _quantile(s[c], n[c], 0.75)
+            rules["cap"][c] = float(q3 + CAP_IQR * max(q3 - q1, 1e-9))
+    return rules
+
 def fit_rules(df: pd.DataFrame,  # the table's transformed rows
               t: Table,          # its declaration (fill and cap rules)
               fit_until=None,    # fit on rows before this time only (None: all rows)
              ) -> dict:
     "Fit the fill medians and outlier caps of table `t` on `df` (rows before `fit_until` when given)."
-    if fit_until is not None and t.time in df:
-        df = df[df[t.time] < pd.Timestamp(fit_until, tz="UTC")]
-    rules = {"median": {}, "cap": {}}
-    for c, how in t.rules.fill.items():
-        if how == "median" and c in df:
-            m = df[c].median()
-            rules["median"][c] = None if pd.isna(m) else float(m)
-    for c in t.rules.cap:
-        if c in df:
-            v = df[c].dropna()
-            if len(v):
-                q1, q3 = np.quantile(v, [0.25, 0.75])
-                rules["cap"][c] = float(q3 + CAP_IQR * max(q3 - q1, 1e-9))
-    return rules
+    return rules_from_counts(value_counts(df, t, fit_until), t)
 
 def _required(t: Table, entity: str | None) -> list[str]:
     "Columns whose null drops the row: the declared ones, the entity key, the table's key and its time column."
     return list(dict.fromkeys([*t.rules.required, *([entity] if entity in t.columns else []), *t.key, *([t.time] if t.time else [])]))
 
-# %% ../nbs/02_data.ipynb #476c6eab
+# %% ../nbs/02_data.ipynb #37f71f9f
 def _schema(raw: pd.DataFrame, t: Table, rep: dict, consume: bool) -> pd.DataFrame:
-    "The declared columns, converted (steps 1 and 2)."
-    rep["extra_columns"] = [c for c in raw.columns if c not in t.columns]
+    "The declared columns, converted (steps 1 and 2); counts add to `rep` chunk after chunk."
+    rep["extra_columns"] += [c for c in raw.columns if c not in t.columns and c not in rep["extra_columns"]]
     cols = {}
     for c, dtype in table_dtypes(t).items():
-        if c not in raw: rep["missing_columns"].append(c); col = pd.Series(np.nan, index=raw.index)
+        if c not in raw:
+            if c not in rep["missing_columns"]: rep["missing_columns"].append(c)
+            col = pd.Series(np.nan, index=raw.index)
         else: col = raw.pop(c) if consume else raw[c]          # consume: the extract shrinks as we go
         cols[c], nbad, example = _convert(col, dtype, t.timezone, t.time_unit)
-        if nbad: rep["type_errors"][c] = {"count": nbad, "example": str(example)[:50], "expected": dtype}
+        if nbad:
+            e = rep["type_errors"].setdefault(c, {"count": 0, "example": str(example)[:50], "expected": dtype}); e["count"] += nbad
     return pd.DataFrame(cols, copy=False)
 
 def _utc(d) -> pd.Timestamp | None:
@@ -367,12 +453,40 @@ def _utc(d) -> pd.Timestamp | None:
     ts = pd.Timestamp(d)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
-def _keep(df: pd.DataFrame, mask: pd.Series, rep: dict, what: str) -> pd.DataFrame:
-    "Keep the rows of `mask`, counting the others as `rep[what]` (no copy when all are kept)."
-    rep[what] = int((~mask).sum())
-    return df[mask] if rep[what] else df
+def _keep(df: pd.DataFrame, mask, rep: dict, what: str) -> pd.DataFrame:
+    "Keep the rows of `mask`, adding the others to `rep[what]` (no copy when all are kept)."
+    mask = np.asarray(mask, dtype=bool); n = int((~mask).sum())
+    rep[what] += n
+    return df[mask] if n else df
 
-# %% ../nbs/02_data.ipynb #2abd96fc
+def _report(name: str) -> dict:
+    "An empty transform report of table `name` (counts that chunks add to)."
+    return {"table": name, "rows_in": 0, "missing_columns": [], "extra_columns": [], "type_errors": {}, "nulls": {},
+            "dropped_null_required": 0, "dropped_outside_window": 0, "dropped_orphans": 0, "orphans": 0, "filled": {}, "capped": {}}
+
+# %% ../nbs/02_data.ipynb #6d26a842
+def _prepare(raw: pd.DataFrame, t: Table, rep: dict, entity=None, ids=None, window=(None, None), consume=False) -> pd.DataFrame:
+    "Steps 1 to 5 on an extract or one chunk of it (schema, types, nulls, window, orphans), its counts added to `rep`."
+    rep["rows_in"] += len(raw)
+    df = _schema(raw, t, rep, consume)
+    del raw                                                          # the caller's extract can be freed now
+    for c, k in df.isna().sum().items(): rep["nulls"][c] = rep["nulls"].get(c, 0) + int(k)
+    ok = np.ones(len(df), dtype=bool)
+    for c in _required(t, entity):
+        if c in df: ok &= df[c].notna().to_numpy()                   # column by column: no copy of the required columns
+    df = _keep(df, ok, rep, "dropped_null_required")
+    if t.time is not None and any(w is not None for w in window):
+        lo, hi = (_utc(w) for w in window)
+        inside = np.ones(len(df), dtype=bool)
+        if lo is not None: inside &= (df[t.time] >= lo).to_numpy()
+        if hi is not None: inside &= (df[t.time] < hi).to_numpy()
+        df = _keep(df, inside, rep, "dropped_outside_window")
+    if ids is not None and entity in df and t.rules.orphans != "keep":
+        known = df[entity].isin(np.asarray(ids)).to_numpy()
+        if t.rules.orphans == "drop": df = _keep(df, known, rep, "dropped_orphans")
+        else: rep["orphans"] += int((~known).sum())
+    return df
+
 def transform(raw: pd.DataFrame,              # the extract
               t: Table,                       # the table's declaration (columns, types, key, time, rules)
               name: str = "table",            # its name, for the report
@@ -381,29 +495,18 @@ def transform(raw: pd.DataFrame,              # the extract
               rules: dict | None = None,      # fitted rules to apply; None fits them here
               fit_until=None,                 # fit rules on rows before this date only
               window: tuple = (None, None),   # keep event rows with time in [start, end); None: unbounded
-              consume: bool = False,          # empty `raw` column by column while converting (saves memory; `build` does)
+              consume: bool = False,          # empty `raw` column by column while converting (saves memory)
              ) -> tuple[pd.DataFrame, dict]:
     "Clean `raw` into the declared schema; return the frame and a report of counts changed (with the rules used)."
-    rep = {"table": name, "rows_in": len(raw), "missing_columns": [], "extra_columns": [], "type_errors": {}, "nulls": {},
-           "dropped_null_required": 0, "dropped_outside_window": 0, "dropped_orphans": 0, "orphans": 0, "filled": {}, "capped": {}}
-    df = _schema(raw, t, rep, consume)
-    del raw                                                          # the caller's extract can be freed now
-    rep["nulls"] = {c: int(n) for c, n in df.isna().sum().items()}
-    req = [c for c in _required(t, entity) if c in df]
-    df = _keep(df, df[req].notna().all(axis=1) if req else pd.Series(True, index=df.index), rep, "dropped_null_required")
-    if t.time is not None and any(w is not None for w in window):
-        lo, hi = (_utc(w) for w in window)
-        inside = pd.Series(True, index=df.index)
-        if lo is not None: inside &= df[t.time] >= lo
-        if hi is not None: inside &= df[t.time] < hi
-        df = _keep(df, inside, rep, "dropped_outside_window")
-    if ids is not None and entity in df and t.rules.orphans != "keep":
-        known = df[entity].isin(np.asarray(ids))
-        if t.rules.orphans == "drop": df = _keep(df, known, rep, "dropped_orphans")
-        else: rep["orphans"] = int((~known).sum())
-    return _clean(df, t, rep, rules, fit_until, entity)
+    rep = _report(name)
+    df = _prepare(raw, t, rep, entity, ids, window, consume)
+    if rules is None: rules = fit_rules(df, t, fit_until)
+    order = row_order(t, entity, df.columns)
+    df = settle(df, t, rules, rep, sort=order if order and not df[order[0]].is_monotonic_increasing else None)
+    rep["rows_out"] = len(df); rep["rules"] = rules
+    return df, rep
 
-# %% ../nbs/02_data.ipynb #14b0d05a
+# %% ../nbs/02_data.ipynb #313aa076
 def row_order(t: Table,            # a declared table
               entity: str | None,  # the entity key column (None: none)
               columns,             # the columns the table has
@@ -411,25 +514,31 @@ def row_order(t: Table,            # a declared table
     "The columns a table's rows are sorted by: its key, else its time column then the entity key (those present)."
     return list(t.key) or [c for c in (t.time, entity) if c and c in columns]
 
-def _clean(df: pd.DataFrame, t: Table, rep: dict, rules: dict | None, fit_until, entity) -> tuple[pd.DataFrame, dict]:
-    "Fill, cap, settle int columns and sort (steps 6 and 7)."
-    if rules is None: rules = fit_rules(df, t, fit_until)
+def settle(df: pd.DataFrame,               # prepared rows (a whole table or one bucket of it)
+           t: Table,                       # the table's declaration
+           rules: dict,                    # fitted rules (`fit_rules`)
+           rep: dict,                      # the report its fill and cap counts add to
+           keep_float=None,                # int columns to leave float (None: those with nulls left in `df`)
+           sort: list[str] | None = None,  # columns to sort by (stable); None: keep the order
+          ) -> pd.DataFrame:
+    "Steps 6 and 7: fill, cap, settle int columns and sort."
+    df = df.copy(deep=False)
     for c, how in t.rules.fill.items():
         n = int(df[c].isna().sum())
         if not n: continue
         value = rules["median"].get(c) if how == "median" else how
         if value is None: continue                        # all null: nothing to fill from; validation reports it
-        df[c] = df[c].fillna(value); rep["filled"][c] = n
+        df[c] = df[c].fillna(value); rep["filled"][c] = rep["filled"].get(c, 0) + n
     for c, cap in rules["cap"].items():
         over = df[c] > cap
-        if over.any(): df.loc[over, c] = cap; rep["capped"][c] = int(over.sum())
+        if over.any(): df.loc[over, c] = cap; rep["capped"][c] = rep["capped"].get(c, 0) + int(over.sum())
     for c, dtype in table_dtypes(t).items():
-        if dtype == "int64" and not df[c].isna().any(): df[c] = np.round(df[c]).astype("int64")
-    order = row_order(t, entity, df.columns)
-    if order and not df[order[0]].is_monotonic_increasing: df = df.sort_values(order, kind="stable")   # (the hash ignores order)
-    df = df.reset_index(drop=True)
-    rep["rows_out"] = len(df); rep["rules"] = rules
-    return df, rep
+        if dtype != "int64": continue
+        if keep_float is None and not df[c].isna().any() or keep_float is not None and c not in keep_float:
+            if str(df[c].dtype) != "int64": df[c] = np.round(df[c]).astype("int64")
+        elif keep_float is not None: df[c] = df[c].astype("float64")
+    if sort: df = df.sort_values(sort, kind="stable")   # (the hash ignores order)
+    return df.reset_index(drop=True)
 
 # %% ../nbs/02_data.ipynb #5649b0f5
 class ValidationFailed(DataError):
@@ -442,25 +551,88 @@ class ValidationFailed(DataError):
         lines += [f"  {r['table']}.{r['column']}: {r['rule']}: observed {r['observed']}, expected {r['expected']}" for r in report]
         super().__init__("\n".join(lines))
 
-# %% ../nbs/02_data.ipynb #eeb2a5e0
+# %% ../nbs/02_data.ipynb #29210af8
 def _num(x): return int(x) if float(x).is_integer() else x
 
-def _validate_schema(df: pd.DataFrame, t: Table, report: dict, max_null_ratio: float, add) -> None:
-    "Schema, dtype, row-count and null-ratio rules."
+def _validate_schema(rows: int, dtypes_found: dict, t: Table, report: dict, max_null_ratio: float, add) -> None:
+    "Schema, dtype, row-count and null-ratio rules (`rows` and `dtypes_found`: the cleaned table's)."
     dtypes = table_dtypes(t)
     for c in report["missing_columns"]: add(c, "schema", "column missing", f"column of dtype {dtypes[c]}")
     for c, e in report["type_errors"].items(): add(c, "dtype", f"{e['count']} value(s) not convertible, e.g. {e['example']!r}", e["expected"])
-    if report["rows_in"] < t.rules.min_rows or len(df) < t.rules.min_rows:
-        add("*", "row_count", f"{report['rows_in']} extracted, {len(df)} after cleaning", f">= {t.rules.min_rows}")
+    if report["rows_in"] < t.rules.min_rows or rows < t.rules.min_rows:
+        add("*", "row_count", f"{report['rows_in']} extracted, {rows} after cleaning", f">= {t.rules.min_rows}")
     n = max(report["rows_in"], 1)
     for c, k in report["nulls"].items():
         if c in report["missing_columns"]: continue
         if report["rows_in"] and k / n >= max_null_ratio: add(c, "null_ratio", round(k / n, 4), f"< {max_null_ratio}")
     for c, dtype in dtypes.items():
-        if c in df and str(df[c].dtype) != dtype and c not in report["missing_columns"] and c not in report["type_errors"]:
-            add(c, "dtype", str(df[c].dtype), dtype)
+        if c in dtypes_found and dtypes_found[c] != dtype and c not in report["missing_columns"] and c not in report["type_errors"]:
+            add(c, "dtype", dtypes_found[c], dtype)
 
-# %% ../nbs/02_data.ipynb #51c3631d
+# %% ../nbs/02_data.ipynb #edcade7e
+def _dups(keys: pd.DataFrame) -> tuple[int, list]:
+    "Rows sharing a key, and up to three such keys."
+    dup = keys.duplicated(keep=False)
+    return int(dup.sum()), keys[dup].drop_duplicates().head(3).to_dict("records")
+
+def table_checks(df: pd.DataFrame,   # a cleaned table, or one bucket of it
+                 t: Table,           # its declaration
+                 entity: str | None = None,  # the entity key
+                 whole: bool = True,  # `df` is the whole table (else keys without the entity are kept for `merge_checks`)
+                ) -> dict:
+    "What the data rules find in `df` (rows, dtypes, duplicate keys, values out of range or not allowed), in parts that add up."
+    out = {"rows": len(df), "dtypes": {c: str(d) for c, d in df.dtypes.items()}, "dups": (0, []), "keys": None, "ranges": {}, "allowed": {}}
+    if t.key and len(df) and all(k in df for k in t.key):
+        if whole or entity in t.key: out["dups"] = _dups(df[list(t.key)])   # a key holding the entity lies in one bucket
+        else: out["keys"] = df[list(t.key)]
+    for c, (lo, hi) in t.rules.ranges.items():
+        if c not in df or not len(df): continue
+        v = pd.to_numeric(df[c], errors="coerce")
+        out["ranges"][c] = (int(((v < lo) | (v > hi)).sum()), v.min(), v.max())
+    for c, values in t.rules.allowed.items():
+        if c not in df: continue
+        bad = df[c].notna() & ~df[c].isin(values)
+        out["allowed"][c] = (int(bad.sum()), sorted(set(df.loc[bad, c].astype(str)))[:3])
+    return out
+
+def merge_checks(parts: list[dict],  # `table_checks` of each bucket
+                ) -> dict:
+    "The findings of a table's buckets put together (keys kept apart are checked for duplicates across buckets here)."
+    keys = [p["keys"] for p in parts if p["keys"] is not None]
+    dups = [p["dups"] for p in parts] + ([_dups(pd.concat(keys, ignore_index=True))] if keys else [])
+    out = {"rows": sum(p["rows"] for p in parts), "dtypes": parts[0]["dtypes"], "keys": None, "ranges": {}, "allowed": {},
+           "dups": (sum(n for n, _ in dups), [e for _, ex in dups for e in ex][:3])}
+    for c in dict.fromkeys(c for p in parts for c in p["ranges"]):
+        r = [p["ranges"][c] for p in parts if c in p["ranges"]]
+        lo, hi = [x[1] for x in r if not pd.isna(x[1])], [x[2] for x in r if not pd.isna(x[2])]
+        out["ranges"][c] = (sum(x[0] for x in r), min(lo) if lo else np.nan, max(hi) if hi else np.nan)
+    for c in dict.fromkeys(c for p in parts for c in p["allowed"]):
+        a = [p["allowed"][c] for p in parts if c in p["allowed"]]
+        out["allowed"][c] = (sum(x[0] for x in a), sorted({e for x in a for e in x[1]})[:3])
+    return out
+
+# %% ../nbs/02_data.ipynb #fb76a77d
+def failures(checks: dict,                  # from `table_checks` (or `merge_checks`)
+             t: Table,                      # the table's declaration
+             report: dict,                  # the transform's report
+             max_null_ratio: float = 0.1,   # used when the table's rules set none
+             name: str | None = None,       # the table's name (default: the report's)
+             entity: str | None = None,     # the entity key (for the orphans rule)
+            ) -> list[dict]:
+    "All failed rules of one table, from its report and its checks (empty list when it passes)."
+    fails, name = [], name or report["table"]
+    add = lambda col, rule, obs, exp: fails.append({"table": name, "column": col, "rule": rule, "observed": obs, "expected": exp})
+    _validate_schema(checks["rows"], checks["dtypes"], t, report, t.rules.max_null_ratio if t.rules.max_null_ratio is not None else max_null_ratio, add)
+    if checks["dups"][0]: add(",".join(t.key), "unique", f"{checks['dups'][0]} rows share a key, e.g. {checks['dups'][1]}", "unique")
+    for c, (lo, hi) in t.rules.ranges.items():
+        k, vmin, vmax = checks["ranges"].get(c, (0, None, None))
+        if k: add(c, "range", f"{k} value(s) outside, min {vmin}, max {vmax}", f"[{_num(lo)}, {_num(hi)}]")
+    for c, values in t.rules.allowed.items():
+        k, ex = checks["allowed"].get(c, (0, []))
+        if k: add(c, "allowed_values", f"{k} value(s) such as {ex}", list(values))
+    if report.get("orphans"): add(entity or "*", "orphans", f"{report['orphans']} row(s) whose entity is not in the population", "none")
+    return fails
+
 def validate(df: pd.DataFrame,                # the transformed table
              t: Table,                        # its declaration
              report: dict,                    # the transform's report
@@ -469,25 +641,7 @@ def validate(df: pd.DataFrame,                # the transformed table
              entity: str | None = None,       # the entity key (for the orphans rule)
             ) -> list[dict]:
     "All failed rules of one transformed table (empty list when it passes)."
-    fails, name = [], name or report["table"]
-    add = lambda col, rule, obs, exp: fails.append({"table": name, "column": col, "rule": rule, "observed": obs, "expected": exp})
-    _validate_schema(df, t, report, t.rules.max_null_ratio if t.rules.max_null_ratio is not None else max_null_ratio, add)
-    if t.key and len(df) and all(k in df for k in t.key):
-        dup = df.duplicated(list(t.key), keep=False)
-        if dup.any():
-            ex = df.loc[dup, list(t.key)].drop_duplicates().head(3).to_dict("records")
-            add(",".join(t.key), "unique", f"{int(dup.sum())} rows share a key, e.g. {ex}", "unique")
-    for c, (lo, hi) in t.rules.ranges.items():
-        if c not in df or not len(df): continue
-        v = pd.to_numeric(df[c], errors="coerce")
-        bad = (v < lo) | (v > hi)
-        if bad.any(): add(c, "range", f"{int(bad.sum())} value(s) outside, min {v.min()}, max {v.max()}", f"[{_num(lo)}, {_num(hi)}]")
-    for c, values in t.rules.allowed.items():
-        if c not in df: continue
-        bad = df[c].notna() & ~df[c].isin(values)
-        if bad.any(): add(c, "allowed_values", f"{int(bad.sum())} value(s) such as {sorted(set(df.loc[bad, c].astype(str)))[:3]}", list(values))
-    if report.get("orphans"): add(entity or "*", "orphans", f"{report['orphans']} row(s) whose entity is not in the population", "none")
-    return fails
+    return failures(table_checks(df, t, entity), t, report, max_null_ratio, name, entity)
 
 # %% ../nbs/02_data.ipynb #d4decec8
 def check(tables: dict[str, tuple[pd.DataFrame, dict]],  # table name -> (transformed rows, transform report)
@@ -531,37 +685,88 @@ def bucket_count(entities: int,  # rows of the population table
     "How many buckets a build of `entities` entities gets."
     return max(1, math.ceil(entities / load_config(home=home).compute.bucket_entities))
 
-# %% ../nbs/02_data.ipynb #0a6b9366
+# %% ../nbs/02_data.ipynb #0f8813d5
 PART_ROWS = 1_000_000
+HASH_RANGES = 16           # row hashes are spilled in 16 ranges of value (their top 4 bits) and sorted one range at a time
+
+def row_hashes(df: pd.DataFrame,  # rows
+              ) -> np.ndarray:
+    "Each row's 64-bit hash (of its values and dtypes, not its index)."
+    rows = np.empty(len(df), dtype=np.uint64)
+    for lo in range(0, len(df), PART_ROWS):          # in slices: hashing allocates several arrays per column
+        rows[lo: lo + PART_ROWS] = pd.util.hash_pandas_object(df.iloc[lo: lo + PART_ROWS], index=False).to_numpy()
+    return rows
+
+def _schema_hash(dtypes: dict):
+    return hashlib.sha256(json.dumps([[c, t] for c, t in dtypes.items()]).encode())
 
 def content_hash(df: pd.DataFrame,  # the table's rows
                 ) -> str:
     "Hash of the logical content: column names and dtypes plus the multiset of rows (order-independent)."
-    h = hashlib.sha256(json.dumps([[c, str(t)] for c, t in df.dtypes.items()]).encode())
-    rows = np.empty(len(df), dtype=np.uint64)
-    for lo in range(0, len(df), PART_ROWS):          # in slices: hashing allocates several arrays per column
-        rows[lo: lo + PART_ROWS] = pd.util.hash_pandas_object(df.iloc[lo: lo + PART_ROWS], index=False).to_numpy()
-    rows.sort()
+    h = _schema_hash({c: str(t) for c, t in df.dtypes.items()})
+    rows = row_hashes(df); rows.sort()
     h.update(rows.tobytes())
     return h.hexdigest()
 
-# %% ../nbs/02_data.ipynb #d50c88fb
+# %% ../nbs/02_data.ipynb #f608df55
+def spill_hashes(folder,              # where the ranges go (one file per range and bucket)
+                 bucket: int,         # the bucket the rows belong to
+                 rows: np.ndarray,    # its row hashes (`row_hashes`)
+                ) -> None:
+    "Write a bucket's row hashes cut into `HASH_RANGES` ranges of value."
+    r = (rows >> np.uint64(64 - 4)).astype(np.int64)
+    order = np.argsort(r, kind="stable"); cuts = np.searchsorted(r[order], np.arange(HASH_RANGES + 1))
+    for i in range(HASH_RANGES): np.save(Path(folder) / f"{i:02d}-{bucket:05d}.npy", rows[order[cuts[i]: cuts[i + 1]]])
+
+def spilled_hash(folder,          # what `spill_hashes` wrote for every bucket of a table
+                 dtypes: dict,    # the table's column -> dtype (text)
+                ) -> str:
+    "`content_hash` of a table from its spilled row hashes, one range in memory at a time: ranges are ordered, so sorting each sorts all."
+    h = _schema_hash(dtypes)
+    for i in range(HASH_RANGES):
+        files = sorted(Path(folder).glob(f"{i:02d}-*.npy"))
+        rows = np.concatenate([np.load(f) for f in files]) if files else np.empty(0, dtype=np.uint64)
+        rows.sort(); h.update(rows.tobytes())
+    return h.hexdigest()
+
+# %% ../nbs/02_data.ipynb #928b4eae
+def stats_part(df: pd.DataFrame,  # rows (a whole table or one bucket)
+              ) -> dict:
+    "Per-column summaries that add up across buckets: nulls; count, min, max, sum and squared deviations of numbers; time range; value counts."
+    out = {}
+    for c in df.columns:
+        s = df[c]; v = s.dropna(); st = {"dtype": str(s.dtype), "nulls": int(s.isna().sum()), "n": len(v)}
+        if pd.api.types.is_numeric_dtype(s) and len(v):
+            x = v.to_numpy(dtype="float64"); total = x.sum()
+            st |= {"min": float(x.min()), "max": float(x.max()), "sum": float(total), "m2": float(((x - total / len(x)) ** 2).sum())}
+        elif pd.api.types.is_datetime64_any_dtype(s) and len(v): st |= {"min": v.min(), "max": v.max()}
+        elif len(v): st["counts"] = v.value_counts()
+        out[c] = st
+    return out
+
+def merge_stats(parts: list[dict],  # `stats_part` of each bucket
+               ) -> dict:
+    "The manifest's per-column statistics (JSON-ready) from the buckets' summaries."
+    out = {}
+    for c in parts[0]:
+        ps = [p[c] for p in parts]; full = [p for p in ps if p["n"]]
+        st = {"dtype": ps[0]["dtype"], "nulls": sum(p["nulls"] for p in ps)}
+        if full and "sum" in full[0]:
+            n = sum(p["n"] for p in full); mean = sum(p["sum"] for p in full) / n
+            m2 = sum(p["m2"] + p["n"] * (p["sum"] / p["n"] - mean) ** 2 for p in full)   # Chan et al.'s pairwise update
+            st |= {"min": min(p["min"] for p in full), "max": max(p["max"] for p in full), "mean": mean, "std": math.sqrt(m2 / (n - 1)) if n > 1 else 0.0}
+        elif full and "counts" not in full[0]:
+            st |= {"min": min(p["min"] for p in full).isoformat(), "max": max(p["max"] for p in full).isoformat()}
+        elif full:
+            vc = pd.concat([p["counts"] for p in full]).groupby(level=0, sort=False).sum().sort_values(ascending=False, kind="stable")
+            st |= {"distinct": int(len(vc)), "top": {str(k): int(k_n) for k, k_n in vc.head(10).items()}}
+        out[c] = st
+    return out
+
 def column_stats(df: pd.DataFrame,  # the table's rows
                 ) -> dict:
     "Per-column statistics for the manifest (JSON-ready)."
-    out = {}
-    for c in df.columns:
-        s = df[c]; st = {"dtype": str(s.dtype), "nulls": int(s.isna().sum())}
-        v = s.dropna()
-        if pd.api.types.is_numeric_dtype(s) and len(v):
-            st |= {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()), "std": float(v.std()) if len(v) > 1 else 0.0}
-        elif pd.api.types.is_datetime64_any_dtype(s) and len(v):
-            st |= {"min": v.min().isoformat(), "max": v.max().isoformat()}
-        elif len(v):
-            vc = v.value_counts()
-            st |= {"distinct": int(len(vc)), "top": {str(k): int(n) for k, n in vc.head(10).items()}}
-        out[c] = st
-    return out
+    return merge_stats([stats_part(df)])
 
 # %% ../nbs/02_data.ipynb #120e74e4
 def _fault(point: str):
@@ -579,9 +784,9 @@ def to_arrow(df: pd.DataFrame,  # the rows to convert
         else: cols[c] = pa.Array.from_pandas(s)
     return pa.table(cols)
 
-# %% ../nbs/02_data.ipynb #be351dea
+# %% ../nbs/02_data.ipynb #2920d372
 def _write_bucket(folder: str, bucket: int, df: pd.DataFrame) -> list[str]:
-    "Write one bucket's rows as parquet parts under `folder/bucket=NNN/` (a task); return their paths relative to `folder`."
+    "Write one bucket's rows as parquet parts under `folder/bucket=NNN/`; return their paths relative to `folder`."
     sub = f"bucket={bucket:03d}"
     (Path(folder) / sub).mkdir(parents=True, exist_ok=True)
     parts = []
@@ -591,14 +796,64 @@ def _write_bucket(folder: str, bucket: int, df: pd.DataFrame) -> list[str]:
         _fault("load-after-part")
     return parts
 
-def _write_parts(tmp: Path, df: pd.DataFrame, key: str | None, buckets: int, client) -> dict:
-    "Write `df`'s buckets into `tmp` (one task each); the manifest's fields that describe them."
-    key = key if key in df.columns else None
-    pieces = split_buckets(df, key, buckets) if key else [df]
-    parts = run_tasks(client, _write_bucket, [(str(tmp), b, piece) for b, piece in enumerate(pieces)])
-    return {"parts": [p for ps in parts for p in ps], "buckets": len(parts), "bucket_key": key, "bucket_parts": parts}
+def spill(df: pd.DataFrame,      # a chunk of a table's rows
+          folder,                # the table's spill folder
+          key: str | None,       # the entity key (None: one bucket)
+          buckets: int,          # the bucket count
+          chunk: int,            # the chunk's number (the first one leaves a file in every bucket, empty or not)
+         ) -> None:
+    "Cut a chunk into its buckets and keep each piece on disk (`folder/NNNNN/chunk.pkl`) until its bucket is written."
+    for b, piece in enumerate(split_buckets(df, key, buckets) if key else [df]):
+        if not len(piece) and chunk: continue
+        d = Path(folder) / f"{b:05d}"; d.mkdir(parents=True, exist_ok=True)
+        piece.to_pickle(d / f"{chunk:06d}.pkl")
 
-# %% ../nbs/02_data.ipynb #0600f11e
+# %% ../nbs/02_data.ipynb #57cc48bc
+def _finish_bucket(folder: str, out: str, bucket: int, spec: dict) -> dict:
+    "One bucket of a table (a task): its spilled chunks read and settled, its parts written, its checks, statistics and row hashes."
+    df = pd.concat([pd.read_pickle(f) for f in sorted((Path(folder) / f"{bucket:05d}").glob("*.pkl"))], ignore_index=True)
+    rep, t = {"filled": {}, "capped": {}}, spec.get("t")
+    if t is not None: df = settle(df, t, spec["rules"], rep, spec["keep_float"], spec["sort"])
+    spill_hashes(Path(folder) / "hashes", bucket, row_hashes(df))
+    return {"parts": _write_bucket(out, bucket, df), "rows": len(df), "stats": stats_part(df), "report": rep,
+            "checks": table_checks(df, t, spec.get("entity"), whole=False) if t is not None else None}
+
+def _write_spilled(home, table: str, folder: Path, key: str | None, buckets: int, spec: dict, client) -> tuple[Path, dict, list]:
+    "Write a spilled table's buckets (one task each) into a hidden folder beside its versions: (that folder, manifest, bucket summaries)."
+    tdir = Paths(home).data / table; tdir.mkdir(parents=True, exist_ok=True)
+    tmp = tdir / f".tmp-{uuid.uuid4().hex[:12]}"; tmp.mkdir()
+    try:
+        (folder / "hashes").mkdir(exist_ok=True)
+        done = run_tasks(client, _finish_bucket, [(str(folder), str(tmp), b, spec) for b in range(buckets)])
+        dtypes = {c: st["dtype"] for c, st in done[0]["stats"].items()}
+        if any({c: st["dtype"] for c, st in d["stats"].items()} != dtypes for d in done):
+            raise DataError(f"table {table!r}: buckets were written with different dtypes")
+        full = spilled_hash(folder / "hashes", dtypes)
+        parts = [d["parts"] for d in done]
+        manifest = {"table": table, "version": full[:16], "hash": full, "rows": sum(d["rows"] for d in done),
+                    "schema": [{"name": c, "dtype": t} for c, t in dtypes.items()], "stats": merge_stats([d["stats"] for d in done]),
+                    "parts": [p for ps in parts for p in ps], "buckets": buckets, "bucket_key": key, "bucket_parts": parts,
+                    "created": datetime.now(timezone.utc).isoformat()}
+    except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+    return tmp, manifest, done
+
+def _publish(tmp: Path, manifest: dict) -> tuple[str, dict, bool]:
+    "Rename a written version into place (a version already there is kept, `tmp` dropped): (version, manifest, created_now)."
+    dest = tmp.parent / manifest["version"]
+    if not (dest / "manifest.json").exists():
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        try: os.rename(tmp, dest); return manifest["version"], manifest, True
+        except OSError:
+            if not (dest / "manifest.json").exists(): raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return manifest["version"], json.loads((dest / "manifest.json").read_text()), False
+
+# %% ../nbs/02_data.ipynb #68e0e10f
+def _spill_folder(home) -> Path:
+    "A fresh hidden folder for a build's spilled chunks (removed when the build ends)."
+    d = Paths(home).data / f".spill-{uuid.uuid4().hex[:12]}"; d.mkdir(parents=True)
+    return d
+
 def write_version(home,                      # churnops home (default $CHURNOPS_HOME or ./churnops_home)
                   table: str,                # the table's name
                   df: pd.DataFrame,          # its rows
@@ -608,25 +863,13 @@ def write_version(home,                      # churnops home (default $CHURNOPS_
                   client=None,               # compute client (default `compute.get_client(home)`)
                  ) -> tuple[str, dict, bool]:
     "Write `df` as an immutable version of `table`, bucketed by `key`; return (version, manifest, created_now)."
-    full = content_hash(df); version = full[:16]
-    tdir = Paths(home).data / table; dest = tdir / version
-    if (dest / "manifest.json").exists(): return version, json.loads((dest / "manifest.json").read_text()), False
-    tdir.mkdir(parents=True, exist_ok=True)
-    tmp = tdir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    key = key if key in df.columns else None
+    folder = _spill_folder(home)
     try:
-        layout = _write_parts(tmp, df, key, buckets, client or get_client(home))
-        manifest = {"table": table, "version": version, "hash": full, "rows": len(df),
-                    "schema": [{"name": c, "dtype": str(t)} for c, t in df.dtypes.items()],
-                    "stats": column_stats(df), **layout, "created": datetime.now(timezone.utc).isoformat()} | (meta or {})
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        try: os.rename(tmp, dest)
-        except OSError:
-            if (dest / "manifest.json").exists(): shutil.rmtree(tmp, ignore_errors=True); return version, json.loads((dest / "manifest.json").read_text()), False
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return version, manifest, True
+        spill(df, folder, key, buckets if key else 1, 0)
+        tmp, manifest, _ = _write_spilled(home, table, folder, key, buckets if key else 1, {}, client or get_client(home))
+        return _publish(tmp, manifest | (meta or {}))
+    finally: shutil.rmtree(folder, ignore_errors=True)
 
 # %% ../nbs/02_data.ipynb #f34d933c
 @dataclass
@@ -662,42 +905,61 @@ def source_urls(decl: Declaration,            # the declaration
     over = {"sql": db_url, "lake": lake_url, "api": api_url}
     return {n: str(over[s.kind]) if over[s.kind] else source_url(s, home) for n, s in decl.sources.items()}
 
-# %% ../nbs/02_data.ipynb #adb683bb
+# %% ../nbs/02_data.ipynb #b0f8e68b
 def _describe(kind: str, url: str) -> str:
     if kind == "sql": return safe_url(url)
     return f"in-process API {url}" if url.startswith("python:") else url
 
-def extract_table(decl: Declaration,                # the declaration
-                  name: str,                        # the table to extract
-                  url: str,                         # its source's URL (from `source_urls`)
-                  home=None,                        # the home (an on-demand API is given it)
-                  start_date=None,                  # start of an event table's window (inclusive; None: unbounded)
-                  end_date=None,                    # end of the window (exclusive; None: unbounded)
-                  api_options: dict | None = None,  # extra arguments of `extract_api` (timeout, retries, backoff, page_size)
-                  progress: bool = False,           # show progress bars
-                 ) -> pd.DataFrame:
-    "The raw rows of one declared table from its source."
+def _api_chunks(url: str, path: str, opts: dict, home, rows: int):
+    "An API's records as frames of about `rows` rows (an on-demand API started around it)."
+    if url.startswith("python:"):
+        with _launch(url)(home) as base: yield from _api_chunks(base, path, opts, home, rows); return
+    buf, given = [], False
+    for page in api_pages(url, path, **opts):
+        buf.extend(page)
+        if len(buf) >= rows: yield pd.DataFrame(buf); buf, given = [], True
+    if buf or not given: yield pd.DataFrame(buf)
+
+def table_chunks(decl: Declaration,                # the declaration
+                 name: str,                        # the table to extract
+                 url: str,                         # its source's URL (from `source_urls`)
+                 home=None,                        # the home (an on-demand API is given it)
+                 start_date=None,                  # start of an event table's window (inclusive; None: unbounded)
+                 end_date=None,                    # end of the window (exclusive; None: unbounded)
+                 api_options: dict | None = None,  # extra arguments of `api_pages` (timeout, retries, backoff, page_size)
+                 progress: bool = False,           # show progress bars
+                 rows: int = CHUNK_ROWS,           # rows per frame
+                ):
+    "The raw rows of one declared table from its source, as frames of about `rows` rows."
     t, src = decl.tables[name], decl.sources[decl.tables[name].source]
     lo, hi = (start_date, end_date) if t.time else (None, None)
-    if src.kind == "sql": return extract_sql(url, t.query, lo, hi, t.timezone, name, list(t.columns))
+    if src.kind == "sql": return sql_chunks(url, t.query, lo, hi, t.timezone, name, list(t.columns), rows)
     if src.kind == "lake":
-        return extract_lake(url.rstrip("/") + ("/" + t.path.strip("/") if t.path else ""), src.partition, lo, hi, fmt=src.format, progress=progress)
+        return lake_chunks(url.rstrip("/") + ("/" + t.path.strip("/") if t.path else ""), src.partition, lo, hi, fmt=src.format, progress=progress, rows=rows)
     opts = {"items": src.items, "next": src.next, "page_size": src.page_size} | (api_options or {})
-    if url.startswith("python:"):
-        with _launch(url)(home) as base: return extract_api(base, t.path or "", **opts)
-    return extract_api(url, t.path or "", **opts)
+    return _api_chunks(url, t.path or "", opts, home, rows)
 
-# %% ../nbs/02_data.ipynb #65617a54
-def check_requirements(tables: dict[str, pd.DataFrame],  # the built tables
-                       decl: Declaration,                # their declaration
-                       min_samples: int,                 # customers required in the population
-                       history_days: float,              # days of events required
+def extract_table(decl: Declaration,  # the declaration
+                  name: str,          # the table to extract
+                  url: str,           # its source's URL (from `source_urls`)
+                  home=None,          # the home (an on-demand API is given it)
+                  *args, **kw,        # `table_chunks`' window, api_options and progress
+                 ) -> pd.DataFrame:
+    "The raw rows of one declared table from its source (`table_chunks` put together)."
+    return pd.concat(list(table_chunks(decl, name, url, home, *args, **kw)), ignore_index=True)
+
+# %% ../nbs/02_data.ipynb #be90fb2f
+def check_requirements(manifests: dict[str, dict],  # table -> its version's manifest (rows, stats)
+                       decl: Declaration,           # their declaration
+                       min_samples: int,            # customers required in the population
+                       history_days: float,         # days of events required
                       ) -> list[dict]:
-    "The data requirements the tables fall short of: requirement, observed, expected."
-    out, pop = [], len(tables[decl.population.table])
+    "The data requirements the built tables fall short of: requirement, observed, expected."
+    out, pop = [], manifests[decl.population.table]["rows"]
     if pop < min_samples:
         out.append({"requirement": "data_requirements.min_samples", "observed": f"{pop} rows in {decl.population.table}", "expected": f">= {min_samples}"})
-    times = [(df[t.time].min(), df[t.time].max()) for n, df in tables.items() if (t := decl.tables[n]).time and len(df)]
+    times = [(pd.Timestamp(st["min"]), pd.Timestamp(st["max"])) for n, m in manifests.items()
+             if (t := decl.tables[n]).time and "min" in (st := m["stats"][t.time])]
     span = (max(h for _, h in times) - min(l for l, _ in times)).total_seconds() / 86400 if times else 0.0
     if span < history_days:
         out.append({"requirement": "data_requirements.history_days", "observed": f"{span:.1f} days of events", "expected": f">= {history_days:g} days"})
@@ -716,39 +978,86 @@ def _incremental(home, decl: Declaration, since) -> tuple[dict | None, Any]:
         return prev, (newest.normalize() + pd.Timedelta(days=1)).date().isoformat()
     return prev, since
 
-# %% ../nbs/02_data.ipynb #15367158
-def _transform_all(home, decl: Declaration, raw: dict, prev, since, window, fit_until, bar) -> dict:
-    "Transform every table, the population first (its ids find the orphans); an incremental build adds the kept old rows."
-    out, ids, entity = {}, None, decl.entity.key
-    for name in raw:
-        t = decl.tables[name]; rules = old = None
-        bar.set_postfix_str(f"transform {name}")
-        if prev is not None and t.time and name in prev["tables"]:
-            rules = _manifest(home, name, prev["tables"][name]).get("rules")
-            old = load_table(home, name, prev["tables"][name])
-            old = old[old[t.time] < _utc(since)]
-        df, rep = transform(raw[name], t, name, entity, ids, rules, fit_until, window if t.time else (None, None), consume=True)
-        raw[name] = None
-        if old is not None:
-            df = pd.concat([old, df], ignore_index=True).sort_values([c for c in (*t.key, t.time, entity) if c in df][:2], kind="stable").reset_index(drop=True)
-            rep["rows_kept_from_previous"] = len(old); rep["rows_out"] = len(df)
-        if name == decl.population.table: ids = df[entity].to_numpy() if entity in df else None
-        out[name] = (df, rep); bar.update()
+# %% ../nbs/02_data.ipynb #670f030a
+def _read_part(d: Path, part: str, schema: list[dict]) -> pd.DataFrame:
+    "One parquet part of a version, in the manifest's dtypes."
+    df = pq.read_table(d / part).to_pandas()
+    for c in schema:
+        if str(df[c["name"]].dtype) != c["dtype"]: df[c["name"]] = df[c["name"]].astype(c["dtype"])
+    return df
+
+def _kept_rows(home, table: str, version: str, t: Table, since):
+    "The previous version's rows before `since`, one part at a time (what an incremental build keeps)."
+    d = _version_dir(home, table, version); m = json.loads((d / "manifest.json").read_text())
+    for p in m["parts"]:
+        df = _read_part(d, p, m["schema"])
+        yield df[df[t.time] < _utc(since)]
+
+# %% ../nbs/02_data.ipynb #7252a996
+def _extract_pass(chunks, t: Table, rep: dict, entity, ids, window, fit_until, keep) -> dict:
+    """Pass 1 over a table: prepare each chunk (steps 1 to 5), count the fitted columns' values, hand it to `keep`.
+    Returns the value counts, the columns seen, those with nulls left, and whether the rows came sorted."""
+    order = row_order(t, entity, t.columns); out = {"counts": {}, "present": set(), "nulls": set(), "sorted": True}; last = None
+    for raw in chunks:
+        out["present"] |= set(raw.columns)
+        df = _prepare(raw, t, rep, entity, ids, window, consume=True); del raw
+        value_counts(df, t, fit_until, out["counts"])
+        out["nulls"] |= {c for c in df.columns if df[c].hasnans}
+        if order and len(df):
+            first, col = df[order[0]].iloc[0], df[order[0]]
+            out["sorted"] &= bool(col.is_monotonic_increasing and (last is None or first >= last)); last = col.iloc[-1]
+        keep(df)
+    rep["missing_columns"] = [c for c in rep["missing_columns"] if c not in out["present"]]
     return out
 
-# %% ../nbs/02_data.ipynb #97d1a748
-def _load(home, decl: Declaration, out: dict, described: dict, params: dict, shortfalls: list, client=None) -> DataBuild:
-    "Write each table's version (bucketed by entity) and the build record."
-    paths, key = Paths(home), decl.entity.key
-    n = bucket_count(len(out[decl.population.table][0]), home)
-    tables, hashes, new = {}, {}, []
-    for name, (df, rep) in out.items():
-        src = decl.tables[name].source
-        meta = {"sources": {src: described[src]}, "params": params,
-                "rules": rep["rules"], "rules_fit": "exact (medians and quartiles over every row)",
-                "order": row_order(decl.tables[name], key, df.columns), "transform_report": {k: v for k, v in rep.items() if k != "rules"}}
-        v, m, created = write_version(home, name, df, meta, key=key, buckets=n, client=client)
-        tables[name], hashes[name] = v, m["hash"]
+# %% ../nbs/02_data.ipynb #585d1a32
+def _build_table(home, decl: Declaration, name: str, url: str, root: Path, buckets: int | None, ids, prev, since, window,
+                 fit_until, max_null_ratio: float, meta: dict, api_options, client, progress: bool) -> dict:
+    """One table, chunk by chunk: extract and prepare (pass 1, spilled by bucket), fit its rules from value counts, then settle,
+    check and write each bucket into a hidden folder (pass 2). `buckets` None: the population, held whole to count them."""
+    t, entity = decl.tables[name], decl.entity.key
+    key, folder, rep, chunk, held = (entity if entity in t.columns else None), root / name, _report(name), itertools.count(), []
+    keep = held.append if buckets is None else (lambda df: spill(df, folder, key, buckets if key else 1, next(chunk)))
+    incremental = prev is not None and t.time and name in prev["tables"]
+    rules, kept, kept_nulls = (_manifest(home, name, prev["tables"][name]).get("rules") if incremental else None), 0, set()
+    for df in _kept_rows(home, name, prev["tables"][name], t, since) if incremental else []:
+        kept += len(df); kept_nulls |= {c for c in df.columns if df[c].hasnans}; keep(df)
+    chunks = table_chunks(decl, name, url, home, *window, api_options, progress)
+    p = _extract_pass(chunks, t, rep, entity, ids, window if t.time else (None, None), fit_until, keep)
+    if buckets is None:
+        pop = pd.concat(held, ignore_index=True); buckets = bucket_count(len(pop), home); held.clear()
+        ids = pop[entity].to_numpy() if entity in pop else None; spill(pop, folder, key, buckets if key else 1, 0); del pop
+    if rules is None: rules = rules_from_counts(p["counts"], t)
+    filled = {c for c, how in t.rules.fill.items() if (rules["median"].get(c) if how == "median" else how) is not None}
+    spec = {"t": t, "rules": rules, "entity": entity, "keep_float": {c for c in p["nulls"] | kept_nulls if table_dtypes(t)[c] == "int64" and c not in filled},
+            "sort": [c for c in (*t.key, t.time, entity) if c in t.columns][:2] if incremental
+                    else (order if (order := row_order(t, entity, t.columns)) and not p["sorted"] else None)}
+    tmp, manifest, done = _write_spilled(home, name, folder, key, buckets if key else 1, spec, client)
+    shutil.rmtree(folder, ignore_errors=True)
+    for d in done:
+        for k in ("filled", "capped"): rep[k] = {c: rep[k].get(c, 0) + d["report"][k].get(c, 0) for c in (*rep[k], *d["report"][k])}
+    rep["rows_out"] = manifest["rows"]
+    if incremental: rep["rows_kept_from_previous"] = kept
+    manifest |= meta | {"rules": rules, "rules_fit": "exact (medians and quartiles from value counts over every row)",
+                        "order": row_order(t, entity, t.columns), "transform_report": dict(rep)}
+    rep["rules"] = rules
+    return {"report": rep, "fails": failures(merge_checks([d["checks"] for d in done]), t, rep, max_null_ratio, name, entity),
+            "tmp": tmp, "manifest": manifest, "buckets": buckets, "ids": ids}
+
+# %% ../nbs/02_data.ipynb #fe794904
+def _discard(home, names, built: dict) -> None:
+    "Remove what a failed build wrote: its tables' hidden folders, and the tables' folders when nothing else is in them."
+    for b in built.values(): shutil.rmtree(b["tmp"], ignore_errors=True)
+    for name in names:
+        try: (Paths(home).data / name).rmdir()
+        except OSError: pass
+
+def _record_build(home, decl: Declaration, built: dict, described: dict, params: dict, shortfalls: list, n: int) -> DataBuild:
+    "Rename each table's version into place and write the build record."
+    paths, tables, hashes, new = Paths(home), {}, {}, []
+    for name, b in built.items():
+        tables[name], m, created = _publish(b["tmp"], b["manifest"])
+        hashes[name] = m["hash"]
         if created: new.append(name)
     build_id = hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()[:16]
     created = datetime.now(timezone.utc).isoformat()
@@ -759,9 +1068,9 @@ def _load(home, decl: Declaration, out: dict, described: dict, params: dict, sho
     if not rec_path.exists(): write_json_atomic(rec_path, record)
     else: record["created"] = json.loads(rec_path.read_text())["created"]; created = record["created"]
     write_json_atomic(paths.data / "latest.json", record)
-    return DataBuild(build_id, tables, created, rec_path, {k: r for k, (_, r) in out.items()}, new, hashes, shortfalls)
+    return DataBuild(build_id, tables, created, rec_path, {k: b["report"] for k, b in built.items()}, new, hashes, shortfalls)
 
-# %% ../nbs/02_data.ipynb #b866b12d
+# %% ../nbs/02_data.ipynb #5bd28cad
 def build(home=None,                       # churnops home
           db_url: str | None = None,       # replaces the URL of every declared sql source
           lake_url: str | None = None,     # replaces the URL of every declared lake source
@@ -771,12 +1080,12 @@ def build(home=None,                       # churnops home
           since=None,                      # incremental: a date, or "auto" (after the latest version's newest event)
           fit_until=None,                  # fit outlier/median rules on events before this date only
           max_null_ratio: float | None = None,  # default: config data_requirements.max_null_ratio
-          api_options: dict | None = None,  # extra arguments of `extract_api` (timeout, retries, backoff, page_size)
+          api_options: dict | None = None,  # extra arguments of `api_pages` (timeout, retries, backoff, page_size)
           quiet: bool = True,              # no progress bars
           declaration: Declaration | str | os.PathLike | None = None,  # default: the home's (`load_declaration`)
           requirements: str = "warn",      # data requirements not met: "error" stops the build, "warn" warns, "off"
          ) -> DataBuild:
-    "Extract, transform, validate and load every declared table; return the build record."
+    "Extract, transform, validate and load every declared table, chunk by chunk and bucket by bucket; return the build record."
     from tqdm.auto import tqdm
     if since is not None and latest_build(home) is None:
         raise DataError("incremental build (since=...) needs a previous build; run a full build first")
@@ -787,23 +1096,31 @@ def build(home=None,                       # churnops home
     lo = since if since is not None else start_date
     urls = source_urls(decl, home, db_url, lake_url, api_url)
     order = [decl.population.table, *[n for n in decl.tables if n != decl.population.table]]
-    bar = tqdm(total=len(order) * 2 + 1, desc="data build", disable=quiet)
-    raw = {}
-    for name in order:
-        bar.set_postfix_str(f"extract {name}")
-        raw[name] = extract_table(decl, name, urls[decl.tables[name].source], home, lo, end_date, api_options, not quiet); bar.update()
-    out = _transform_all(home, decl, raw, prev, since, (lo, end_date), fit_until, bar)
-    check(out, decl, max_null_ratio)
-    shortfalls = [] if requirements == "off" else check_requirements({n: df for n, (df, _) in out.items()}, decl,
-                                                                    cfg.data_requirements.min_samples, cfg.data_requirements.history_days)
-    if shortfalls and requirements == "error": raise RequirementsNotMet(shortfalls)
-    if shortfalls: warnings.warn(str(RequirementsNotMet(shortfalls)), stacklevel=2)
-    bar.set_postfix_str("load")
     params = {"start_date": str(start_date) if start_date else None, "end_date": str(end_date) if end_date else None,
               "since": str(since) if since else None, "fit_until": str(fit_until) if fit_until else None,
               "max_null_ratio": max_null_ratio}
     described = {n: _describe(s.kind, urls[n]) for n, s in decl.sources.items()}
-    b = _load(home, decl, out, described, params, shortfalls, get_client(home))
+    bar = tqdm(total=len(order) * 2 + 1, desc="data build", disable=quiet)
+    built, n, ids, root, client = {}, None, None, _spill_folder(home), get_client(home)
+    try:
+        for name in order:
+            bar.set_postfix_str(name)
+            built[name] = b = _build_table(home, decl, name, urls[decl.tables[name].source], root, n, ids, prev, since, (lo, end_date), fit_until,
+                                           max_null_ratio, {"sources": {(s := decl.tables[name].source): described[s]}, "params": params}, api_options, client, not quiet)
+            n, ids = b["buckets"], b["ids"]; bar.update(2)
+        fails = [f for b in built.values() for f in b["fails"]]
+        if fails: raise ValidationFailed(fails)
+        shortfalls = [] if requirements == "off" else check_requirements({k: b["manifest"] for k, b in built.items()}, decl,
+                                                                        cfg.data_requirements.min_samples, cfg.data_requirements.history_days)
+        if shortfalls and requirements == "error": raise RequirementsNotMet(shortfalls)
+    except BaseException: _discard(home, order, built); raise
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        try: root.parent.rmdir()                  # a failed first build leaves no data folder
+        except OSError: pass
+    if shortfalls: warnings.warn(str(RequirementsNotMet(shortfalls)), stacklevel=2)
+    bar.set_postfix_str("load")
+    b = _record_build(home, decl, built, described, params, shortfalls, n)
     bar.update(); bar.close()
     return b
 
@@ -865,9 +1182,9 @@ def load_table(home=None,                  # churnops home
     if "bucket_parts" not in m and buckets is not None:
         raise DataError(f"table {table!r} version {m['version']} was written before data versions were bucketed: rebuild it to read buckets")
     files, select = _bucket_files(m, buckets, of)
-    df = pd.concat([pq.read_table(d / p).to_pandas() for p in files], ignore_index=True) if files else pd.DataFrame({c["name"]: [] for c in m["schema"]})
-    for c in m["schema"]:
-        if str(df[c["name"]].dtype) != c["dtype"]: df[c["name"]] = df[c["name"]].astype(c["dtype"])
+    df = pd.concat([_read_part(d, p, m["schema"]) for p in files], ignore_index=True) if files else pd.DataFrame({c["name"]: [] for c in m["schema"]})
+    if not files:
+        for c in m["schema"]: df[c["name"]] = df[c["name"]].astype(c["dtype"])
     if select: df = df[np.isin(bucket_of(df[m["bucket_key"]].to_numpy(), of), list(buckets))].reset_index(drop=True)
     if len(files) > 1 and m.get("buckets", 1) > 1 and m.get("order"): df = df.sort_values(m["order"], kind="stable", ignore_index=True)
     return df
