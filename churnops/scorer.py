@@ -84,6 +84,20 @@ def _distinct(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         if col.dtype == object: codes[miss & np.equal(col.to_numpy(), None)] = len(uniques) + 1
     return codes, values
 
+# %% ../nbs/08a_scorer.ipynb #99878c8b
+def _is_missing_value(v) -> bool: return v is None or v is pd.NA or (isinstance(v, float) and v != v)
+
+def _category_codes(cats: np.ndarray,   # a fitted column's categories
+                    small: int = 64,    # blocks up to this many rows look values up in a dictionary
+                   ) -> callable:
+    "`_codes` against fixed categories, the lookup built once: a dictionary for small blocks, one hash pass for large."
+    lookup = {c: i for i, c in enumerate(cats) if not _is_missing_value(c)}
+    miss = next((i for i, c in enumerate(cats) if _is_missing_value(c)), -1)
+    def codes(col: np.ndarray) -> np.ndarray:
+        if len(col) > small: return _codes(col, cats)
+        return np.fromiter((miss if _is_missing_value(v) else lookup.get(v, -1) for v in col), dtype=np.intp, count=len(col))
+    return codes
+
 # %% ../nbs/08a_scorer.ipynb #46dedbdd
 def _onehot_widths(t) -> list[int]:
     "Encoded columns of each input column of a fitted `OneHotEncoder` (infrequent categories share one)."
@@ -97,10 +111,11 @@ def _compile_onehot(t) -> callable:
     infreq = getattr(t, "_infrequent_indices", None) or [None] * len(t.categories_)
     widths = _onehot_widths(t)
     grouped = t.handle_unknown in ("infrequent_if_exist", "warn")
+    coders = [_category_codes(cats) for cats in t.categories_]
     def onehot(B):
         out = np.zeros((B.shape[0], sum(widths)))
         for j, (cats, m, inf, w0) in enumerate(zip(t.categories_, maps, infreq, np.cumsum([0] + widths[:-1]))):
-            c = _codes(B[:, j], cats)
+            c = coders[j](B[:, j])
             if t.handle_unknown == "error" and (c < 0).any(): raise ValueError(f"unknown categories in column {j} of OneHotEncoder")
             if m is not None:
                 c = np.where(c >= 0, m[np.maximum(c, 0)], m[inf[0]] if grouped and inf is not None else -1)
@@ -115,12 +130,13 @@ def _compile_ordinal(t) -> callable:
     if getattr(t, "_infrequent_enabled", False): raise _Unsupported("OrdinalEncoder infrequent categories")
     unknown = t.unknown_value if t.handle_unknown == "use_encoded_value" else np.nan
     missing = t.encoded_missing_value
-    def code(col, cats):
-        c = _codes(col, cats).astype(np.float64)
+    coders = [_category_codes(cats) for cats in t.categories_]
+    def code(col, cats, coder):
+        c = coder(col).astype(np.float64)
         c[c < 0] = unknown
         if not any(_is_missing(x) for x in cats): c[pd.isna(col)] = missing
         return c
-    return lambda B: np.column_stack([code(B[:, j], cats) for j, cats in enumerate(t.categories_)]).reshape(B.shape[0], -1)
+    return lambda B: np.column_stack([code(B[:, j], cats, coders[j]) for j, cats in enumerate(t.categories_)]).reshape(B.shape[0], -1)
 
 # %% ../nbs/08a_scorer.ipynb #61c803de
 def _compile_pipeline(t) -> callable:
